@@ -1,0 +1,92 @@
+/* Block devices and per-thread channels.
+ *
+ * A `struct bdev` describes a device (a file opened with an engine, or the
+ * null device). It is immutable after open and may be shared by threads.
+ * Each thread doing I/O creates its own `struct bdev_channel`: its own file
+ * descriptor and, for io_uring, its own ring. Channels are single-threaded.
+ *
+ * Usage: queue operations with bdev_add_*, call bdev_submit() once per batch,
+ * then bdev_poll() for completions. Offsets and lengths are in 512-byte
+ * sectors; iovec buffers and the iovec arrays themselves must stay valid until
+ * the operation's completion has been returned by bdev_poll(). With O_DIRECT,
+ * every iovec base and length must be a multiple of 512 (the caller bounces
+ * otherwise; see bdev_iov_is_direct_aligned).
+ *
+ * Short transfers are continued by the engine; a completion's result is 0
+ * only when every byte was transferred, else a negative errno (-EIO when the
+ * file ended early). Adding never fails synchronously: a failure to queue is
+ * reported as a failed completion by the next bdev_poll(). */
+#ifndef UBIBLK_BDEV_H
+#define UBIBLK_BDEV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum bdev_engine { BDEV_ENGINE_IO_URING = 0, BDEV_ENGINE_SYNC, BDEV_ENGINE_NULL };
+
+struct bdev_file_options {
+	const char *path;
+	enum bdev_engine engine;
+	bool read_only;
+	bool direct;	    /* O_DIRECT (always on in production) */
+	bool write_through; /* O_SYNC; with io_uring a flush then completes at once */
+	uint32_t queue_depth; /* io_uring ring entries; power of two */
+};
+
+struct bdev;
+struct bdev_channel;
+
+struct bdev_completion {
+	uint64_t id;
+	int result; /* 0 or negative errno */
+};
+
+/* Opens (stats) the file: it must exist and its size must be a multiple of
+ * 512 (regular files and block devices). Returns 0 or -errno; on error a
+ * one-line explanation is written to err (which may be NULL). */
+int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, char *err,
+		   size_t err_len);
+/* A device with `sectors` sectors that completes everything at once without
+ * storage: reads leave buffers untouched (like fio's null engine and qemu's
+ * null-co with read-zeroes=off); writes, flushes and discards do nothing.
+ * A measuring tool. bdev_open_file with BDEV_ENGINE_NULL gives the same
+ * device sized like the file, without ever touching it. */
+int bdev_open_null(uint64_t sectors, struct bdev **out);
+void bdev_close(struct bdev *dev);
+
+uint64_t bdev_sector_count(const struct bdev *dev);
+/* Alignment bounce buffers should use for this device: max(4096, fs block size). */
+uint32_t bdev_buffer_alignment(const struct bdev *dev);
+bool bdev_is_read_only(const struct bdev *dev);
+
+/* depth: maximum operations in flight on this channel (ring size for io_uring). */
+int bdev_channel_create(struct bdev *dev, uint32_t depth, struct bdev_channel **out);
+void bdev_channel_destroy(struct bdev_channel *ch);
+
+void bdev_add_readv(struct bdev_channel *ch, uint64_t sector, const struct iovec *iov, int iovcnt,
+		    uint64_t id);
+void bdev_add_writev(struct bdev_channel *ch, uint64_t sector, const struct iovec *iov, int iovcnt,
+		     uint64_t id);
+void bdev_add_flush(struct bdev_channel *ch, uint64_t id);
+/* Deallocate (punch a hole); reads of the range return zeroes afterwards. */
+void bdev_add_discard(struct bdev_channel *ch, uint64_t sector, uint64_t count, uint64_t id);
+/* Make the range read as zeroes; `unmap` allows freeing the space. */
+void bdev_add_write_zeroes(struct bdev_channel *ch, uint64_t sector, uint64_t count, bool unmap,
+			   uint64_t id);
+
+/* Hand queued operations to the engine. Returns 0 or -errno. */
+int bdev_submit(struct bdev_channel *ch);
+/* Non-blocking: copy up to `max` completions into out; returns how many. */
+int bdev_poll(struct bdev_channel *ch, struct bdev_completion *out, int max);
+/* True while anything is queued, in flight, or completed but not yet polled. */
+bool bdev_busy(const struct bdev_channel *ch);
+/* An fd that becomes readable when completions may be waiting (for poll(2)
+ * or epoll); -1 for engines that complete inside bdev_add_* (then bdev_busy
+ * alone says whether to poll again). Reading it is the caller's job. */
+int bdev_completion_fd(const struct bdev_channel *ch);
+
+/* True when every iovec meets O_DIRECT alignment (512-byte base and length). */
+bool bdev_iov_is_direct_aligned(const struct iovec *iov, int iovcnt);
+
+#endif

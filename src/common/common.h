@@ -1,0 +1,59 @@
+/* Base utilities shared by every layer: logging, aligned buffers, checked
+ * arithmetic. Nothing here knows about disks, guests or configs. */
+#ifndef UBIBLK_COMMON_H
+#define UBIBLK_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SECTOR_SIZE	 512u
+#define SECTOR_SHIFT	 9u
+#define BUFFER_ALIGNMENT 4096u
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- logging ----
+ * One line per message on stderr: "[LEVEL] message". The level comes from the
+ * UBIBLK_LOG environment variable (error, warn, info, debug); default is info
+ * so operators see what the daemons are doing. Secrets never go to a log. */
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+void log_init(void);
+void log_set_level(enum log_level level);
+bool log_enabled(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_enabled(LOG_DEBUG))                                                        \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
+	} while (0)
+
+/* ---- buffers ----
+ * Zero-filled memory aligned to `alignment` (a power of two); NULL on failure.
+ * Free with buffer_free(). */
+void *buffer_alloc(size_t alignment, size_t size);
+void buffer_free(void *buf);
+/* Overwrite memory that held a secret so the compiler cannot elide it. */
+void secret_wipe(void *buf, size_t len);
+
+/* ---- checked arithmetic ---- */
+static inline bool u64_add_overflows(uint64_t a, uint64_t b, uint64_t *sum)
+{
+	return __builtin_add_overflow(a, b, sum);
+}
+
+static inline bool is_power_of_two(uint64_t v)
+{
+	return v != 0 && (v & (v - 1)) == 0;
+}
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+
+#endif

@@ -1,0 +1,116 @@
+/* Device configuration (YAML, ubiblk 0.4 format) and the key-encryption-key
+ * (KEK) file. Every field of the format is parsed and validated at load time;
+ * see docs/config.md. Errors are reported as one line naming the field. */
+#ifndef UBIBLK_CONFIG_H
+#define UBIBLK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DEVICE_ID_MAX_BYTES 20
+#define CONFIG_ERROR_MAX    512
+
+/* Byte string owned by its struct (secrets are wiped when freed). */
+struct bytes {
+	uint8_t *data;
+	size_t len;
+	bool present;
+};
+
+enum kek_method { KEK_METHOD_NONE = 0, KEK_METHOD_AES256_GCM };
+
+struct kek {
+	enum kek_method method;
+	struct bytes key;	  /* 32 bytes when used */
+	struct bytes init_vector; /* 12 bytes when used */
+	struct bytes auth_data;	  /* any length */
+};
+
+enum io_engine { IO_ENGINE_IO_URING = 0, IO_ENGINE_SYNC, IO_ENGINE_NULL };
+
+enum stripe_source_kind {
+	STRIPE_SOURCE_NONE = 0,
+	STRIPE_SOURCE_RAW,	/* stripe_source: {source: raw} or legacy image_path */
+	STRIPE_SOURCE_REMOTE,
+	STRIPE_SOURCE_ARCHIVE,
+};
+
+enum archive_store { ARCHIVE_STORE_FILESYSTEM = 0, ARCHIVE_STORE_S3 };
+
+struct remote_source_config {
+	char *address;
+	char *psk_identity;    /* NULL when absent */
+	struct bytes psk_secret; /* after KEK unwrapping */
+};
+
+struct archive_source_config {
+	enum archive_store store;
+	char *path;	/* filesystem */
+	char *bucket;	/* s3 */
+	char *prefix;	/* s3, optional */
+	char *endpoint; /* s3, optional */
+	char *region;	/* s3, optional */
+	char *profile;	/* s3, optional */
+	bool has_credentials;
+	char *access_key_id;	 /* s3 credentials, after KEK unwrapping (UTF-8) */
+	char *secret_access_key; /* s3 credentials, after KEK unwrapping (UTF-8) */
+	uint32_t connections;	 /* default 16 */
+	struct kek archive_kek;	 /* default method none */
+};
+
+struct stripe_source_config {
+	enum stripe_source_kind kind;
+	char *raw_path; /* STRIPE_SOURCE_RAW: stripe_source.path or image_path */
+	bool from_image_path; /* the legacy image_path form was used */
+	struct remote_source_config remote;
+	struct archive_source_config archive;
+};
+
+struct device_config {
+	char *path; /* required */
+	struct stripe_source_config source;
+	char *metadata_path;   /* NULL when absent */
+	char *rpc_socket_path; /* NULL when absent */
+	char *socket;	       /* NULL when absent */
+	uint32_t *cpus;	       /* NULL when absent */
+	size_t cpus_len;
+	uint32_t num_queues;		/* 1..64, default 1 */
+	uint32_t queue_size;		/* power of two 1..32768, default 64 */
+	uint32_t seg_size_max;		/* 512..1 MiB, default 65536 */
+	uint32_t seg_count_max;		/* 1..256, default 4 */
+	uint64_t poll_queue_timeout_us; /* <= 10 s, default 1000 */
+	bool copy_on_read;
+	bool track_written;
+	bool write_through;
+	bool autofetch;
+	bool has_encryption_key;
+	uint8_t encryption_key[2][32]; /* key1 (data), key2 (tweak), after KEK unwrapping */
+	char device_id[DEVICE_ID_MAX_BYTES + 1]; /* default "ubiblk" */
+	enum io_engine io_engine;		 /* default io_uring */
+};
+
+/* Defaults for every field; path etc. NULL. */
+void device_config_init(struct device_config *cfg);
+/* Read, parse, unwrap secrets with `kek` (NULL = method none) and validate.
+ * On failure returns a negative errno and writes one line into err. */
+int device_config_load(const char *path, const struct kek *kek, struct device_config *cfg,
+		       char err[CONFIG_ERROR_MAX]);
+/* Same, from text already in memory (used by tests). */
+int device_config_parse(const char *yaml, size_t len, const struct kek *kek,
+			struct device_config *cfg, char err[CONFIG_ERROR_MAX]);
+void device_config_free(struct device_config *cfg);
+
+/* KEK file: YAML map with method, key, init_vector, auth_data. */
+void kek_init_none(struct kek *kek);
+int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX]);
+int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX]);
+void kek_free(struct kek *kek);
+
+/* Base64 (RFC 4648 standard alphabet). strict: padding required and canonical.
+ * Returns 0 or -EINVAL with a message like "Invalid symbol 37, offset 0." */
+int base64_decode(const char *text, bool strict, struct bytes *out, char err[CONFIG_ERROR_MAX]);
+
+const char *io_engine_name(enum io_engine engine);
+
+#endif

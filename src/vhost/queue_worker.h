@@ -1,0 +1,64 @@
+/* One virtqueue's worker thread: pops virtio-blk requests from its split
+ * ring, checks them, runs them on its own bdev channel (zero copy into guest
+ * memory where O_DIRECT alignment allows, bounce buffers otherwise), returns
+ * them on the used ring and signals the guest once per batch (EVENT_IDX
+ * aware). It busy-polls for poll_queue_timeout_us after the last activity,
+ * then sleeps in poll(2) on the kick eventfd, the channel's completion fd and
+ * its control eventfd.
+ *
+ * The control thread configures the ring with the setters below while the
+ * queue is stopped, then calls queue_worker_start(). queue_worker_stop()
+ * (GET_VRING_BASE) returns only once no request of the queue is in flight,
+ * so the front end may then reuse the ring memory. Every function here is
+ * called from the control thread only. */
+#ifndef UBIBLK_VHOST_QUEUE_WORKER_H
+#define UBIBLK_VHOST_QUEUE_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bdev/bdev.h"
+#include "vhost/guest_memory.h"
+
+struct queue_worker_config {
+	uint32_t index;
+	uint32_t max_queue_size; /* config queue_size */
+	uint32_t seg_size_max;
+	uint32_t seg_count_max;
+	uint64_t poll_timeout_us;
+	int cpu; /* pin to this CPU at start, or -1 */
+	const char *device_id; /* up to 20 bytes */
+	bool write_through;
+	struct bdev *dev;
+};
+
+struct queue_worker;
+
+/* Creates the thread and the bdev channel; the queue starts stopped. */
+int queue_worker_create(const struct queue_worker_config *cfg, struct queue_worker **out);
+/* Stops the queue (finishing in-flight requests) and joins the thread. */
+void queue_worker_destroy(struct queue_worker *qw);
+
+/* Ring setup; -EBUSY while the queue is started, -EINVAL for bad values. */
+int queue_worker_set_num(struct queue_worker *qw, uint32_t num);
+int queue_worker_set_addr(struct queue_worker *qw, uint64_t desc_gpa, uint64_t avail_gpa,
+			  uint64_t used_gpa);
+int queue_worker_set_base(struct queue_worker *qw, uint16_t next_avail);
+/* Takes ownership of the fds (-1 = none); may be called at any time. */
+void queue_worker_set_kick_fd(struct queue_worker *qw, int fd);
+void queue_worker_set_call_fd(struct queue_worker *qw, int fd);
+void queue_worker_set_enabled(struct queue_worker *qw, bool enabled);
+void queue_worker_set_event_idx(struct queue_worker *qw, bool event_idx);
+/* Publishes a new memory table (takes a reference); in-flight requests keep
+ * the table they were started with. */
+void queue_worker_set_memory(struct queue_worker *qw, struct guest_memory *mem);
+
+/* Start processing (ring addresses, memory and kick fd must be set). Reads
+ * the used index from guest memory as the next used index. */
+int queue_worker_start(struct queue_worker *qw);
+bool queue_worker_started(const struct queue_worker *qw);
+/* Quiesce: wait until nothing is in flight, stop, close the kick and call
+ * fds, and return the next available index (GET_VRING_BASE). */
+uint16_t queue_worker_stop(struct queue_worker *qw);
+
+#endif

@@ -1,0 +1,46 @@
+/* vhost-user-blk server: serves one block device to one vhost-user front end
+ * (QEMU, cloud-hypervisor, ubiblk-bench) at a time over a Unix socket, and
+ * listens again after it disconnects. One control thread handles vhost-user
+ * messages; one worker thread per virtqueue does the I/O on its own bdev
+ * channel. See docs/ARCHITECTURE.md and docs/vhost-user.md. */
+#ifndef UBIBLK_VHOST_H
+#define UBIBLK_VHOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bdev/bdev.h"
+#include "vhost/vhost_user_wire.h"
+
+/* Virtio feature bits offered by the device (ubiblk 0.4's 0x170001E46 plus
+ * DISCARD and WRITE_ZEROES). */
+#define VHOST_BLK_FEATURES	    0x170007E46ull
+#define VHOST_BLK_PROTOCOL_FEATURES 0x8209ull
+
+/* Limits advertised for DISCARD / WRITE_ZEROES in the config space. */
+#define VHOST_BLK_MAX_DISCARD_SECTORS 0x3fffffu
+#define VHOST_BLK_MAX_DISCARD_SEG     1u
+
+struct vhost_blk_options {
+	const char *socket_path;
+	uint32_t num_queues;
+	uint32_t queue_size; /* power of two */
+	uint32_t seg_size_max;
+	uint32_t seg_count_max;
+	uint64_t poll_queue_timeout_us;
+	bool write_through;
+	char device_id[21]; /* at most 20 bytes, NUL-terminated */
+	const uint32_t *cpus; /* NULL or num_queues entries */
+};
+
+/* Serve until vhost_blk_request_stop() is called: then in-flight requests are
+ * finished, the connection and the listening socket are closed and the call
+ * returns 0. Returns a negative errno (after logging why) when the socket
+ * cannot be created. Front-end misbehaviour only ends that connection. */
+int vhost_blk_serve(const struct vhost_blk_options *opts, struct bdev *dev);
+
+/* Async-signal-safe: ask a running vhost_blk_serve() to stop. */
+void vhost_blk_request_stop(void);
+
+#endif
