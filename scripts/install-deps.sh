@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages a purpose needs, only if some are missing.
+#   scripts/install-deps.sh run    build and run vhost-backend
+#   scripts/install-deps.sh test   build and run the whole test suite
+#   scripts/install-deps.sh bench  run the benchmark
+set -euo pipefail
+
+build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev)
+case "${1:-run}" in
+run) want=("${build[@]}") ;;
+test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux
+	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod) ;;
+bench) want=("${build[@]}" python3 fio qemu-utils) ;;
+*) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing Debian packages: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

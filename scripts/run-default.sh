@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build vhost-backend and serve a default disk: a sparse 1 GiB file under
+# state/ in the checkout. Prints the socket path and a QEMU command line that
+# attaches it, then runs in the foreground until Ctrl-C (SIGINT/SIGTERM stop
+# it cleanly).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+scripts/install-deps.sh run
+[ -d build ] || meson setup build -Dtests=false >/dev/null
+ninja -C build src/bin/vhost-backend >/dev/null
+
+state="$top/state"
+mkdir -p "$state"
+disk="$state/disk.raw"
+[ -e "$disk" ] || truncate -s 1G "$disk"
+sock="$state/vhost.sock"
+cat >"$state/config.yaml" <<YAML
+path: "$disk"
+socket: "$sock"
+num_queues: 2
+queue_size: 128
+device_id: "ubiblk-default"
+YAML
+
+cat <<MSG
+disk:   $disk (1 GiB, sparse)
+config: $state/config.yaml
+socket: $sock
+
+Attach a QEMU guest (vhost-user needs shared guest memory):
+  qemu-system-x86_64 -machine q35,accel=kvm:tcg -m 1G \\
+    -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\
+    -chardev socket,id=vu0,path=$sock \\
+    -device vhost-user-blk-pci,chardev=vu0,num-queues=2 \\
+    ... your usual -drive/-kernel options for the boot disk ...
+The guest sees the disk as /dev/vdX with serial "ubiblk-default".
+Or measure it: build/src/bin/ubiblk-bench --socket $sock --mode randread --runtime 5
+
+MSG
+exec build/src/bin/vhost-backend -f "$state/config.yaml"

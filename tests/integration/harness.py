@@ -1,0 +1,201 @@
+"""Shared helpers for integration and guest tests.
+
+Every test starts the servers it needs inside a temporary folder and stops
+them by pid whatever happens (context managers). Every wait has a timeout so a
+broken backend fails the test instead of hanging CI."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD_DIR = os.environ.get("UBIBLK_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+
+
+def binary(name):
+    path = os.path.join(BUILD_DIR, "src", "bin", name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not built (set UBIBLK_BUILD_DIR)")
+    return path
+
+
+def scratch_dir(prefix="ubiblk-test-"):
+    """A temporary folder on a real filesystem (O_DIRECT does not work on
+    tmpfs); honours TMPDIR, defaults to the build folder."""
+    base = os.environ.get("TMPDIR") or BUILD_DIR
+    os.makedirs(base, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+
+
+def make_disk(path, size_bytes):
+    """A sparse disk file."""
+    with open(path, "wb") as f:
+        f.truncate(size_bytes)
+    return path
+
+
+def write_config(path, fields):
+    """Write a YAML device config from a dict (scalars and lists only)."""
+    lines = []
+    for key, value in fields.items():
+        if isinstance(value, bool):
+            lines.append(f"{key}: {'true' if value else 'false'}")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{key}: [{', '.join(str(v) for v in value)}]")
+        elif isinstance(value, int):
+            lines.append(f"{key}: {value}")
+        else:
+            lines.append(f"{key}: {json.dumps(str(value))}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def socket_accepts(path):
+    if not os.path.exists(path):
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Process:
+    """A child process stopped by pid on exit: SIGTERM, then SIGKILL."""
+
+    def __init__(self, argv, log_path=None, env=None):
+        self.argv = argv
+        self.log_path = log_path
+        self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env,
+                                     start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Send sig and wait; returns the exit status (negative = signal)."""
+        if self.alive():
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+                raise TimeoutError(f"{self.argv[0]} ignored signal {sig} for {timeout}s")
+        return self.proc.returncode
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_text(self):
+        if not self.log_path or not os.path.exists(self.log_path):
+            return ""
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def close(self):
+        self.kill()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+
+
+class VhostBackend:
+    """vhost-backend serving `disk` with the given extra config fields.
+
+    with VhostBackend(tmp, disk, num_queues=4) as be:
+        be.socket  # path to connect to
+    """
+
+    def __init__(self, workdir, disk, extra_args=(), start_timeout=20, **fields):
+        self.workdir = workdir
+        self.socket = os.path.join(workdir, "vhost.sock")
+        self.config = os.path.join(workdir, "config.yaml")
+        cfg = {"path": disk, "socket": self.socket}
+        cfg.update(fields)
+        write_config(self.config, cfg)
+        self.extra_args = list(extra_args)
+        self.start_timeout = start_timeout
+        self.process = None
+
+    def start(self):
+        log = os.path.join(self.workdir, "vhost-backend.log")
+        env = dict(os.environ)
+        env.setdefault("UBIBLK_LOG", "info")
+        self.process = Process([binary("vhost-backend"), "-f", self.config] + self.extra_args,
+                               log_path=log, env=env)
+        try:
+            wait_for(lambda: socket_accepts(self.socket) or not self.process.alive(),
+                     self.start_timeout, "vhost-backend socket")
+        except TimeoutError:
+            self.process.close()
+            raise
+        if not self.process.alive():
+            raise RuntimeError("vhost-backend exited at start:\n" + self.process.log_text())
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        return self.process.stop(sig)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.process:
+            self.process.close()
+
+
+def run_bench(args, timeout=300):
+    """Run ubiblk-bench with --json; returns (exit code, parsed JSON or None, stderr)."""
+    argv = [binary("ubiblk-bench")] + list(args) + ["--json"]
+    proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+    try:
+        result = json.loads(proc.stdout.decode())
+    except ValueError:
+        result = None
+    return proc.returncode, result, proc.stderr.decode(errors="replace")
+
+
+def main(tests):
+    """Run a list of test functions; print one line per test and the summary
+    line; exit non-zero if any failed."""
+    passed = failed = 0
+    for test in tests:
+        start = time.monotonic()
+        try:
+            test()
+            passed += 1
+            print(f"ok   {test.__name__} ({time.monotonic() - start:.1f}s)", flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure, keep going
+            failed += 1
+            print(f"FAIL {test.__name__}: {type(e).__name__}: {e}", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
