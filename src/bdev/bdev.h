@@ -25,12 +25,15 @@
 
 enum bdev_engine { BDEV_ENGINE_IO_URING = 0, BDEV_ENGINE_SYNC, BDEV_ENGINE_NULL };
 
+/* Largest channel depth (the kernel's io_uring ring limit). */
+#define BDEV_MAX_DEPTH 32768u
+
 struct bdev_file_options {
 	const char *path;
 	enum bdev_engine engine;
 	bool read_only;
-	bool direct;	    /* O_DIRECT (always on in production) */
-	bool write_through; /* O_SYNC; with io_uring a flush then completes at once */
+	bool direct;	      /* O_DIRECT (always on in production) */
+	bool write_through;   /* O_SYNC; with io_uring a flush then completes at once */
 	uint32_t queue_depth; /* io_uring ring entries; power of two */
 };
 
@@ -59,9 +62,16 @@ uint64_t bdev_sector_count(const struct bdev *dev);
 /* Alignment bounce buffers should use for this device: max(4096, fs block size). */
 uint32_t bdev_buffer_alignment(const struct bdev *dev);
 bool bdev_is_read_only(const struct bdev *dev);
+/* The queue_depth given at open (0 for bdev_open_null). */
+uint32_t bdev_queue_depth(const struct bdev *dev);
 
-/* depth: maximum operations in flight on this channel (ring size for io_uring). */
+/* depth: maximum operations in flight on this channel (ring size for io_uring);
+ * 0 means the device's queue_depth. An operation counts from bdev_add_* until
+ * bdev_poll() returns its completion; one added beyond depth completes with
+ * -EAGAIN. At most BDEV_MAX_DEPTH. */
 int bdev_channel_create(struct bdev *dev, uint32_t depth, struct bdev_channel **out);
+/* Waits for operations already handed to the kernel, so no buffer is touched
+ * after it returns; their completions are dropped. */
 void bdev_channel_destroy(struct bdev_channel *ch);
 
 void bdev_add_readv(struct bdev_channel *ch, uint64_t sector, const struct iovec *iov, int iovcnt,
@@ -75,7 +85,10 @@ void bdev_add_discard(struct bdev_channel *ch, uint64_t sector, uint64_t count, 
 void bdev_add_write_zeroes(struct bdev_channel *ch, uint64_t sector, uint64_t count, bool unmap,
 			   uint64_t id);
 
-/* Hand queued operations to the engine. Returns 0 or -errno. */
+/* Hand queued operations to the engine. Returns 0 or -errno. Operations the
+ * kernel could not take stay queued and are retried by the next bdev_submit()
+ * or bdev_poll(): each still completes exactly once through bdev_poll(), so
+ * the caller must not fail them itself. */
 int bdev_submit(struct bdev_channel *ch);
 /* Non-blocking: copy up to `max` completions into out; returns how many. */
 int bdev_poll(struct bdev_channel *ch, struct bdev_completion *out, int max);
@@ -83,7 +96,10 @@ int bdev_poll(struct bdev_channel *ch, struct bdev_completion *out, int max);
 bool bdev_busy(const struct bdev_channel *ch);
 /* An fd that becomes readable when completions may be waiting (for poll(2)
  * or epoll); -1 for engines that complete inside bdev_add_* (then bdev_busy
- * alone says whether to poll again). Reading it is the caller's job. */
+ * alone says whether to poll again). Reading it is the caller's job.
+ * Completions made without the kernel (a flush under write_through, a
+ * rejected operation) do not signal it: drain bdev_poll() after bdev_submit()
+ * before sleeping on the fd. */
 int bdev_completion_fd(const struct bdev_channel *ch);
 
 /* True when every iovec meets O_DIRECT alignment (512-byte base and length). */

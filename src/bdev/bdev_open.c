@@ -1,0 +1,218 @@
+/* Device construction: checking the file once, up front, so that a bad path
+ * or option fails at start-up with one clear line instead of at the first
+ * channel. Channels open their own descriptors later (bdev_open_channel_fd). */
+#include "bdev/bdev_internal.h"
+
+#include "common/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+/* Bounce buffers are never aligned beyond this, whatever statfs says. */
+#define MAX_BUFFER_ALIGNMENT (1u << 30)
+
+static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
+{
+	if (err && err_len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, err_len, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static const struct bdev_engine_ops *engine_ops(enum bdev_engine engine)
+{
+	switch (engine) {
+	case BDEV_ENGINE_IO_URING:
+		return &bdev_uring_ops;
+	case BDEV_ENGINE_SYNC:
+		return &bdev_sync_ops;
+	case BDEV_ENGINE_NULL:
+		return &bdev_null_ops;
+	}
+	return NULL;
+}
+
+static int channel_open_flags(const struct bdev *dev)
+{
+	int flags = (dev->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	if (dev->direct)
+		flags |= O_DIRECT;
+	if (dev->write_through)
+		flags |= O_SYNC;
+	return flags;
+}
+
+int bdev_open_channel_fd(const struct bdev *dev)
+{
+	int fd = open(dev->path, channel_open_flags(dev));
+	return fd < 0 ? -errno : fd;
+}
+
+/* Size in bytes of a regular file or block device. */
+static int device_size(const char *path, uint64_t *size, char *err, size_t err_len)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return fail(err, err_len, -errno, "%s: %s", path, strerror(errno));
+	if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (!S_ISBLK(st.st_mode))
+		return fail(err, err_len, -EINVAL, "%s: not a regular file or block device", path);
+	/* st_size is 0 for device nodes; only the device knows its size. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, err_len, -errno, "%s: %s", path, strerror(errno));
+	int rc = 0;
+	if (ioctl(fd, BLKGETSIZE64, size) < 0)
+		rc = fail(err, err_len, -errno, "%s: cannot read block device size: %s", path,
+			  strerror(errno));
+	close(fd);
+	return rc;
+}
+
+static int buffer_alignment_for(const char *path, uint32_t *alignment, char *err, size_t err_len)
+{
+	struct statfs sfs;
+	if (statfs(path, &sfs) < 0)
+		return fail(err, err_len, -errno, "%s: statfs failed: %s", path, strerror(errno));
+	uint64_t bsize = sfs.f_bsize > 0 ? (uint64_t)sfs.f_bsize : 0;
+	if (bsize > MAX_BUFFER_ALIGNMENT)
+		return fail(err, err_len, -EINVAL, "%s: filesystem block size %llu is too large",
+			    path, (unsigned long long)bsize);
+	uint32_t align = BUFFER_ALIGNMENT;
+	while (align < bsize)
+		align <<= 1; /* buffer_alloc needs a power of two */
+	*alignment = align;
+	return 0;
+}
+
+/* Opens the file once the way channels will, so that permissions, a
+ * read-only mount or a filesystem without O_DIRECT show up now. */
+static int check_channel_open(const struct bdev *dev, char *err, size_t err_len)
+{
+	int fd = bdev_open_channel_fd(dev);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (fd == -EINVAL && dev->direct)
+		return fail(err, err_len, fd, "%s: cannot open with O_DIRECT (%s)", dev->path,
+			    strerror(-fd));
+	return fail(err, err_len, fd, "%s: cannot open %s: %s", dev->path,
+		    dev->read_only ? "read-only" : "read-write", strerror(-fd));
+}
+
+int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, char *err,
+		   size_t err_len)
+{
+	if (!opts->path || !opts->path[0])
+		return fail(err, err_len, -EINVAL, "no file path given");
+	const char *path = opts->path;
+	const struct bdev_engine_ops *ops = engine_ops(opts->engine);
+	if (!ops)
+		return fail(err, err_len, -EINVAL, "%s: unknown I/O engine %d", path,
+			    (int)opts->engine);
+	if (opts->engine == BDEV_ENGINE_IO_URING &&
+	    (!is_power_of_two(opts->queue_depth) || opts->queue_depth > BDEV_MAX_DEPTH))
+		return fail(err, err_len, -EINVAL,
+			    "%s: io_uring queue depth %u is not a power of two between 1 and %u",
+			    path, opts->queue_depth, BDEV_MAX_DEPTH);
+
+	uint64_t size = 0;
+	int rc = device_size(path, &size, err, err_len);
+	if (rc < 0)
+		return rc;
+	if (size % SECTOR_SIZE)
+		return fail(err, err_len, -EINVAL, "%s: size %llu is not a multiple of %u", path,
+			    (unsigned long long)size, SECTOR_SIZE);
+	uint32_t alignment = BUFFER_ALIGNMENT;
+	rc = buffer_alignment_for(path, &alignment, err, err_len);
+	if (rc < 0)
+		return rc;
+
+	struct bdev *dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return fail(err, err_len, -ENOMEM, "%s: out of memory", path);
+	dev->path = strdup(path);
+	if (!dev->path) {
+		free(dev);
+		return fail(err, err_len, -ENOMEM, "%s: out of memory", path);
+	}
+	dev->ops = ops;
+	dev->engine = opts->engine;
+	dev->read_only = opts->read_only;
+	dev->direct = opts->direct;
+	dev->write_through = opts->write_through;
+	dev->queue_depth = opts->queue_depth;
+	dev->alignment = alignment;
+	dev->sectors = size / SECTOR_SIZE;
+
+	/* The null engine never opens the file: it measures the front end alone. */
+	if (dev->engine != BDEV_ENGINE_NULL) {
+		rc = check_channel_open(dev, err, err_len);
+		if (rc < 0) {
+			bdev_close(dev);
+			return rc;
+		}
+	}
+	*out = dev;
+	return 0;
+}
+
+int bdev_open_null(uint64_t sectors, struct bdev **out)
+{
+	struct bdev *dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	dev->ops = &bdev_null_ops;
+	dev->engine = BDEV_ENGINE_NULL;
+	dev->alignment = BUFFER_ALIGNMENT;
+	dev->sectors = sectors;
+	*out = dev;
+	return 0;
+}
+
+void bdev_close(struct bdev *dev)
+{
+	if (!dev)
+		return;
+	free(dev->path);
+	free(dev);
+}
+
+uint64_t bdev_sector_count(const struct bdev *dev)
+{
+	return dev->sectors;
+}
+
+uint32_t bdev_buffer_alignment(const struct bdev *dev)
+{
+	return dev->alignment;
+}
+
+bool bdev_is_read_only(const struct bdev *dev)
+{
+	return dev->read_only;
+}
+
+uint32_t bdev_queue_depth(const struct bdev *dev)
+{
+	return dev->queue_depth;
+}

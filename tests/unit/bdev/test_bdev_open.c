@@ -1,0 +1,150 @@
+/* bdev_open_file's checks and the one-line errors it gives. */
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "bdev/bdev.h"
+#include "bdev_test_util.h"
+#include "common/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct bdev_file_options options(const char *path, enum bdev_engine engine)
+{
+	return (struct bdev_file_options){
+	    .path = path, .engine = engine, .direct = true, .queue_depth = 16};
+}
+
+static void assert_err_contains(const char *err, const char *expected)
+{
+	if (!strstr(err, expected))
+		fail_msg("error \"%s\" lacks \"%s\"", err, expected);
+	assert_null(strchr(err, '\n'));
+}
+
+static void test_size_not_multiple_of_sector(void **state)
+{
+	char path[TEST_PATH_MAX], err[512] = "";
+	make_test_file(path, 1000, 1);
+	const enum bdev_engine engines[] = {BDEV_ENGINE_IO_URING, BDEV_ENGINE_SYNC,
+					    BDEV_ENGINE_NULL};
+	for (size_t i = 0; i < ARRAY_SIZE(engines); i++) {
+		struct bdev_file_options o = options(path, engines[i]);
+		struct bdev *dev = NULL;
+		assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), -EINVAL);
+		assert_null(dev);
+		char expected[TEST_PATH_MAX + 64];
+		snprintf(expected, sizeof(expected), "%s: size 1000 is not a multiple of 512",
+			 path);
+		assert_string_equal(err, expected);
+	}
+	unlink(path);
+}
+
+static void test_missing_file(void **state)
+{
+	char path[TEST_PATH_MAX], err[512] = "";
+	missing_test_path(path);
+	struct bdev_file_options o = options(path, BDEV_ENGINE_IO_URING);
+	struct bdev *dev = NULL;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), -ENOENT);
+	assert_err_contains(err, path);
+	assert_err_contains(err, "No such file or directory");
+	/* never created: O_CREAT is never used */
+	struct stat st;
+	assert_int_equal(stat(path, &st), -1);
+	/* err may be NULL */
+	assert_int_equal(bdev_open_file(&o, &dev, NULL, 0), -ENOENT);
+}
+
+static void test_uring_depth_must_be_power_of_two(void **state)
+{
+	char path[TEST_PATH_MAX], err[512] = "";
+	make_test_file(path, 4096, 0);
+	const uint32_t bad[] = {0, 3, 48, BDEV_MAX_DEPTH * 2};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct bdev_file_options o = options(path, BDEV_ENGINE_IO_URING);
+		o.queue_depth = bad[i];
+		struct bdev *dev = NULL;
+		assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), -EINVAL);
+		assert_err_contains(err, "not a power of two");
+	}
+	/* other engines do not use it at open */
+	struct bdev_file_options o = options(path, BDEV_ENGINE_SYNC);
+	o.queue_depth = 3;
+	struct bdev *dev = NULL;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), 0);
+	bdev_close(dev);
+	unlink(path);
+}
+
+static void test_directory_rejected(void **state)
+{
+	char path[TEST_PATH_MAX], err[512] = "";
+	make_test_file(path, 0, 0);
+	unlink(path);
+	assert_int_equal(mkdir(path, 0700), 0);
+	struct bdev_file_options o = options(path, BDEV_ENGINE_SYNC);
+	struct bdev *dev = NULL;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), -EINVAL);
+	assert_err_contains(err, "not a regular file or block device");
+	rmdir(path);
+	o.path = "/dev/null"; /* a character device */
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), -EINVAL);
+	assert_err_contains(err, "/dev/null: not a regular file or block device");
+}
+
+static void test_no_path(void **state)
+{
+	char err[512] = "";
+	struct bdev_file_options o = options(NULL, BDEV_ENGINE_SYNC);
+	struct bdev *dev = NULL;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), -EINVAL);
+	assert_err_contains(err, "path");
+}
+
+static void test_empty_file_has_no_sectors(void **state)
+{
+	char path[TEST_PATH_MAX], err[512] = "";
+	make_test_file(path, 0, 0);
+	struct bdev_file_options o = options(path, BDEV_ENGINE_IO_URING);
+	struct bdev *dev = NULL;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), 0);
+	assert_int_equal(bdev_sector_count(dev), 0);
+	bdev_close(dev);
+	unlink(path);
+}
+
+static void test_iov_direct_alignment(void **state)
+{
+	static _Alignas(4096) char buf[8192];
+	struct iovec ok[2] = {{buf, 512}, {buf + 1024, 4096}};
+	assert_true(bdev_iov_is_direct_aligned(ok, 2));
+	assert_true(bdev_iov_is_direct_aligned(NULL, 0));
+	struct iovec bad_len[2] = {{buf, 512}, {buf + 1024, 100}};
+	assert_false(bdev_iov_is_direct_aligned(bad_len, 2));
+	struct iovec bad_base[2] = {{buf + 8, 512}, {buf + 1024, 512}};
+	assert_false(bdev_iov_is_direct_aligned(bad_base, 2));
+	struct iovec bad_second_base[2] = {{buf, 512}, {buf + 1030, 512}};
+	assert_false(bdev_iov_is_direct_aligned(bad_second_base, 2));
+}
+
+int main(void)
+{
+	log_init();
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_size_not_multiple_of_sector),
+	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_uring_depth_must_be_power_of_two),
+	    cmocka_unit_test(test_directory_rejected),
+	    cmocka_unit_test(test_no_path),
+	    cmocka_unit_test(test_empty_file_has_no_sectors),
+	    cmocka_unit_test(test_iov_direct_alignment),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
