@@ -31,7 +31,7 @@ enum io_engine { IO_ENGINE_IO_URING = 0, IO_ENGINE_SYNC, IO_ENGINE_NULL };
 
 enum stripe_source_kind {
 	STRIPE_SOURCE_NONE = 0,
-	STRIPE_SOURCE_RAW,	/* stripe_source: {source: raw} or legacy image_path */
+	STRIPE_SOURCE_RAW, /* stripe_source: {source: raw} or legacy image_path */
 	STRIPE_SOURCE_REMOTE,
 	STRIPE_SOURCE_ARCHIVE,
 };
@@ -40,7 +40,7 @@ enum archive_store { ARCHIVE_STORE_FILESYSTEM = 0, ARCHIVE_STORE_S3 };
 
 struct remote_source_config {
 	char *address;
-	char *psk_identity;    /* NULL when absent */
+	char *psk_identity;	 /* NULL when absent */
 	struct bytes psk_secret; /* after KEK unwrapping */
 };
 
@@ -61,7 +61,7 @@ struct archive_source_config {
 
 struct stripe_source_config {
 	enum stripe_source_kind kind;
-	char *raw_path; /* STRIPE_SOURCE_RAW: stripe_source.path or image_path */
+	char *raw_path;	      /* STRIPE_SOURCE_RAW: stripe_source.path or image_path */
 	bool from_image_path; /* the legacy image_path form was used */
 	struct remote_source_config remote;
 	struct archive_source_config archive;
@@ -69,6 +69,9 @@ struct stripe_source_config {
 
 struct device_config {
 	char *path; /* required */
+	/* Legacy `image_path` as written (NULL when absent). When set, `source` is
+	 * resolved to the equivalent raw source after validation. */
+	char *image_path;
 	struct stripe_source_config source;
 	char *metadata_path;   /* NULL when absent */
 	char *rpc_socket_path; /* NULL when absent */
@@ -90,6 +93,9 @@ struct device_config {
 	enum io_engine io_engine;		 /* default io_uring */
 };
 
+/* Frees and wipes a byte string (it may hold a secret); leaves it absent. */
+void bytes_free(struct bytes *b);
+
 /* Defaults for every field; path etc. NULL. */
 void device_config_init(struct device_config *cfg);
 /* Read, parse, unwrap secrets with `kek` (NULL = method none) and validate.
@@ -107,9 +113,40 @@ int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX]);
 int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX]);
 void kek_free(struct kek *kek);
 
+/* Secrets under a KEK (spec crypto-config-cli.md §2.3/§2.4). method none returns
+ * a copy; aes256-gcm decrypts ct||tag with the KEK's fixed nonce, or, when the
+ * KEK has no init_vector or that fails, nonce||ct||tag (later upstream form).
+ * err gets the reference text, e.g. "Key is required". out must be freed with
+ * bytes_free(). */
+int kek_unwrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
+	       char err[CONFIG_ERROR_MAX]);
+/* The inverse in the 0.4 format (ct||tag under the KEK's init_vector), as the
+ * archive tool stores per-archive keys; method none returns a copy. */
+int kek_wrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
+	     char err[CONFIG_ERROR_MAX]);
+
+/* Standalone configs of the remote and archive tools (spec §4.5). */
+/* Listen/server config: top-level address, psk_identity, psk_secret. */
+int remote_config_load(const char *path, const struct kek *kek, struct remote_source_config *out,
+		       char err[CONFIG_ERROR_MAX]);
+int remote_config_parse(const char *yaml, size_t len, const struct kek *kek,
+			struct remote_source_config *out, char err[CONFIG_ERROR_MAX]);
+void remote_config_free(struct remote_source_config *remote);
+/* Archive target config: top-level `type` plus the archive fields. */
+int archive_config_load(const char *path, const struct kek *kek, struct archive_source_config *out,
+			char err[CONFIG_ERROR_MAX]);
+int archive_config_parse(const char *yaml, size_t len, const struct kek *kek,
+			 struct archive_source_config *out, char err[CONFIG_ERROR_MAX]);
+void archive_config_free(struct archive_source_config *archive);
+
+/* False when an S3 prefix has a `..` segment, is `.` or starts with `./`. */
+bool s3_prefix_is_safe(const char *prefix);
+
 /* Base64 (RFC 4648 standard alphabet). strict: padding required and canonical.
  * Returns 0 or -EINVAL with a message like "Invalid symbol 37, offset 0." */
 int base64_decode(const char *text, bool strict, struct bytes *out, char err[CONFIG_ERROR_MAX]);
+/* Standard padded base64 of data into a new NUL-terminated string (free()). */
+int base64_encode(const uint8_t *data, size_t len, char **out);
 
 const char *io_engine_name(enum io_engine engine);
 

@@ -1,1 +1,99 @@
-/* placeholder: being written */
+/* The key-encryption-key file (spec crypto-config-cli.md §2.1/§2.2). Values
+ * are checked lazily, when a secret is unwrapped (kek_cipher.c). */
+#include "config_internal.h"
+
+#include "common/common.h"
+#include "config_error.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kek_methods[] = {"none", "aes256-gcm"};
+
+void kek_init_none(struct kek *kek)
+{
+	memset(kek, 0, sizeof(*kek));
+	kek->method = KEK_METHOD_NONE;
+}
+
+void kek_free(struct kek *kek)
+{
+	bytes_free(&kek->key);
+	bytes_free(&kek->init_vector);
+	bytes_free(&kek->auth_data);
+	kek_init_none(kek);
+}
+
+int kek_from_map(const struct yaml_map *map, struct kek *kek, char err[CONFIG_ERROR_MAX])
+{
+	int method = 0;
+	bool present = false;
+	int ret;
+
+	kek_init_none(kek);
+	ret = yaml_map_variant(map, "method", kek_methods, ARRAY_SIZE(kek_methods), &method,
+			       &present, err);
+	if (ret)
+		return ret;
+	if (!present)
+		return yaml_map_missing(map, "method", err);
+	kek->method = method == 1 ? KEK_METHOD_AES256_GCM : KEK_METHOD_NONE;
+
+	ret = yaml_map_base64(map, "key", false, &kek->key, err);
+	if (!ret)
+		ret = yaml_map_base64(map, "init_vector", false, &kek->init_vector, err);
+	if (!ret)
+		ret = yaml_map_base64(map, "auth_data", false, &kek->auth_data, err);
+	if (ret)
+		kek_free(kek);
+	return ret;
+}
+
+static int kek_parse_text(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX])
+{
+	struct yaml_tree tree;
+	struct yaml_map map;
+	int ret;
+
+	kek_init_none(kek);
+	err[0] = '\0';
+	ret = yaml_tree_load(&tree, yaml, len, err);
+	if (ret == 0) {
+		ret = yaml_map_root(&tree, false, &map, err);
+		if (!ret)
+			ret = kek_from_map(&map, kek, err);
+		yaml_tree_free(&tree);
+	}
+	config_error_default(err, ret);
+	return ret;
+}
+
+int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX])
+{
+	int ret = kek_parse_text(yaml, len, kek, err);
+
+	if (ret)
+		config_error_prefix(err, "Error parsing KEK: ");
+	return ret;
+}
+
+int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX])
+{
+	char *text;
+	size_t len;
+	int ret;
+
+	kek_init_none(kek);
+	ret = config_read_file(path, &text, &len);
+	if (ret) {
+		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = kek_parse_text(text, len, kek, err);
+	secret_wipe(text, len);
+	free(text);
+	if (ret)
+		config_error_prefix(err, "Error parsing KEK file %s: ", path);
+	return ret;
+}

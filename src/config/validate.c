@@ -1,1 +1,156 @@
-/* placeholder: being written */
+/* Every load-time check of a device config, in one place. The reference's
+ * rules #1-#5 (spec crypto-config-cli.md §4.4) come first with their exact
+ * texts; then the ranges the reference left unchecked (frontends.md §1.6,
+ * spec §8), so a bad value is one line at startup, not a misbehaving queue. */
+#include "config_internal.h"
+
+#include "common/common.h"
+#include "config_error.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NUM_QUEUES_MAX		  64	 /* queue bits 1 << i must fit in 64 bits */
+#define QUEUE_SIZE_MAX		  32768u /* virtio split ring limit */
+#define SEG_SIZE_MIN		  512u
+#define SEG_SIZE_MAX		  (1u << 20)
+#define SEG_COUNT_MAX		  256u
+#define POLL_QUEUE_TIMEOUT_US_MAX 10000000u
+#define S3_CONNECTIONS_MAX	  256u
+#define PSK_SECRET_MIN		  16u
+
+bool s3_prefix_is_safe(const char *prefix)
+{
+	const char *segment = prefix;
+
+	if (strcmp(prefix, ".") == 0 || strncmp(prefix, "./", 2) == 0)
+		return false;
+	for (;;) {
+		const char *slash = strchr(segment, '/');
+		size_t len = slash ? (size_t)(slash - segment) : strlen(segment);
+
+		if (len == 2 && segment[0] == '.' && segment[1] == '.')
+			return false;
+		if (!slash)
+			return true;
+		segment = slash + 1;
+	}
+}
+
+static int check_range(const char *field, uint64_t value, uint64_t min, uint64_t max,
+		       char err[CONFIG_ERROR_MAX])
+{
+	if (value < min || value > max)
+		return config_error(err, "%s: %" PRIu64 " is out of range %" PRIu64 "..%" PRIu64,
+				    field, value, min, max);
+	return 0;
+}
+
+int remote_source_validate(const struct remote_source_config *remote, const char *prefix,
+			   char err[CONFIG_ERROR_MAX])
+{
+	if ((remote->psk_identity != NULL) != remote->psk_secret.present)
+		return config_error(
+		    err,
+		    "%spsk_identity: Both psk_identity and psk_secret must be specified "
+		    "together.",
+		    prefix);
+	/* The reference found these only when building TLS credentials. */
+	if (remote->psk_identity && remote->psk_identity[0] == '\0')
+		return config_error(err, "%spsk_identity: PSK identity must not be empty", prefix);
+	if (remote->psk_secret.present && remote->psk_secret.len < PSK_SECRET_MIN)
+		return config_error(err, "%spsk_secret: PSK secret must be at least 16 bytes long",
+				    prefix);
+	return 0;
+}
+
+int archive_source_validate(const struct archive_source_config *archive, const char *prefix,
+			    char err[CONFIG_ERROR_MAX])
+{
+	char field[YAML_FIELD_PATH_MAX];
+
+	if (archive->store != ARCHIVE_STORE_S3)
+		return 0;
+	if (archive->prefix && !s3_prefix_is_safe(archive->prefix)) {
+		char quoted[4 * 128 + 4];
+		config_quote(archive->prefix, strlen(archive->prefix), 128, quoted, sizeof(quoted));
+		return config_error(err,
+				    "%sprefix: Invalid S3 prefix (contains . or .. components): %s",
+				    prefix, quoted);
+	}
+	snprintf(field, sizeof(field), "%sconnections", prefix);
+	return check_range(field, archive->connections, 1, S3_CONNECTIONS_MAX, err);
+}
+
+/* Rules #1-#5, in the reference's order and with its messages. */
+static int check_source_rules(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+{
+	enum stripe_source_kind kind = cfg->source.kind;
+
+	if (cfg->image_path && kind != STRIPE_SOURCE_NONE)
+		return config_error(err, "image_path and stripe_source: Only one stripe source may "
+					 "be specified");
+	if (kind == STRIPE_SOURCE_REMOTE &&
+	    (cfg->source.remote.psk_identity != NULL) != cfg->source.remote.psk_secret.present)
+		return config_error(err, "stripe_source: Both psk_identity and psk_secret must be "
+					 "specified together.");
+	if (kind == STRIPE_SOURCE_REMOTE && !cfg->copy_on_read)
+		return config_error(
+		    err, "copy_on_read must be enabled when using remote stripe source.");
+	if (kind == STRIPE_SOURCE_ARCHIVE && !cfg->copy_on_read)
+		return config_error(
+		    err, "copy_on_read must be enabled when using archive stripe source.");
+	if ((cfg->image_path || kind != STRIPE_SOURCE_NONE) && !cfg->metadata_path)
+		return config_error(err,
+				    "metadata_path must be specified when using a stripe source.");
+	return 0;
+}
+
+static int check_tuning(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+{
+	int ret = check_range("num_queues", cfg->num_queues, 1, NUM_QUEUES_MAX, err);
+
+	if (ret)
+		return ret;
+	if (!is_power_of_two(cfg->queue_size))
+		return config_error(err, "queue_size: %u is not a non-zero power of two",
+				    cfg->queue_size);
+	ret = check_range("queue_size", cfg->queue_size, 1, QUEUE_SIZE_MAX, err);
+	if (!ret)
+		ret =
+		    check_range("seg_size_max", cfg->seg_size_max, SEG_SIZE_MIN, SEG_SIZE_MAX, err);
+	if (!ret)
+		ret = check_range("seg_count_max", cfg->seg_count_max, 1, SEG_COUNT_MAX, err);
+	if (!ret)
+		ret = check_range("poll_queue_timeout_us", cfg->poll_queue_timeout_us, 0,
+				  POLL_QUEUE_TIMEOUT_US_MAX, err);
+	if (ret)
+		return ret;
+	if (cfg->cpus && cfg->cpus_len != cfg->num_queues)
+		return config_error(err,
+				    "cpus length must equal num_queues (cpus has %zu entries, "
+				    "num_queues is %u)",
+				    cfg->cpus_len, cfg->num_queues);
+	return 0;
+}
+
+int device_config_validate(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+{
+	int ret;
+
+	if (!cfg->path)
+		return config_error(err, "missing field `path`");
+	if (cfg->path[0] == '\0')
+		return config_error(err, "path: must not be empty");
+	ret = check_source_rules(cfg, err);
+	if (!ret)
+		ret = check_tuning(cfg, err);
+	if (ret)
+		return ret;
+	if (cfg->source.kind == STRIPE_SOURCE_REMOTE)
+		return remote_source_validate(&cfg->source.remote, "stripe_source.", err);
+	if (cfg->source.kind == STRIPE_SOURCE_ARCHIVE)
+		return archive_source_validate(&cfg->source.archive, "stripe_source.", err);
+	return 0;
+}
