@@ -1,5 +1,261 @@
-/* placeholder */
-int main(void)
+/* vhost-backend: serves a disk file to a VMM (QEMU, cloud-hypervisor) as a
+ * vhost-user-blk device. Start-up order follows ubiblk 0.4: arguments, KEK,
+ * config, then the device and the socket. SIGINT/SIGTERM finish in-flight
+ * requests, remove the socket and exit 0. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bdev/bdev.h"
+#include "common/common.h"
+#include "config/config.h"
+#include "vhost/vhost.h"
+
+#define EXIT_USAGE 2
+
+struct cli_args {
+	const char *config_path;
+	const char *kek_path;
+	bool unlink_kek;
+};
+
+static void print_help(FILE *out)
 {
-	return 1;
+	fprintf(out,
+		"Usage: vhost-backend -f <CONFIG> [-k <KEK> [-u]]\n"
+		"\n"
+		"Serves the disk file named in CONFIG to one VMM at a time (QEMU,\n"
+		"cloud-hypervisor) as a vhost-user-blk device over the Unix socket named by\n"
+		"the config's `socket` field. After the VMM disconnects it listens again.\n"
+		"SIGINT or SIGTERM finish in-flight requests, remove the socket and exit 0.\n"
+		"\n"
+		"Options:\n"
+		"  -f, --config <PATH>  device config (YAML, required); see docs/config.md\n"
+		"  -k, --kek <PATH>     key-encryption-key file that unwraps the config's secrets\n"
+		"  -u, --unlink-kek     delete the KEK file right after reading it (needs --kek)\n"
+		"  -h, --help           print this help\n"
+		"  -V, --version        print the version\n"
+		"\n"
+		"Logging goes to stderr; set UBIBLK_LOG=error|warn|info|debug (default info).\n"
+		"Protocol details: docs/vhost-user.md.\n"
+		"\n"
+		"Example config (disk.yaml):\n"
+		"  path: /var/lib/vm/disk.raw\n"
+		"  socket: /run/vm/vhost.sock\n"
+		"  num_queues: 4\n"
+		"  queue_size: 256\n"
+		"\n"
+		"  vhost-backend -f disk.yaml\n"
+		"  qemu-system-x86_64 ... -chardev socket,id=c0,path=/run/vm/vhost.sock \\\n"
+		"      -device vhost-user-blk-pci,chardev=c0,num-queues=4\n");
+}
+
+static int usage_error(const char *why)
+{
+	if (why)
+		fprintf(stderr, "vhost-backend: %s\n", why);
+	fprintf(stderr, "Usage: vhost-backend -f <CONFIG> [-k <KEK> [-u]]\n"
+			"Try 'vhost-backend --help' for more information.\n");
+	return EXIT_USAGE;
+}
+
+/* Returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct cli_args *args)
+{
+	static const struct option options[] = {
+	    {"config", required_argument, NULL, 'f'}, {"kek", required_argument, NULL, 'k'},
+	    {"unlink-kek", no_argument, NULL, 'u'},   {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			args->config_path = optarg;
+			break;
+		case 'k':
+			args->kek_path = optarg;
+			break;
+		case 'u':
+			args->unlink_kek = true;
+			break;
+		case 'h':
+			print_help(stdout);
+			return 0;
+		case 'V':
+			printf("vhost-backend %s\n", UBIBLK_VERSION);
+			return 0;
+		default: /* getopt_long already named the bad option */
+			return usage_error(NULL);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument");
+	if (!args->config_path)
+		return usage_error("the option --config <PATH> is required");
+	if (args->unlink_kek && !args->kek_path)
+		return usage_error("--unlink-kek requires --kek");
+	return -1;
+}
+
+/* Key material must never end up in a core file. */
+static void forbid_core_dumps(void)
+{
+	struct rlimit none = {0, 0};
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log_warn("prctl(PR_SET_DUMPABLE, 0): %s", strerror(errno));
+	if (setrlimit(RLIMIT_CORE, &none) < 0)
+		log_warn("setrlimit(RLIMIT_CORE, 0): %s", strerror(errno));
+}
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	vhost_blk_request_stop();
+}
+
+static int install_signal_handlers(void)
+{
+	struct sigaction ignore = {.sa_handler = SIG_IGN};
+	struct sigaction stop = {.sa_handler = on_stop_signal};
+	sigemptyset(&ignore.sa_mask);
+	sigemptyset(&stop.sa_mask);
+	/* Peers that went away must not kill us while we write to them. */
+	if (sigaction(SIGPIPE, &ignore, NULL) < 0 || sigaction(SIGINT, &stop, NULL) < 0 ||
+	    sigaction(SIGTERM, &stop, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+static int load_config(const struct cli_args *args, struct device_config *cfg)
+{
+	char err[CONFIG_ERROR_MAX] = "";
+	struct kek kek;
+	kek_init_none(&kek);
+	if (args->kek_path) {
+		if (kek_load(args->kek_path, &kek, err) < 0) {
+			log_error("%s", err);
+			return -1;
+		}
+		if (args->unlink_kek && unlink(args->kek_path) < 0) {
+			log_error("cannot remove the KEK file %s: %s", args->kek_path,
+				  strerror(errno));
+			kek_free(&kek);
+			return -1;
+		}
+	}
+	device_config_init(cfg);
+	int ret = device_config_load(args->config_path, &kek, cfg, err);
+	kek_free(&kek);
+	if (ret < 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Features of the config whose implementation has not landed yet are
+ * refused rather than silently ignored. */
+static int refuse_unsupported(const struct device_config *cfg)
+{
+	if (cfg->source.kind != STRIPE_SOURCE_NONE || cfg->metadata_path) {
+		const char *field = cfg->source.kind == STRIPE_SOURCE_NONE ? "metadata_path"
+				    : cfg->source.from_image_path	   ? "image_path"
+									   : "stripe_source";
+		log_error("%s: lazy stripe fetching is not supported yet", field);
+		return -1;
+	}
+	if (cfg->has_encryption_key) {
+		log_error("encryption_key: encryption at rest is not supported yet");
+		return -1;
+	}
+	if (cfg->rpc_socket_path) {
+		log_error("rpc_socket_path: the RPC socket is not supported yet");
+		return -1;
+	}
+	if (!cfg->socket) {
+		log_error("socket must be specified for the vhost backend");
+		return -1;
+	}
+	if (cfg->cpus && cfg->cpus_len != cfg->num_queues) {
+		log_error("cpus length must equal num_queues");
+		return -1;
+	}
+	return 0;
+}
+
+static enum bdev_engine engine_of(enum io_engine engine)
+{
+	switch (engine) {
+	case IO_ENGINE_SYNC:
+		return BDEV_ENGINE_SYNC;
+	case IO_ENGINE_NULL:
+		return BDEV_ENGINE_NULL;
+	case IO_ENGINE_IO_URING:
+	default:
+		return BDEV_ENGINE_IO_URING;
+	}
+}
+
+static int run(const struct device_config *cfg)
+{
+	log_info("Starting vhost-user-blk backend. Process ID: %d", (int)getpid());
+
+	struct bdev_file_options file = {
+	    .path = cfg->path,
+	    .engine = engine_of(cfg->io_engine),
+	    .direct = true,
+	    .write_through = cfg->write_through,
+	    .queue_depth = cfg->queue_size,
+	};
+	struct bdev *dev;
+	char err[CONFIG_ERROR_MAX] = "";
+	int ret = bdev_open_file(&file, &dev, err, sizeof(err));
+	if (ret < 0) {
+		log_error("cannot open %s: %s", cfg->path, err[0] ? err : strerror(-ret));
+		return 1;
+	}
+
+	struct vhost_blk_options opts = {
+	    .socket_path = cfg->socket,
+	    .num_queues = cfg->num_queues,
+	    .queue_size = cfg->queue_size,
+	    .seg_size_max = cfg->seg_size_max,
+	    .seg_count_max = cfg->seg_count_max,
+	    .poll_queue_timeout_us = cfg->poll_queue_timeout_us,
+	    .write_through = cfg->write_through,
+	    .cpus = cfg->cpus,
+	};
+	snprintf(opts.device_id, sizeof(opts.device_id), "%s", cfg->device_id);
+
+	ret = vhost_blk_serve(&opts, dev);
+	bdev_close(dev);
+	return ret < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	log_init();
+	struct cli_args args = {0};
+	int status = parse_args(argc, argv, &args);
+	if (status >= 0)
+		return status;
+
+	forbid_core_dumps();
+	if (install_signal_handlers() < 0) {
+		log_error("cannot install signal handlers: %s", strerror(errno));
+		return 1;
+	}
+	struct device_config cfg;
+	if (load_config(&args, &cfg) < 0)
+		return 1;
+	status = refuse_unsupported(&cfg) < 0 ? 1 : run(&cfg);
+	device_config_free(&cfg);
+	return status;
 }

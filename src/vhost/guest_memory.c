@@ -1,1 +1,291 @@
-/* placeholder: being written */
+/* Guest memory tables: immutable, reference-counted arrays of regions sorted
+ * by guest-physical address. Tables built from one another share the
+ * mappings of their common regions, so each mapping carries its own
+ * reference count and is unmapped when the last table using it goes away. */
+#include "vhost/guest_memory.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+struct guest_mapping {
+	int refs; /* atomic */
+	void *addr;
+	size_t len;
+};
+
+struct guest_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t uva;  /* the front end's virtual address of the region */
+	uint8_t *host; /* our address of gpa */
+	struct guest_mapping *mapping;
+};
+
+struct guest_memory {
+	int refs; /* atomic */
+	uint32_t count;
+	struct guest_region regions[]; /* sorted by gpa, never overlapping */
+};
+
+static void mapping_unref(struct guest_mapping *m)
+{
+	if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	munmap(m->addr, m->len);
+	free(m);
+}
+
+static struct guest_memory *table_alloc(uint32_t count)
+{
+	struct guest_memory *mem = calloc(1, sizeof(*mem) + count * sizeof(struct guest_region));
+	if (!mem)
+		return NULL;
+	mem->refs = 1;
+	mem->count = count;
+	return mem;
+}
+
+struct guest_memory *guest_memory_new(void)
+{
+	return table_alloc(0);
+}
+
+struct guest_memory *guest_memory_ref(struct guest_memory *mem)
+{
+	__atomic_add_fetch(&mem->refs, 1, __ATOMIC_RELAXED);
+	return mem;
+}
+
+void guest_memory_unref(struct guest_memory *mem)
+{
+	if (!mem || __atomic_sub_fetch(&mem->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (uint32_t i = 0; i < mem->count; i++)
+		mapping_unref(mem->regions[i].mapping);
+	free(mem);
+}
+
+static bool region_is_valid(const struct vhost_user_mem_region *r)
+{
+	uint64_t end;
+	return r->memory_size != 0 &&
+	       !u64_add_overflows(r->guest_phys_addr, r->memory_size, &end) &&
+	       !u64_add_overflows(r->userspace_addr, r->memory_size, &end) &&
+	       !u64_add_overflows(r->mmap_offset, r->memory_size, &end) &&
+	       r->memory_size <= SIZE_MAX;
+}
+
+/* mmap needs a page-aligned file offset; the front end's offset need not be. */
+static int map_region(const struct vhost_user_mem_region *r, int fd, struct guest_mapping **out,
+		      uint8_t **host)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t skew = r->mmap_offset % page;
+	uint64_t len = r->memory_size + skew;
+	if (len < r->memory_size || len > SIZE_MAX)
+		return -EINVAL;
+	struct guest_mapping *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	void *addr = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
+			  (off_t)(r->mmap_offset - skew));
+	if (addr == MAP_FAILED) {
+		int err = -errno;
+		free(m);
+		return err;
+	}
+	m->refs = 1;
+	m->addr = addr;
+	m->len = (size_t)len;
+	*out = m;
+	*host = (uint8_t *)addr + skew;
+	return 0;
+}
+
+int guest_memory_add(const struct guest_memory *base, const struct vhost_user_mem_region *region,
+		     int fd, struct guest_memory **out)
+{
+	uint32_t old_count = base ? base->count : 0;
+	if (!region_is_valid(region))
+		return -EINVAL;
+	if (old_count >= VHOST_USER_MAX_MEM_SLOTS)
+		return -ENOSPC;
+
+	uint64_t start = region->guest_phys_addr;
+	uint64_t end = start + region->memory_size;
+	uint32_t pos = 0;
+	for (uint32_t i = 0; i < old_count; i++) {
+		const struct guest_region *r = &base->regions[i];
+		if (start < r->gpa + r->size && r->gpa < end)
+			return -EINVAL;
+		if (r->gpa < start)
+			pos = i + 1;
+	}
+
+	struct guest_memory *mem = table_alloc(old_count + 1);
+	if (!mem)
+		return -ENOMEM;
+	struct guest_region *added = &mem->regions[pos];
+	int rc = map_region(region, fd, &added->mapping, &added->host);
+	if (rc < 0) {
+		free(mem);
+		return rc;
+	}
+	added->gpa = start;
+	added->size = region->memory_size;
+	added->uva = region->userspace_addr;
+
+	for (uint32_t i = 0; i < old_count; i++) {
+		struct guest_region *dst = &mem->regions[i < pos ? i : i + 1];
+		*dst = base->regions[i];
+		__atomic_add_fetch(&dst->mapping->refs, 1, __ATOMIC_RELAXED);
+	}
+	*out = mem;
+	return 0;
+}
+
+int guest_memory_remove(const struct guest_memory *base, uint64_t gpa, uint64_t size,
+			struct guest_memory **out)
+{
+	uint32_t count = base ? base->count : 0;
+	uint32_t victim = count;
+	for (uint32_t i = 0; i < count; i++) {
+		if (base->regions[i].gpa == gpa && base->regions[i].size == size) {
+			victim = i;
+			break;
+		}
+	}
+	if (victim == count)
+		return -ENOENT;
+
+	struct guest_memory *mem = table_alloc(count - 1);
+	if (!mem)
+		return -ENOMEM;
+	for (uint32_t i = 0, j = 0; i < count; i++) {
+		if (i == victim)
+			continue;
+		mem->regions[j] = base->regions[i];
+		__atomic_add_fetch(&mem->regions[j].mapping->refs, 1, __ATOMIC_RELAXED);
+		j++;
+	}
+	*out = mem;
+	return 0;
+}
+
+int guest_memory_va_to_gpa(const struct guest_memory *mem, uint64_t va, uint64_t *gpa)
+{
+	for (uint32_t i = 0; i < mem->count; i++) {
+		const struct guest_region *r = &mem->regions[i];
+		if (va >= r->uva && va - r->uva < r->size) {
+			*gpa = va - r->uva + r->gpa;
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+/* The region containing gpa, by binary search over the sorted table. */
+static const struct guest_region *find_region(const struct guest_memory *mem, uint64_t gpa)
+{
+	uint32_t lo = 0;
+	uint32_t hi = mem->count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct guest_region *r = &mem->regions[mid];
+		if (gpa < r->gpa)
+			hi = mid;
+		else if (gpa - r->gpa >= r->size)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+void *guest_memory_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
+{
+	const struct guest_region *r = find_region(mem, gpa);
+	if (!r)
+		return NULL;
+	uint64_t offset = gpa - r->gpa;
+	if (len > r->size - offset)
+		return NULL;
+	return r->host + offset;
+}
+
+int guest_memory_iovec(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
+		       struct iovec *iov, int *iovcnt, int max_iov)
+{
+	uint64_t end;
+	if (u64_add_overflows(gpa, len, &end))
+		return -EFAULT;
+	int n = *iovcnt;
+	while (len > 0) {
+		const struct guest_region *r = find_region(mem, gpa);
+		if (!r)
+			return -EFAULT;
+		if (n >= max_iov)
+			return -E2BIG;
+		uint64_t offset = gpa - r->gpa;
+		uint64_t chunk = r->size - offset < len ? r->size - offset : len;
+		iov[n].iov_base = r->host + offset;
+		iov[n].iov_len = (size_t)chunk;
+		n++;
+		gpa += chunk;
+		len -= chunk;
+	}
+	*iovcnt = n;
+	return 0;
+}
+
+int guest_memory_read(const struct guest_memory *mem, uint64_t gpa, void *dst, uint64_t len)
+{
+	uint8_t *out = dst;
+	uint64_t end;
+	if (u64_add_overflows(gpa, len, &end))
+		return -EFAULT;
+	while (len > 0) {
+		const struct guest_region *r = find_region(mem, gpa);
+		if (!r)
+			return -EFAULT;
+		uint64_t offset = gpa - r->gpa;
+		uint64_t chunk = r->size - offset < len ? r->size - offset : len;
+		memcpy(out, r->host + offset, (size_t)chunk);
+		out += chunk;
+		gpa += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len)
+{
+	const uint8_t *in = src;
+	uint64_t end;
+	if (u64_add_overflows(gpa, len, &end))
+		return -EFAULT;
+	/* Check the whole range first so a failed write leaves guest memory untouched. */
+	for (uint64_t g = gpa, left = len; left > 0;) {
+		const struct guest_region *r = find_region(mem, g);
+		if (!r)
+			return -EFAULT;
+		uint64_t chunk = r->size - (g - r->gpa) < left ? r->size - (g - r->gpa) : left;
+		g += chunk;
+		left -= chunk;
+	}
+	while (len > 0) {
+		const struct guest_region *r = find_region(mem, gpa);
+		uint64_t offset = gpa - r->gpa;
+		uint64_t chunk = r->size - offset < len ? r->size - offset : len;
+		memcpy(r->host + offset, in, (size_t)chunk);
+		in += chunk;
+		gpa += chunk;
+		len -= chunk;
+	}
+	return 0;
+}

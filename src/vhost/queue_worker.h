@@ -26,7 +26,7 @@ struct queue_worker_config {
 	uint32_t seg_size_max;
 	uint32_t seg_count_max;
 	uint64_t poll_timeout_us;
-	int cpu; /* pin to this CPU at start, or -1 */
+	int cpu;	       /* pin to this CPU at start, or -1 */
 	const char *device_id; /* up to 20 bytes */
 	bool write_through;
 	struct bdev *dev;
@@ -39,7 +39,13 @@ int queue_worker_create(const struct queue_worker_config *cfg, struct queue_work
 /* Stops the queue (finishing in-flight requests) and joins the thread. */
 void queue_worker_destroy(struct queue_worker *qw);
 
-/* Ring setup; -EBUSY while the queue is started, -EINVAL for bad values. */
+/* A new worker's queue is stopped and disabled, without EVENT_IDX, fds or
+ * memory. Setters that take effect while the queue runs (fds, enabled,
+ * event_idx, memory) return once the worker has applied them.
+ *
+ * Ring setup; -EBUSY while the queue is started, -EINVAL for bad values
+ * (num 0 or above max_queue_size; desc not 16-, avail not 2-, used not
+ * 4-byte aligned). */
 int queue_worker_set_num(struct queue_worker *qw, uint32_t num);
 int queue_worker_set_addr(struct queue_worker *qw, uint64_t desc_gpa, uint64_t avail_gpa,
 			  uint64_t used_gpa);
@@ -53,8 +59,11 @@ void queue_worker_set_event_idx(struct queue_worker *qw, bool event_idx);
  * the table they were started with. */
 void queue_worker_set_memory(struct queue_worker *qw, struct guest_memory *mem);
 
-/* Start processing (ring addresses, memory and kick fd must be set). Reads
- * the used index from guest memory as the next used index. */
+/* Start processing (num, ring addresses, memory and kick fd must be set,
+ * else -EINVAL; -EFAULT when a ring is not inside one mapped region). Reads
+ * the used index from guest memory as the next used index. Kicks are only
+ * processed while the queue is also enabled. A kick fd set to -1 while the
+ * queue runs means the ring is polled (vhost-user "no fd" kick). */
 int queue_worker_start(struct queue_worker *qw);
 bool queue_worker_started(const struct queue_worker *qw);
 /* Quiesce: wait until nothing is in flight, stop, close the kick and call

@@ -1,1 +1,266 @@
-/* placeholder: being written */
+/* The vhost-user listener: one front end at a time, listen again after it
+ * disconnects, stop on request.
+ *
+ * The listening socket stays open (and its path present) for the whole life
+ * of vhost_blk_serve(). While a front end is connected, any further
+ * connection is accepted and closed at once, so a second VMM gets an
+ * immediate EOF instead of hanging in the backlog. Everything runs on the
+ * calling thread, which waits in poll(2) on the stop eventfd, the listener
+ * and the connection. */
+#include "vhost/vhost.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "vhost/control.h"
+
+#define LISTEN_BACKLOG	   16
+#define ACCEPT_RETRY_MS	   100
+#define ERROR_MESSAGE_SIZE 512
+
+/* Set by vhost_blk_request_stop(), possibly from a signal handler. Once a
+ * stop is requested it stays requested. The eventfd is created once and never
+ * closed, so a signal handler can never write into a reused descriptor. */
+static atomic_int stop_requested;
+static atomic_int stop_event_fd = -1;
+
+void vhost_blk_request_stop(void)
+{
+	int saved_errno = errno;
+	atomic_store(&stop_requested, 1);
+	int fd = atomic_load(&stop_event_fd);
+	if (fd >= 0) {
+		uint64_t one = 1;
+		ssize_t written = write(fd, &one, sizeof(one));
+		(void)written; /* a full counter is still readable: nothing to do */
+	}
+	errno = saved_errno;
+}
+
+static int stop_event_get(void)
+{
+	int fd = atomic_load(&stop_event_fd);
+	if (fd >= 0)
+		return fd;
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	atomic_store(&stop_event_fd, fd);
+	/* A stop requested before the eventfd existed must still be seen. */
+	if (atomic_load(&stop_requested))
+		vhost_blk_request_stop();
+	return fd;
+}
+
+static bool stop_is_requested(void)
+{
+	return atomic_load(&stop_requested) != 0;
+}
+
+/* Only a stale socket is removed: a typo in `socket` must not delete the
+ * operator's disk image. Anything else makes bind() fail with a message. */
+static void remove_stale_socket(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+}
+
+static int listen_socket_create(const char *path, int *out)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		log_error("socket path %s is too long (at most %zu bytes)", path,
+			  sizeof(addr.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int ret = -errno;
+		log_error("cannot create a Unix socket: %s", strerror(-ret));
+		return ret;
+	}
+	remove_stale_socket(path);
+	/* umask is process-wide; this runs before any other thread exists. */
+	mode_t old_mask = umask(0117);
+	int ret = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
+	umask(old_mask);
+	if (ret < 0) {
+		log_error("cannot bind the vhost-user socket %s: %s", addr.sun_path,
+			  strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	const char *step = "chmod";
+	if (chmod(path, 0660) == 0) {
+		step = "listen on";
+		if (listen(fd, LISTEN_BACKLOG) == 0) {
+			*out = fd;
+			return 0;
+		}
+	}
+	int error = errno;
+	log_error("cannot %s the vhost-user socket %s: %s", step, addr.sun_path, strerror(error));
+	close(fd);
+	unlink(path);
+	return -error;
+}
+
+static bool accept_error_is_transient(int error)
+{
+	return error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED ||
+	       error == EPROTO || error == EMFILE || error == ENFILE || error == ENOBUFS ||
+	       error == ENOMEM;
+}
+
+/* Waits for a front end; 0 with *conn set, -ECANCELED on stop, or a fatal
+ * accept error. */
+static int wait_for_front_end(int stop_fd, int listener, int *conn)
+{
+	struct pollfd pfd[2] = {
+	    {.fd = stop_fd, .events = POLLIN},
+	    {.fd = listener, .events = POLLIN},
+	};
+	int timeout = -1;
+	for (;;) {
+		if (poll(pfd, 2, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (pfd[0].revents & POLLIN)
+			return -ECANCELED;
+		timeout = -1;
+		if (!(pfd[1].revents & POLLIN))
+			continue;
+		int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0) {
+			*conn = fd;
+			return 0;
+		}
+		int error = errno;
+		if (!accept_error_is_transient(error)) {
+			log_error("cannot accept a vhost-user connection: %s", strerror(error));
+			return -error;
+		}
+		if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+			log_warn("cannot accept a vhost-user connection: %s (retrying)",
+				 strerror(error));
+			timeout = ACCEPT_RETRY_MS; /* wait before retrying, still stoppable */
+		}
+	}
+}
+
+static void refuse_extra_front_end(int listener)
+{
+	int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	log_warn("refused a second vhost-user connection: one front end at a time");
+	close(fd);
+}
+
+static void log_peer(int conn)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		log_info("vhost-user front end connected (pid %d, uid %u)", (int)cred.pid,
+			 (unsigned int)cred.uid);
+	else
+		log_info("vhost-user front end connected");
+}
+
+/* Serves one connection until it ends; -ECANCELED when a stop ended it. */
+static int serve_connection(struct vhost_control *ctl, int stop_fd, int listener, int conn)
+{
+	struct pollfd pfd[3] = {
+	    {.fd = stop_fd, .events = POLLIN},
+	    {.fd = listener, .events = POLLIN},
+	    {.fd = conn, .events = POLLIN},
+	};
+	for (;;) {
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			return -errno;
+		}
+		if (pfd[0].revents & POLLIN)
+			return -ECANCELED;
+		/* The connection goes first: a front end that closed and
+		 * reconnected must find its EOF handled, not be refused. Only
+		 * a connection that has nothing pending is still in use. */
+		if (!pfd[2].revents) {
+			if (pfd[1].revents & POLLIN)
+				refuse_extra_front_end(listener);
+			continue;
+		}
+		char err[ERROR_MESSAGE_SIZE] = "";
+		int ret = vhost_control_process_message(ctl, conn, err, sizeof(err));
+		if (ret == 0)
+			continue;
+		if (ret == -ECANCELED)
+			return ret;
+		if (ret == -ECONNRESET)
+			log_info("vhost-user front end disconnected");
+		else
+			log_warn("ending the vhost-user connection: %s", err);
+		return 0;
+	}
+}
+
+int vhost_blk_serve(const struct vhost_blk_options *opts, struct bdev *dev)
+{
+	if (!opts->socket_path) {
+		log_error("socket must be specified for the vhost backend");
+		return -EINVAL;
+	}
+	int stop_fd = stop_event_get();
+	if (stop_fd < 0) {
+		log_error("cannot create the stop eventfd: %s", strerror(-stop_fd));
+		return stop_fd;
+	}
+	int listener;
+	int ret = listen_socket_create(opts->socket_path, &listener);
+	if (ret < 0)
+		return ret;
+	log_info("listening for vhost-user front ends on %s", opts->socket_path);
+
+	while (!stop_is_requested()) {
+		/* Fresh state for every connection: workers, channels, memory. */
+		struct vhost_control *ctl;
+		ret = vhost_control_create(opts, dev, stop_fd, &ctl);
+		if (ret < 0)
+			break;
+		int conn = -1;
+		ret = wait_for_front_end(stop_fd, listener, &conn);
+		if (ret == 0) {
+			log_peer(conn);
+			ret = serve_connection(ctl, stop_fd, listener, conn);
+			close(conn);
+		}
+		/* Finishes in-flight requests before the workers go away. */
+		vhost_control_destroy(ctl);
+		if (ret < 0)
+			break;
+	}
+	if (ret == -ECANCELED || stop_is_requested()) {
+		log_info("stop requested: vhost-user server stopped");
+		ret = 0;
+	}
+	close(listener);
+	unlink(opts->socket_path);
+	return ret;
+}

@@ -30,17 +30,20 @@ struct vhost_blk_options {
 	uint32_t seg_count_max;
 	uint64_t poll_queue_timeout_us;
 	bool write_through;
-	char device_id[21]; /* at most 20 bytes, NUL-terminated */
+	char device_id[21];   /* at most 20 bytes, NUL-terminated */
 	const uint32_t *cpus; /* NULL or num_queues entries */
 };
 
 /* Serve until vhost_blk_request_stop() is called: then in-flight requests are
- * finished, the connection and the listening socket are closed and the call
- * returns 0. Returns a negative errno (after logging why) when the socket
- * cannot be created. Front-end misbehaviour only ends that connection. */
+ * finished, the connection and the listening socket are closed, the socket
+ * file is removed and the call returns 0. Returns a negative errno (after
+ * logging why) when the socket or the queue workers cannot be created.
+ * Front-end misbehaviour only ends that connection. Binds the socket before
+ * starting any thread (the umask is changed while binding). */
 int vhost_blk_serve(const struct vhost_blk_options *opts, struct bdev *dev);
 
-/* Async-signal-safe: ask a running vhost_blk_serve() to stop. */
+/* Async-signal-safe: ask vhost_blk_serve() to stop. A request made before
+ * vhost_blk_serve() runs is honoured too; once made, it stays made. */
 void vhost_blk_request_stop(void);
 
 #endif

@@ -52,16 +52,16 @@ enum vhost_user_request {
 	VHOST_USER_CHECK_DEVICE_STATE = 43,
 };
 
-#define VHOST_USER_VERSION	    0x1u
-#define VHOST_USER_VERSION_MASK	    0x3u
-#define VHOST_USER_REPLY_FLAG	    (1u << 2)
-#define VHOST_USER_NEED_REPLY_FLAG  (1u << 3)
-#define VHOST_USER_MAX_PAYLOAD	    4096u
-#define VHOST_USER_MAX_FDS	    32u
-#define VHOST_USER_MAX_MEM_REGIONS  32u
-#define VHOST_USER_MAX_MEM_SLOTS    509u
-#define VHOST_USER_VRING_IDX_MASK   0xffu
-#define VHOST_USER_VRING_NOFD_MASK  (1u << 8)
+#define VHOST_USER_VERSION	   0x1u
+#define VHOST_USER_VERSION_MASK	   0x3u
+#define VHOST_USER_REPLY_FLAG	   (1u << 2)
+#define VHOST_USER_NEED_REPLY_FLAG (1u << 3)
+#define VHOST_USER_MAX_PAYLOAD	   4096u
+#define VHOST_USER_MAX_FDS	   32u
+#define VHOST_USER_MAX_MEM_REGIONS 32u
+#define VHOST_USER_MAX_MEM_SLOTS   509u
+#define VHOST_USER_VRING_IDX_MASK  0xffu
+#define VHOST_USER_VRING_NOFD_MASK (1u << 8)
 
 /* Protocol features (GET_PROTOCOL_FEATURES bit numbers). */
 #define VHOST_USER_PROTOCOL_F_MQ		  0

@@ -173,6 +173,56 @@ class VhostBackend:
             self.process.close()
 
 
+
+class QemuStorageDaemon:
+    """qemu-storage-daemon exporting `disk` over vhost-user-blk: the peer to
+    compare vhost-backend against, with the same client. No device_id (it
+    has no serial setting). Discards punch holes in the file.
+
+    with QemuStorageDaemon(tmp, disk, num_queues=2) as qsd:
+        qsd.socket
+    """
+
+    def __init__(self, workdir, disk, num_queues=1, start_timeout=20, aio="io_uring"):
+        self.workdir = workdir
+        self.disk = disk
+        self.socket = os.path.join(workdir, "qsd.sock")
+        self.num_queues = num_queues
+        self.start_timeout = start_timeout
+        self.aio = aio
+        self.process = None
+
+    def argv(self):
+        return ["qemu-storage-daemon",
+                "--blockdev", f"driver=file,node-name=file,filename={self.disk},"
+                f"cache.direct=on,aio={self.aio},discard=unmap",
+                "--blockdev", "driver=raw,node-name=disk,file=file,discard=unmap",
+                "--export", "type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,"
+                f"addr.path={self.socket},writable=on,num-queues={self.num_queues}"]
+
+    def start(self):
+        log = os.path.join(self.workdir, "qemu-storage-daemon.log")
+        self.process = Process(self.argv(), log_path=log)
+        try:
+            wait_for(lambda: os.path.exists(self.socket) or not self.process.alive(),
+                     self.start_timeout, "qemu-storage-daemon socket")
+        except TimeoutError:
+            self.process.close()
+            raise
+        if not self.process.alive():
+            raise RuntimeError("qemu-storage-daemon exited at start:\n" + self.process.log_text())
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        return self.process.stop(sig)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.process:
+            self.process.close()
+
 def run_bench(args, timeout=300):
     """Run ubiblk-bench with --json; returns (exit code, parsed JSON or None, stderr)."""
     argv = [binary("ubiblk-bench")] + list(args) + ["--json"]

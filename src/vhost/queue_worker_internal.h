@@ -1,0 +1,113 @@
+/* What the files of a queue worker share: queue_worker.c (the API the
+ * control thread calls), queue_worker_thread.c (the worker's loop: settings
+ * handshake, polling and sleeping) and queue_worker_io.c (request slots and
+ * one processing round).
+ *
+ * The control thread never touches the worker's data-path state. It writes
+ * the settings it wants into `want` under `lock`, bumps `request_gen`, wakes
+ * the worker through `control_fd` and waits on `cond` until the worker has
+ * applied them (`applied_gen`). The worker looks at `request_gen` with one
+ * atomic load per loop iteration, so the I/O path takes no lock. A stop is
+ * acknowledged only once nothing is in flight, which is what makes
+ * GET_VRING_BASE safe. */
+#ifndef UBIBLK_VHOST_QUEUE_WORKER_INTERNAL_H
+#define UBIBLK_VHOST_QUEUE_WORKER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vhost/blk_request.h"
+#include "vhost/queue_worker.h"
+#include "vhost/virtqueue.h"
+
+/* A request from pop until its used entry is written; its index in the
+ * slot array is its bdev operation id. */
+struct request_slot {
+	struct blk_request req;
+	/* The table the request was parsed with, held while it is in flight. */
+	struct guest_memory *mem;
+	void *bounce;	/* allocated on first need, slot_bounce_bytes */
+	void *oversize; /* a larger bounce buffer for this request only */
+	struct iovec bounce_iov;
+	bool bounced;
+	bool in_flight;
+};
+
+/* What the control thread asks for; under `lock`. The fds and the memory
+ * reference belong to the control side. */
+struct worker_settings {
+	bool run;
+	bool exit;
+	bool enabled;
+	bool event_idx;
+	int kick_fd;
+	int call_fd;
+	struct guest_memory *mem;
+	uint32_t num;
+	bool addr_set;
+	uint64_t desc_gpa;
+	uint64_t avail_gpa;
+	uint64_t used_gpa;
+	uint16_t next_avail;
+};
+
+struct queue_worker {
+	struct queue_worker_config cfg;
+	char device_id[VIRTIO_BLK_ID_BYTES + 1];
+	pthread_t thread;
+	int control_fd;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct worker_settings want;
+	uint64_t request_gen; /* written under lock, read atomically by the worker */
+	uint64_t applied_gen;
+	bool init_done;
+	int init_result;
+	int start_result;
+	uint16_t stopped_next_avail;
+	bool started; /* the control thread's view */
+
+	/* Worker thread only. */
+	uint64_t seen_gen;
+	struct worker_settings have;
+	struct guest_memory *mem; /* the worker's own reference */
+	struct bdev_channel *ch;
+	int completion_fd;
+	struct virtqueue vq;
+	bool running;
+	bool stopping;
+	bool exiting;
+	bool ring_mapped;
+	bool used_pending; /* used entries pushed but not yet published */
+	bool submit_needed;
+	bool kick_failed; /* the kick fd reported an error: not polled until replaced */
+	struct request_slot *slots;
+	uint32_t *free_list; /* indices of free slots, a stack */
+	uint32_t nslots;
+	uint32_t free_count;
+	uint32_t in_flight;
+	struct blk_request_limits limits;
+	size_t slot_bounce_bytes;
+	uint32_t alignment;
+	uint64_t poll_ns;
+	uint32_t bad_requests_logged;
+};
+
+/* queue_worker_io.c */
+/* Sizes the limits and allocates the slots (the channel must exist). */
+int queue_worker_io_init(struct queue_worker *qw);
+void queue_worker_io_fini(struct queue_worker *qw);
+/* Whether new heads are popped: started, enabled, rings mapped, not broken. */
+bool queue_worker_accepting(const struct queue_worker *qw);
+/* Pops everything available, submits it at once, reaps completions,
+ * returns used entries and signals the guest once. True when anything
+ * happened. */
+bool queue_worker_run_round(struct queue_worker *qw);
+
+/* queue_worker_thread.c */
+void *queue_worker_thread_main(void *arg);
+
+#endif

@@ -1,0 +1,299 @@
+/* A queue worker's data path: request slots, and one processing round
+ * (pop, parse, submit, reap, return, signal). Runs on the worker thread
+ * only, without locks. */
+#include "vhost/queue_worker_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+/* Bad requests logged at warning level per queue; the rest go to debug so a
+ * hostile guest cannot flood the log. */
+#define BAD_REQUEST_WARNINGS 16u
+#define COMPLETION_BATCH     64
+
+bool queue_worker_accepting(const struct queue_worker *qw)
+{
+	return qw->running && !qw->stopping && qw->have.enabled && qw->ring_mapped &&
+	       !qw->vq.broken;
+}
+
+static void log_bad_request(struct queue_worker *qw, const struct blk_request *req)
+{
+	enum log_level level =
+	    qw->bad_requests_logged < BAD_REQUEST_WARNINGS ? LOG_WARN : LOG_DEBUG;
+	if (!log_enabled(level))
+		return;
+	qw->bad_requests_logged++;
+	log_msg(level, "queue %u: request (head %u, type %u) refused: %s%s", qw->cfg.index,
+		req->head, req->type, req->error ? req->error : "unknown",
+		qw->bad_requests_logged == BAD_REQUEST_WARNINGS ? " (further ones logged at debug)"
+								: "");
+}
+
+/* Returns the slot's request to the guest and the slot to the free list. */
+static void finish_request(struct queue_worker *qw, uint32_t index, uint8_t status)
+{
+	struct request_slot *slot = &qw->slots[index];
+	uint32_t used_len = blk_request_complete(&slot->req, status);
+	if (qw->ring_mapped) {
+		virtqueue_push(&qw->vq, slot->req.head, used_len);
+		qw->used_pending = true;
+	}
+	buffer_free(slot->oversize);
+	slot->oversize = NULL;
+	qw->free_list[qw->free_count++] = index;
+}
+
+static void *bounce_buffer(struct queue_worker *qw, struct request_slot *slot, uint64_t len)
+{
+	if (len > qw->slot_bounce_bytes) {
+		slot->oversize = buffer_alloc(qw->alignment, (size_t)len);
+		return slot->oversize;
+	}
+	if (!slot->bounce)
+		slot->bounce = buffer_alloc(qw->alignment, qw->slot_bounce_bytes);
+	return slot->bounce;
+}
+
+/* Queues an IN or OUT: straight into guest memory when the buffers meet
+ * O_DIRECT alignment, through the bounce buffer otherwise. */
+static uint8_t queue_read_write(struct queue_worker *qw, uint32_t index)
+{
+	struct request_slot *slot = &qw->slots[index];
+	struct blk_request *req = &slot->req;
+	const struct iovec *iov = req->data;
+	int iovcnt = req->data_cnt;
+	slot->bounced = !bdev_iov_is_direct_aligned(req->data, req->data_cnt);
+	if (slot->bounced) {
+		void *buf = bounce_buffer(qw, slot, req->data_len);
+		if (!buf) {
+			req->error = "no memory for a bounce buffer";
+			return VIRTIO_BLK_S_IOERR;
+		}
+		if (req->type == VIRTIO_BLK_T_OUT)
+			blk_request_copy_from_guest(req, buf);
+		slot->bounce_iov.iov_base = buf;
+		slot->bounce_iov.iov_len = (size_t)req->data_len;
+		iov = &slot->bounce_iov;
+		iovcnt = 1;
+	}
+	if (req->type == VIRTIO_BLK_T_IN)
+		bdev_add_readv(qw->ch, req->sector, iov, iovcnt, index);
+	else
+		bdev_add_writev(qw->ch, req->sector, iov, iovcnt, index);
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Queues the device operation of a parsed request. *queued says whether an
+ * operation went to the channel; otherwise the request completes right away
+ * with the returned status. */
+static uint8_t queue_operation(struct queue_worker *qw, uint32_t index, bool *queued)
+{
+	struct blk_request *req = &qw->slots[index].req;
+	*queued = false;
+	switch (req->type) {
+	case VIRTIO_BLK_T_GET_ID:
+		return blk_request_get_id(req, qw->device_id);
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		if (req->data_len == 0)
+			return VIRTIO_BLK_S_OK;
+		*queued = true;
+		return queue_read_write(qw, index);
+	case VIRTIO_BLK_T_FLUSH:
+		bdev_add_flush(qw->ch, index);
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (req->num_sectors == 0)
+			return VIRTIO_BLK_S_OK;
+		if (req->type == VIRTIO_BLK_T_DISCARD)
+			bdev_add_discard(qw->ch, req->sector, req->num_sectors, index);
+		else
+			bdev_add_write_zeroes(qw->ch, req->sector, req->num_sectors, req->unmap,
+					      index);
+		break;
+	default:
+		return VIRTIO_BLK_S_UNSUPP; /* parsing refuses these already */
+	}
+	*queued = true;
+	return VIRTIO_BLK_S_OK;
+}
+
+static void start_request(struct queue_worker *qw, uint16_t head)
+{
+	uint32_t index = qw->free_list[--qw->free_count];
+	struct request_slot *slot = &qw->slots[index];
+	bool queued = false;
+	uint8_t status = blk_request_parse(&slot->req, &qw->vq, qw->mem, head, &qw->limits);
+	if (status == VIRTIO_BLK_S_OK)
+		status = queue_operation(qw, index, &queued);
+	if (status == VIRTIO_BLK_S_OK && queued) {
+		slot->mem = guest_memory_ref(qw->mem);
+		slot->in_flight = true;
+		qw->in_flight++;
+		qw->submit_needed = true;
+		return;
+	}
+	if (status != VIRTIO_BLK_S_OK)
+		log_bad_request(qw, &slot->req);
+	finish_request(qw, index, status);
+}
+
+static bool pop_requests(struct queue_worker *qw)
+{
+	bool popped = false;
+	uint16_t head;
+	/* A driver never has more chains outstanding than slots; a hostile one
+	 * that reuses heads just waits until slots free up. */
+	while (qw->free_count > 0 && virtqueue_pop(&qw->vq, &head) == 1) {
+		start_request(qw, head);
+		popped = true;
+	}
+	return popped;
+}
+
+static void complete_operation(struct queue_worker *qw, const struct bdev_completion *c)
+{
+	if (c->id >= qw->nslots || !qw->slots[c->id].in_flight) {
+		log_error("queue %u: completion for unknown request %llu ignored", qw->cfg.index,
+			  (unsigned long long)c->id);
+		return;
+	}
+	uint32_t index = (uint32_t)c->id;
+	struct request_slot *slot = &qw->slots[index];
+	uint8_t status = VIRTIO_BLK_S_OK;
+	if (c->result < 0) {
+		status = VIRTIO_BLK_S_IOERR;
+		log_warn("queue %u: request type %u at sector %llu failed: %s", qw->cfg.index,
+			 slot->req.type, (unsigned long long)slot->req.sector,
+			 strerror(-c->result));
+	} else if (slot->bounced && slot->req.type == VIRTIO_BLK_T_IN) {
+		blk_request_copy_to_guest(&slot->req, slot->bounce_iov.iov_base);
+	}
+	slot->in_flight = false;
+	qw->in_flight--;
+	finish_request(qw, index, status);
+	guest_memory_unref(slot->mem);
+	slot->mem = NULL;
+}
+
+static bool reap_completions(struct queue_worker *qw)
+{
+	struct bdev_completion done[COMPLETION_BATCH];
+	bool reaped = false;
+	int n;
+	do {
+		n = bdev_poll(qw->ch, done, COMPLETION_BATCH);
+		for (int i = 0; i < n; i++)
+			complete_operation(qw, &done[i]);
+		reaped |= n > 0;
+	} while (n == COMPLETION_BATCH);
+	return reaped;
+}
+
+static void signal_guest(struct queue_worker *qw)
+{
+	uint64_t one = 1;
+	if (qw->have.call_fd < 0)
+		return;
+	/* EAGAIN means the counter is saturated: the guest is signalled anyway. */
+	if (write(qw->have.call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("queue %u: signalling the guest failed: %s", qw->cfg.index,
+			 strerror(errno));
+}
+
+/* One signal per batch, when the driver asked for one. */
+static void publish_used(struct queue_worker *qw)
+{
+	if (!qw->used_pending)
+		return;
+	qw->used_pending = false;
+	virtqueue_publish_used(&qw->vq);
+	if (virtqueue_should_notify(&qw->vq))
+		signal_guest(qw);
+}
+
+/* Pop everything available, submit it at once, reap, return and signal. */
+bool queue_worker_run_round(struct queue_worker *qw)
+{
+	bool active = false;
+	if (queue_worker_accepting(qw))
+		active = pop_requests(qw);
+	if (qw->submit_needed) {
+		int rc = bdev_submit(qw->ch);
+		/* Operations the kernel did not take stay queued in the channel
+		 * and are retried: keep polling until it takes them. */
+		qw->submit_needed = rc < 0;
+		if (rc < 0)
+			log_debug("queue %u: submit: %s", qw->cfg.index, strerror(-rc));
+	}
+	if (qw->in_flight > 0)
+		active |= reap_completions(qw);
+	publish_used(qw);
+	return active;
+}
+
+void queue_worker_io_fini(struct queue_worker *qw)
+{
+	for (uint32_t i = 0; qw->slots && i < qw->nslots; i++) {
+		blk_request_fini(&qw->slots[i].req);
+		buffer_free(qw->slots[i].bounce);
+	}
+	free(qw->slots);
+	free(qw->free_list);
+	qw->slots = NULL;
+	qw->free_list = NULL;
+}
+
+static int alloc_slots(struct queue_worker *qw)
+{
+	qw->nslots = qw->cfg.max_queue_size;
+	qw->slots = calloc(qw->nslots, sizeof(*qw->slots));
+	qw->free_list = calloc(qw->nslots, sizeof(*qw->free_list));
+	if (!qw->slots || !qw->free_list)
+		return -ENOMEM;
+	/* Room for the advertised segments plus header, status and a few
+	 * region crossings; longer chains grow their slot's array. */
+	int iov_cap =
+	    (int)(qw->cfg.seg_count_max < BLK_REQUEST_MAX_IOV - 4 ? qw->cfg.seg_count_max + 4
+								  : BLK_REQUEST_MAX_IOV);
+	for (uint32_t i = 0; i < qw->nslots; i++) {
+		if (blk_request_init(&qw->slots[i].req, iov_cap) < 0)
+			return -ENOMEM;
+		/* Popped from the end: hand out low indices first. */
+		qw->free_list[i] = qw->nslots - 1 - i;
+	}
+	qw->free_count = qw->nslots;
+	return 0;
+}
+
+static void set_limits(struct queue_worker *qw)
+{
+	const struct queue_worker_config *cfg = &qw->cfg;
+	uint64_t advertised = (uint64_t)cfg->seg_count_max * cfg->seg_size_max;
+	uint64_t max_bytes =
+	    advertised > BLK_REQUEST_DEFAULT_MAX_BYTES ? advertised : BLK_REQUEST_DEFAULT_MAX_BYTES;
+	qw->limits.capacity = bdev_sector_count(cfg->dev);
+	qw->limits.read_only = bdev_is_read_only(cfg->dev);
+	qw->limits.max_bytes = max_bytes & ~(uint64_t)(SECTOR_SIZE - 1);
+	qw->alignment = bdev_buffer_alignment(cfg->dev);
+	/* The common request fits the slot's own buffer; larger ones borrow. */
+	uint64_t slot_bytes = advertised < SECTOR_SIZE ? SECTOR_SIZE : advertised;
+	qw->slot_bounce_bytes =
+	    (size_t)((slot_bytes + SECTOR_SIZE - 1) & ~(uint64_t)(SECTOR_SIZE - 1));
+}
+
+int queue_worker_io_init(struct queue_worker *qw)
+{
+	set_limits(qw);
+	int rc = alloc_slots(qw);
+	if (rc < 0)
+		log_error("queue %u: cannot allocate request slots: %s", qw->cfg.index,
+			  strerror(-rc));
+	return rc;
+}

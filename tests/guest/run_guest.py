@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Boot a Linux guest under QEMU (TCG) attached to vhost-user-blk sockets.
+
+Library (used by the guest tests):
+
+    kernel, initrd = prepare()
+    result = run_guest(workdir, [socket], script_body, timeout=300)
+    result.checks          # {name: Check(passed, detail)}, in guest order
+    result.values          # {name: value} from `value NAME VALUE` lines
+
+The guest (tests/guest/init.sh) chroots into the host root shared read-only
+over 9p and runs the script with /bin/sh, so the host's fio, blkdiscard, cmp
+and sha256sum run in the guest. The script is GUEST_LIB followed by the body;
+GUEST_LIB gives it `check NAME FUNCTION [ARGS]` (runs FUNCTION under set -e in
+a subshell and prints a PASS or FAIL marker) and `value NAME VALUE`.
+
+CLI (manual checks, see docs/testing-guest.md):
+
+    run_guest.py --socket SOCK --interactive      # a shell in the guest
+    run_guest.py --socket SOCK --script FILE      # run a script, print results
+    run_guest.py --socket SOCK --print-cmd        # the QEMU command line only
+"""
+
+import argparse
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PREPARE = os.path.join(HERE, "prepare.sh")
+
+MARK = "@@UBIBLK-"
+# SeaBIOS and the kernel write terminal control sequences (ESC c resets a
+# terminal); strip them from everything shown to a person.
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_a-z])")
+
+
+def clean(text):
+    return ANSI.sub("", text.replace("\r", ""))
+
+# Shell helpers prepended to every guest script. Output of a check goes to the
+# console between its BEGIN and PASS/FAIL markers (run_guest keeps it as the
+# check's detail).
+GUEST_LIB = r'''
+check() { # check NAME FUNCTION [ARGS...]
+	_name=$1
+	shift
+	echo "@@UBIBLK-CHECK-BEGIN $_name"
+	read -r _t0 _ </proc/uptime
+	(set -e; "$@") </dev/null 2>&1
+	_rc=$?
+	read -r _t1 _ </proc/uptime
+	_t=$(awk "BEGIN { printf \"%.1f\", $_t1 - $_t0 }")
+	if [ "$_rc" -eq 0 ]; then
+		echo "@@UBIBLK-CHECK-PASS $_name ${_t}s"
+	else
+		echo "@@UBIBLK-CHECK-FAIL $_name ${_t}s rc=$_rc"
+	fi
+}
+value() { # value NAME VALUE: reported to the host
+	echo "@@UBIBLK-VALUE $1 $2"
+}
+wait_for_dev() { # wait_for_dev PATH SECONDS
+	_i=0
+	while [ ! -b "$1" ]; do
+		_i=$((_i + 1))
+		[ "$_i" -le $(($2 * 10)) ] || { echo "no $1 after $2 s"; return 1; }
+		sleep 0.1
+	done
+}
+'''
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+    seconds: float = None  # guest time the check took
+
+
+@dataclass
+class GuestResult:
+    console_log: str
+    duration: float = 0.0
+    timed_out: bool = False
+    ready: bool = False
+    exit_status: int = None  # the script's status; None if it never finished
+    errors: list = field(default_factory=list)  # @@UBIBLK-GUEST-ERROR lines
+    checks: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+
+    def failures(self):
+        """Problems with the guest run itself (not with a check)."""
+        out = list(self.errors)
+        if self.timed_out:
+            out.append(f"guest timed out after {self.duration:.0f}s")
+        if not self.ready:
+            out.append("guest never reached the test script")
+        elif self.exit_status is None:
+            out.append("guest script did not finish")
+        elif self.exit_status != 0:
+            out.append(f"guest script exited with status {self.exit_status}")
+        return out
+
+    def console_tail(self, lines=40):
+        try:
+            with open(self.console_log, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(clean(text).splitlines()[-lines:])
+
+
+def cache_dir():
+    return os.environ.get("UBIBLK_GUEST_CACHE") or "/var/cache/ubiblk-guest"
+
+
+def prepare(timeout=900):
+    """Run prepare.sh (cached); returns (kernel, initrd) paths."""
+    proc = subprocess.run(["sh", PREPARE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("prepare.sh failed:\n" + proc.stderr.decode(errors="replace"))
+    paths = dict(line.split("=", 1) for line in proc.stdout.decode().splitlines() if "=" in line)
+    return paths["KERNEL"], paths["INITRD"]
+
+
+def qemu_argv(kernel, initrd, sockets, append="", mem_mb=1024, smp=2, num_queues=2,
+              queue_size=128, extra=()):
+    """QEMU command line: TCG, shared memfd memory (vhost-user needs it), one
+    vhost-user-blk-pci device per socket (vda, vdb, ...), the host root over
+    9p read-only, serial console on stdio. queue_size must not exceed the
+    backend's (vhost-backend: queue_size in its config, default 64)."""
+    argv = ["qemu-system-x86_64",
+            "-machine", "q35,accel=tcg", "-cpu", "max", "-smp", str(smp), "-m", f"{mem_mb}M",
+            "-object", f"memory-backend-memfd,id=mem,size={mem_mb}M,share=on",
+            "-numa", "node,memdev=mem",
+            "-nographic", "-no-reboot", "-nodefaults", "-serial", "mon:stdio",
+            "-kernel", kernel, "-initrd", initrd,
+            "-append", f"console=ttyS0 panic=-1 quiet loglevel=4 {append}".strip(),
+            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
+                       "multidevs=remap"]
+    for i, sock in enumerate(sockets):
+        sock = os.path.abspath(sock)
+        argv += ["-chardev", f"socket,id=vu{i},path={sock}",
+                 "-device", f"vhost-user-blk-pci,chardev=vu{i},num-queues={num_queues},"
+                            f"queue-size={queue_size}"]
+    return argv + list(extra)
+
+
+def parse_console(text, result):
+    """Fill result from the guest's console text."""
+    current = None  # (name, [lines]) of the open check
+    for raw in clean(text).splitlines():
+        i = raw.find(MARK)
+        if i < 0:
+            if current:
+                current[1].append(raw)
+            continue
+        line = raw[i + len(MARK):]
+        if current and i > 0:
+            current[1].append(raw[:i])
+        kind, _, rest = line.partition(" ")
+        if kind == "GUEST-READY":
+            result.ready = True
+        elif kind == "GUEST-ERROR":
+            result.errors.append("guest init: " + rest)
+        elif kind == "GUEST-EXIT":
+            try:
+                result.exit_status = int(rest.strip())
+            except ValueError:
+                result.exit_status = -1
+        elif kind == "CHECK-BEGIN":
+            current = (rest.strip(), [])
+        elif kind in ("CHECK-PASS", "CHECK-FAIL"):
+            words = rest.split()
+            name = words[0] if words else ""
+            seconds = None
+            if len(words) > 1 and words[1].endswith("s"):
+                try:
+                    seconds = float(words[1][:-1])
+                except ValueError:
+                    pass
+            detail = "\n".join(current[1]) if current and current[0] == name else ""
+            if kind == "CHECK-FAIL":
+                detail = (detail + "\n" + rest).strip()
+            result.checks[name] = Check(name, kind == "CHECK-PASS", detail, seconds)
+            current = None
+        elif kind == "VALUE":
+            name, _, value = rest.partition(" ")
+            result.values[name] = value.strip()
+    if current:  # the guest died inside a check
+        result.checks[current[0]] = Check(current[0], False,
+                                          "\n".join(current[1] + ["(check never finished)"]))
+    return result
+
+
+def _log_has(path, needle):
+    with open(path, "rb") as f:
+        return needle.encode() in f.read()
+
+
+def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_size=128,
+              kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90):
+    """Boot one guest that runs GUEST_LIB + script_body, wait for it to power
+    off and parse the markers. QEMU is killed by pid after `timeout` seconds,
+    or after `ready_timeout` if the guest has not reached the script by then
+    (it boots in a few seconds; a backend that breaks the device setup would
+    otherwise cost the whole timeout). The script and console log stay in
+    workdir."""
+    if kernel is None or initrd is None:
+        kernel, initrd = prepare()
+    script = os.path.join(workdir, "guest-script.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\n" + GUEST_LIB + "\n" + script_body + "\n")
+    os.chmod(script, 0o755)
+    log = os.path.join(workdir, "console.log")
+    argv = qemu_argv(kernel, initrd, sockets, append=f"ubiblk.script={os.path.abspath(script)}",
+                     num_queues=num_queues, queue_size=queue_size, smp=smp, mem_mb=mem_mb)
+    with open(os.path.join(workdir, "qemu.cmd"), "w") as f:
+        f.write(shlex.join(argv) + "\n")
+    result = GuestResult(console_log=log)
+    start = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = start + timeout
+            ready_deadline = start + ready_timeout
+            while proc.poll() is None:
+                now = time.monotonic()
+                if now >= deadline:
+                    result.timed_out = True
+                    break
+                if ready_deadline and now >= ready_deadline:
+                    if _log_has(log, MARK + "GUEST-READY"):
+                        ready_deadline = None
+                    else:
+                        result.timed_out = True
+                        result.errors.append(f"guest not ready after {ready_timeout}s")
+                        break
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+    result.duration = time.monotonic() - start
+    with open(log, "rb") as f:
+        parse_console(f.read().decode(errors="replace"), result)
+    if proc.returncode not in (0, -signal.SIGKILL) and not result.ready:
+        result.errors.append(f"qemu exited with status {proc.returncode}")
+    return result
+
+
+def report(result, expected=()):
+    """Print one line per check (and the detail of failures); returns the
+    number of failures, counting missing expected checks and a broken run."""
+    failed = 0
+    for problem in result.failures():
+        print(f"FAIL guest: {problem}")
+        failed += 1
+    for check in result.checks.values():
+        took = f" ({check.seconds:.1f}s)" if check.seconds is not None else ""
+        print(f"{'ok  ' if check.passed else 'FAIL'} {check.name}{took}")
+        if not check.passed:
+            failed += 1
+            for line in check.detail.splitlines()[-30:]:
+                print(f"     | {line}")
+    for name in expected:
+        if name not in result.checks:
+            print(f"FAIL {name}: not run")
+            failed += 1
+    if failed and result.failures():
+        print("--- console tail ---\n" + result.console_tail() + "\n---")
+    return failed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--socket", action="append", default=[],
+                    help="vhost-user-blk socket (repeat for vdb, vdc...)")
+    ap.add_argument("--num-queues", type=int, default=2)
+    ap.add_argument("--queue-size", type=int, default=128,
+                    help="virtqueue size; at most the backend's queue_size")
+    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--mem-mb", type=int, default=1024)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--script", help="shell script body to run in the guest (GUEST_LIB "
+                                       "helpers: check, value, wait_for_dev)")
+    mode.add_argument("--interactive", action="store_true",
+                      help="a root shell in the guest on this terminal (Ctrl-a x quits QEMU)")
+    mode.add_argument("--print-cmd", action="store_true", help="print the QEMU command line")
+    ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--workdir", help="keep the script and console log here")
+    args = ap.parse_args()
+
+    kernel, initrd = prepare()
+    if args.print_cmd or args.interactive:
+        argv = qemu_argv(kernel, initrd, args.socket, append="ubiblk.shell=1",
+                         num_queues=args.num_queues, queue_size=args.queue_size, smp=args.smp,
+                         mem_mb=args.mem_mb)
+        if args.print_cmd:
+            print(shlex.join(argv))
+            return 0
+        os.execvp(argv[0], argv)
+    if not args.script:
+        ap.error("one of --script, --interactive or --print-cmd is required")
+    with open(args.script) as f:
+        body = f.read()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="ubiblk-guest-")
+    os.makedirs(workdir, exist_ok=True)
+    result = run_guest(workdir, args.socket, body, timeout=args.timeout,
+                       num_queues=args.num_queues, queue_size=args.queue_size,
+                       kernel=kernel, initrd=initrd,
+                       smp=args.smp, mem_mb=args.mem_mb)
+    for name, value in result.values.items():
+        print(f"value {name} = {value}")
+    failed = report(result)
+    passed = sum(1 for c in result.checks.values() if c.passed)
+    print(f"console log: {result.console_log} ({result.duration:.1f}s)")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
