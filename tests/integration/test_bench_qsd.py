@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """ubiblk-bench against qemu-storage-daemon (a file on a real filesystem, and
-a null device): verify mode with 1 and 4 queues, JSON reports of the load
+a null device): verify mode with 1, 2 and 4 queues (chained and indirect), JSON reports of the load
 modes, detection of blocks corrupted, misplaced or made stale behind the
 daemon's back, acknowledged writes surviving a daemon killed mid-run, and
 usage errors."""
@@ -100,6 +100,14 @@ def test_verify_four_queues_and_one():
             expect(v["blocks_written"] == 3000 and v["blocks_mismatched"] == 0, f"{v}", err)
             expect(900 < v["blocks_checked"] <= 1024, f"distinct blocks checked {v}", err)
             expect(res["interrupts"] > 0 and not res["event_idx"], "interrupt mode used", err)
+
+            # Indirect tables: one ring entry per request.
+            rc, res, err = run_bench(["--socket", qsd.socket, "--mode", "verify", "--indirect",
+                                      "--queues", "2", "--iodepth", "32", "--offset", "48m",
+                                      "--size", "8m"])
+            expect_ok(rc, res, err)
+            expect(res["indirect"] and res["queue_size"] == 32, "indirect ring of 32", err)
+            expect(res["verify"]["blocks_checked"] == 2048, f"{res['verify']}", err)
 
 
 def test_load_modes_report_json():
