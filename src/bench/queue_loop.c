@@ -107,7 +107,8 @@ static bool fill(struct bench_queue *q, struct phase *ph, uint64_t now)
 			op = REQUEST_FLUSH;
 		}
 		q->free_count--;
-		submit(q, index, op, now);
+		/* Stamping a verify block takes long enough to matter. */
+		submit(q, index, op, ph->kind == PHASE_VERIFY_WRITE ? now_ns() : now);
 	}
 	return true;
 }
@@ -256,8 +257,7 @@ static bool still_running(const struct bench_queue *q)
 	return atomic_load(&q->job->abort) == BENCH_COMPLETED;
 }
 
-/* How many I/Os this queue issues in a run that is neither time based nor
- * given an I/O count: one pass over the blocks it covers. */
+/* This queue's part of `total` requests, split as evenly as possible. */
 static uint64_t share_of(const struct bench_queue *q, uint64_t total)
 {
 	uint32_t n = q->job->queues;

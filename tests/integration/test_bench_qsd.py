@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """ubiblk-bench against qemu-storage-daemon (a file on a real filesystem, and
-a null device): verify mode with 1, 2 and 4 queues (chained and indirect), JSON reports of the load
-modes, detection of blocks corrupted, misplaced or made stale behind the
-daemon's back, acknowledged writes surviving a daemon killed mid-run, and
-usage errors."""
+a null device): verify mode with 1, 2 and 4 queues (chained and indirect
+descriptors), JSON reports of the load modes, detection of blocks corrupted,
+misplaced or made stale behind the daemon's back, acknowledged writes
+surviving a daemon killed mid-run, and usage errors."""
 
 import json
 import os
@@ -73,7 +73,7 @@ def pread_file(path, offset, length):
         os.close(fd)
 
 
-def test_verify_four_queues_and_one():
+def test_verify_one_two_and_four_queues():
     with scratch_dir() as tmp:
         disk = make_disk(os.path.join(tmp, "disk.img"), 64 * MiB)
         with QemuStorageDaemon(tmp, disk, num_queues=4) as qsd:
@@ -285,7 +285,7 @@ if __name__ == "__main__":
         print("qemu-storage-daemon not installed: skipping")
         sys.exit(77)
     harness.main([
-        test_verify_four_queues_and_one,
+        test_verify_one_two_and_four_queues,
         test_load_modes_report_json,
         test_damage_behind_the_daemon_is_detected,
         test_acknowledged_writes_survive_daemon_kill,
