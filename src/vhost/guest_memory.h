@@ -41,7 +41,6 @@ int guest_memory_iovec(const struct guest_memory *mem, uint64_t gpa, uint64_t le
 		       struct iovec *iov, int *iovcnt, int max_iov);
 /* Copy between guest memory and a host buffer; 0 or -EFAULT. */
 int guest_memory_read(const struct guest_memory *mem, uint64_t gpa, void *dst, uint64_t len);
-int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src,
-		       uint64_t len);
+int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len);
 
 #endif

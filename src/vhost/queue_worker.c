@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -12,8 +13,6 @@
 
 #include "common/common.h"
 #include "vhost/queue_worker_internal.h"
-
-/* ---- control thread ---- */
 
 /* Publishes `want` and waits until the worker applied it. Lock held. */
 static void post_settings(struct queue_worker *qw)
@@ -59,7 +58,13 @@ int queue_worker_create(const struct queue_worker_config *cfg, struct queue_work
 		destroy_partial(qw);
 		return rc;
 	}
+	/* Signals are for the control thread: the worker starts with all of
+	 * them blocked, so a SIGTERM never lands in the middle of its loop. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int rc = -pthread_create(&qw->thread, NULL, queue_worker_thread_main, qw);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0) {
 		destroy_partial(qw);
 		return rc;

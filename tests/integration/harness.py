@@ -168,10 +168,12 @@ class VhostBackend:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if self.process:
             self.process.close()
-
+            if exc_type is not None:
+                # Keep the evidence: the temp folder is about to be removed.
+                print("--- vhost-backend log ---\n" + self.process.log_text(), flush=True)
 
 
 class QemuStorageDaemon:
@@ -222,6 +224,7 @@ class QemuStorageDaemon:
     def __exit__(self, *exc):
         if self.process:
             self.process.close()
+
 
 def run_bench(args, timeout=300):
     """Run ubiblk-bench with --json; returns (exit code, parsed JSON or None, stderr)."""
