@@ -105,4 +105,53 @@ int bdev_completion_fd(const struct bdev_channel *ch);
 /* True when every iovec meets O_DIRECT alignment (512-byte base and length). */
 bool bdev_iov_is_direct_aligned(const struct iovec *iov, int iovcnt);
 
+/* ---- stacked devices ----
+ * A layer is a device built on other devices: the lazy device (fetch on first
+ * touch) and the crypt layer sit between a front end and a file device. The
+ * front end cannot tell: it uses the bdev_channel_* / bdev_add_* / bdev_poll
+ * calls above unchanged, and the common checks still happen before a layer
+ * sees an operation (byte-range overflow, writes to a read-only device, depth
+ * admission, zero-length operations completing at once). A layer therefore
+ * only sees admitted, non-empty operations.
+ *
+ * Each operation a layer receives must complete exactly once: either by the
+ * layer's poll() returning it, or through bdev_layer_complete(). */
+struct bdev_layer_ops {
+	/* Creates the layer's state for one channel (one thread). `ch` is the
+	 * channel the caller sees; keep it for bdev_layer_complete(). `layer`
+	 * is the layer's copy of the context given to bdev_layer_open(). */
+	int (*channel_create)(void *layer, struct bdev_channel *ch, uint32_t depth,
+			      void **layer_ch);
+	/* Like bdev_channel_destroy: no buffer may be touched after it returns. */
+	void (*channel_destroy)(void *layer_ch);
+	/* bytes: the iovecs' total, > 0. */
+	void (*add_rw)(void *layer_ch, bool write, uint64_t sector, const struct iovec *iov,
+		       int iovcnt, uint64_t bytes, uint64_t id);
+	void (*add_flush)(void *layer_ch, uint64_t id);
+	/* punch_hole: deallocate (bdev_add_discard, or write-zeroes with unmap);
+	 * else zero the range keeping it allocated. count > 0. */
+	void (*add_fallocate)(void *layer_ch, bool punch_hole, uint64_t sector, uint64_t count,
+			      uint64_t id);
+	int (*submit)(void *layer_ch);
+	/* Non-blocking, called with max >= 0: completions of operations the
+	 * layer passed on. Completions made with bdev_layer_complete() are
+	 * returned by bdev_poll() around this call. */
+	int (*poll)(void *layer_ch, struct bdev_completion *out, int max);
+	/* Readable when bdev_poll() may have something to return. */
+	int (*completion_fd)(const void *layer_ch);
+};
+
+/* A device whose channels are the layer's. Size, read-only, alignment, queue
+ * depth and flags are those of `below` (the device the layer stacks on).
+ * `layer` (layer_size bytes, copied; may be 0 bytes) is handed to the layer's
+ * channel_create; it lives as long as the device and is freed with it by
+ * bdev_close, so it holds only borrowed pointers and plain values. The devices
+ * it points to must outlive this one. */
+int bdev_layer_open(const struct bdev_layer_ops *ops, const void *layer, size_t layer_size,
+		    const struct bdev *below, struct bdev **out);
+/* Complete an operation of a layer channel without the layer's poll (a
+ * refused request, a failure found while it was queued); bdev_poll returns
+ * it. */
+void bdev_layer_complete(struct bdev_channel *ch, uint64_t id, int result);
+
 #endif

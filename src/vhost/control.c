@@ -96,6 +96,7 @@ int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev,
 		    .device_id = opts->device_id,
 		    .write_through = opts->write_through,
 		    .dev = dev,
+		    .tracker = opts->trackers ? opts->trackers[i] : NULL,
 		};
 		int ret = queue_worker_create(&qcfg, &ctl->vrings[i].worker);
 		if (ret < 0) {

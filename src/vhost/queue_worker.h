@@ -30,9 +30,13 @@ struct queue_worker_config {
 	const char *device_id; /* up to 20 bytes */
 	bool write_through;
 	struct bdev *dev;
+	/* Reads, writes and flushes are recorded here by slot index (NULL:
+	 * not tracked); it must outlive the worker. */
+	struct io_tracker *tracker;
 };
 
 struct queue_worker;
+struct io_tracker;
 
 /* Creates the thread and the bdev channel; the queue starts stopped. */
 int queue_worker_create(const struct queue_worker_config *cfg, struct queue_worker **out);

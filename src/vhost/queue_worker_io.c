@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "rpc/rpc.h"
 
 /* Bad requests logged at warning level per queue; the rest go to debug so a
  * hostile guest cannot flood the log. */
@@ -124,6 +125,23 @@ static uint8_t queue_operation(struct queue_worker *qw, uint32_t index, bool *qu
 	return VIRTIO_BLK_S_OK;
 }
 
+/* The I/O tracker shows reads, writes and flushes (the `queues` and `stats`
+ * RPCs). DISCARD and WRITE_ZEROES are left out: they transfer no data, and
+ * counting them as writes would inflate bytes_written by whole ranges. */
+static enum io_kind tracked_kind(uint32_t type)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		return IO_KIND_READ;
+	case VIRTIO_BLK_T_OUT:
+		return IO_KIND_WRITE;
+	case VIRTIO_BLK_T_FLUSH:
+		return IO_KIND_FLUSH;
+	default:
+		return IO_KIND_NONE;
+	}
+}
+
 static void start_request(struct queue_worker *qw, uint16_t head)
 {
 	uint32_t index = qw->free_list[--qw->free_count];
@@ -133,6 +151,8 @@ static void start_request(struct queue_worker *qw, uint16_t head)
 	if (status == VIRTIO_BLK_S_OK)
 		status = queue_operation(qw, index, &queued);
 	if (status == VIRTIO_BLK_S_OK && queued) {
+		io_tracker_begin(qw->cfg.tracker, index, tracked_kind(slot->req.type),
+				 slot->req.sector, (uint32_t)(slot->req.data_len >> SECTOR_SHIFT));
 		slot->mem = guest_memory_ref(qw->mem);
 		slot->in_flight = true;
 		qw->in_flight++;
@@ -175,6 +195,8 @@ static void complete_operation(struct queue_worker *qw, const struct bdev_comple
 	} else if (slot->bounced && slot->req.type == VIRTIO_BLK_T_IN) {
 		blk_request_copy_to_guest(&slot->req, slot->bounce_iov.iov_base);
 	}
+	if (tracked_kind(slot->req.type) != IO_KIND_NONE)
+		io_tracker_end(qw->cfg.tracker, index);
 	slot->in_flight = false;
 	qw->in_flight--;
 	finish_request(qw, index, status);

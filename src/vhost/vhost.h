@@ -22,6 +22,8 @@
 #define VHOST_BLK_MAX_DISCARD_SECTORS 0x3fffffu
 #define VHOST_BLK_MAX_DISCARD_SEG     1u
 
+struct io_tracker;
+
 struct vhost_blk_options {
 	const char *socket_path;
 	uint32_t num_queues;
@@ -32,6 +34,9 @@ struct vhost_blk_options {
 	bool write_through;
 	char device_id[21];   /* at most 20 bytes, NUL-terminated */
 	const uint32_t *cpus; /* NULL or num_queues entries */
+	/* NULL or num_queues I/O trackers (rpc/rpc.h) that outlive the server;
+	 * queue i records its requests in trackers[i]. */
+	struct io_tracker *const *trackers;
 };
 
 /* Serve until vhost_blk_request_stop() is called: then in-flight requests are
