@@ -187,6 +187,11 @@ bool bdev_busy(const struct bdev_channel *ch)
 	return ch->outstanding > 0 || completion_fifo_count(&ch->done) > 0;
 }
 
+bool bdev_needs_submit(const struct bdev_channel *ch)
+{
+	return ch->ops->needs_submit && ch->ops->needs_submit(ch);
+}
+
 int bdev_completion_fd(const struct bdev_channel *ch)
 {
 	return ch->ops->completion_fd ? ch->ops->completion_fd(ch) : -1;

@@ -94,6 +94,13 @@ int bdev_submit(struct bdev_channel *ch);
 int bdev_poll(struct bdev_channel *ch, struct bdev_completion *out, int max);
 /* True while anything is queued, in flight, or completed but not yet polled. */
 bool bdev_busy(const struct bdev_channel *ch);
+/* True when operations are queued that the kernel has not taken yet: added
+ * but not submitted, or refused for now (io_uring_enter returned EAGAIN,
+ * EBUSY or EINTR, perhaps while bdev_poll() continued a short transfer).
+ * Nothing will signal the completion fd for them: the caller must keep
+ * calling bdev_submit() or bdev_poll() instead of sleeping on it until this
+ * turns false. */
+bool bdev_needs_submit(const struct bdev_channel *ch);
 /* An fd that becomes readable when completions may be waiting (for poll(2)
  * or epoll); -1 for engines that complete inside bdev_add_* (then bdev_busy
  * alone says whether to poll again). Reading it is the caller's job.

@@ -28,6 +28,8 @@ struct bdev_engine_ops {
 	int (*poll)(struct bdev_channel *ch, struct bdev_completion *out, int max);
 	/* NULL when completions never come from the kernel (the fd is -1). */
 	int (*completion_fd)(const struct bdev_channel *ch);
+	/* NULL when the engine never leaves operations unsubmitted. */
+	bool (*needs_submit)(const struct bdev_channel *ch);
 };
 
 struct bdev {
@@ -70,5 +72,10 @@ static inline void bdev_channel_complete(struct bdev_channel *ch, uint64_t id, i
 /* The file descriptor a channel does I/O through, with the flags from the
  * device options. Returns the fd or -errno. */
 int bdev_open_channel_fd(const struct bdev *dev);
+
+/* Fault injection for tests: while non-zero, each io_uring submit is counted
+ * down and fails with -EAGAIN as if the kernel were short of memory. Always 0
+ * outside tests. Atomic: a test thread sets it, channel threads consume it. */
+extern unsigned bdev_uring_fail_submits;
 
 #endif

@@ -175,12 +175,24 @@ static void uring_add_fallocate(struct bdev_channel *base, int mode, uint64_t of
 	sqe->flags |= ch->sqe_flags;
 }
 
+unsigned bdev_uring_fail_submits;
+
+static int enter_kernel(struct uring_channel *ch)
+{
+	unsigned fail = __atomic_load_n(&bdev_uring_fail_submits, __ATOMIC_RELAXED);
+	while (fail > 0 && !__atomic_compare_exchange_n(&bdev_uring_fail_submits, &fail, fail - 1,
+							false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	return fail > 0 ? -EAGAIN : io_uring_submit(&ch->ring);
+}
+
 /* Hands every SQE not yet taken by the kernel to it: one io_uring_enter. */
 static int flush_submissions(struct uring_channel *ch)
 {
-	int rc = io_uring_submit(&ch->ring);
+	int rc = enter_kernel(ch);
 	/* A failed enter, or one stopped by a bad SQE, leaves entries in the
-	 * SQ; they go with the next submit or poll, never reported twice. */
+	 * SQ; they go with the next submit or poll, never reported twice, and
+	 * bdev_needs_submit() tells the owner not to sleep meanwhile. */
 	ch->needs_submit = io_uring_sq_ready(&ch->ring) > 0;
 	if (rc >= 0 || rc == -EAGAIN || rc == -EBUSY || rc == -EINTR)
 		return 0;
@@ -256,6 +268,14 @@ static int uring_poll(struct bdev_channel *base, struct bdev_completion *out, in
 static int uring_completion_fd(const struct bdev_channel *base)
 {
 	return ((const struct uring_channel *)base)->event_fd;
+}
+
+/* Whatever left them there (an add without submit, a refused enter, a
+ * continuation queued by poll): entries still in the SQ. */
+static bool uring_needs_submit(const struct bdev_channel *base)
+{
+	const struct uring_channel *ch = (const struct uring_channel *)base;
+	return io_uring_sq_ready(&ch->ring) > 0;
 }
 
 /* The kernel may still be reading or writing caller memory for requests it
@@ -373,4 +393,5 @@ const struct bdev_engine_ops bdev_uring_ops = {
     .submit = uring_submit,
     .poll = uring_poll,
     .completion_fd = uring_completion_fd,
+    .needs_submit = uring_needs_submit,
 };

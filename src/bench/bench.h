@@ -58,6 +58,9 @@ struct bench_options {
 	uint64_t timeout_ns; /* a request outstanding this long means the backend hangs */
 	const char *verify_state_path;
 	enum bench_verify_phase verify_phase;
+	/* Read mode only: pwrite every block read successfully into this file
+	 * at its device offset (created 0644 if missing, never truncated). */
+	const char *dump_path;
 	/* Which of the above the user gave explicitly: an existing verify state
 	 * file supplies the others, and must agree with these. */
 	bool block_size_set, range_offset_set, range_size_set, seed_set;

@@ -40,6 +40,7 @@ struct bench_job {
 	bool can_flush;
 	struct verify_state *verify; /* verify mode only */
 	bool verify_write, verify_read;
+	int dump_fd; /* --dump: blocks read go here at their device offset; -1 without */
 	/* Queue threads wait for `started` so that they all begin together,
 	 * and do nothing if the run was aborted before it. */
 	pthread_mutex_t start_lock;

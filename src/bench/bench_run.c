@@ -9,6 +9,7 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -59,7 +60,19 @@ static int setup_job(struct run *r)
 	pthread_mutex_init(&job->start_lock, NULL);
 	pthread_cond_init(&job->start_cond, NULL);
 	job->done_fd = eventfd(0, EFD_CLOEXEC);
-	return job->done_fd < 0 ? -errno : 0;
+	if (job->done_fd < 0)
+		return -errno;
+	if (o->dump_path) {
+		/* Not truncated: only the range read is written, the rest of an
+		 * existing file stays as it was. */
+		job->dump_fd = open(o->dump_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (job->dump_fd < 0) {
+			int err = errno;
+			log_error("--dump %s: %s", o->dump_path, strerror(err));
+			return -err;
+		}
+	}
+	return 0;
 }
 
 static int setup_queues(struct run *r)
@@ -237,6 +250,8 @@ static void teardown(struct run *r)
 	free(r->queues);
 	if (r->job.done_fd >= 0)
 		close(r->job.done_fd);
+	if (r->job.dump_fd >= 0 && close(r->job.dump_fd) < 0)
+		log_error("--dump %s: %s", r->opts->dump_path, strerror(errno));
 	pthread_mutex_destroy(&r->job.start_lock);
 	pthread_cond_destroy(&r->job.start_cond);
 	if (r->plan.has_state) {
@@ -252,7 +267,7 @@ static void teardown(struct run *r)
 int bench_run(const struct bench_options *opts, struct bench_report *report)
 {
 	memset(report, 0, sizeof(*report));
-	struct run r = {.opts = opts, .job = {.done_fd = -1}};
+	struct run r = {.opts = opts, .job = {.done_fd = -1, .dump_fd = -1}};
 	uint64_t optional = (opts->event_idx ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0) |
 			    (opts->indirect ? 1ull << VIRTIO_RING_F_INDIRECT_DESC : 0);
 	int rc = frontend_connect(&r.fe, opts->socket_path, optional);

@@ -128,6 +128,31 @@ static void log_failed_request(struct bench_queue *q, const struct bench_slot *s
 			  status, status == VIRTIO_BLK_S_UNSUPP ? "unsupported" : "I/O error");
 }
 
+/* --dump: write the block a read returned into the dump file at the offset
+ * it has on the device. False (logged) when it cannot be written whole. */
+static bool dump_block(struct bench_queue *q, const struct bench_slot *slot, const uint8_t *data)
+{
+	struct bench_job *job = q->job;
+	uint64_t offset = job->range_offset + slot->block * job->block_size;
+	size_t done = 0;
+	while (done < job->block_size) {
+		ssize_t n = pwrite(job->dump_fd, data + done, job->block_size - done,
+				   (off_t)(offset + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (atomic_fetch_add(&job->error_lines, 1) < ERROR_LINES_MAX)
+				log_error("queue %u: --dump: cannot write %u bytes at offset %llu: "
+					  "%s",
+					  q->index, job->block_size, (unsigned long long)offset,
+					  n < 0 ? strerror(errno) : "no space written");
+			return false;
+		}
+		done += (size_t)n;
+	}
+	return true;
+}
+
 static void complete(struct bench_queue *q, uint32_t id, uint64_t now)
 {
 	uint32_t index = id / q->ring_slots_per_request;
@@ -159,6 +184,9 @@ static void complete(struct bench_queue *q, uint32_t id, uint64_t now)
 		queue_verify_write_done(q, slot, ok);
 	else if (slot->verify && ok)
 		queue_verify_read_done(q, slot, q->data + q->data_stride * index);
+	else if (q->job->dump_fd >= 0 && ok && slot->op == REQUEST_READ &&
+		 !dump_block(q, slot, q->data + q->data_stride * index))
+		bench_job_abort(q->job, BENCH_FAILED);
 	slot->in_flight = false;
 	q->free_slots[q->free_count++] = (uint16_t)index;
 	q->in_flight--;

@@ -50,6 +50,10 @@ static const char usage_text[] =
     "      --size SIZE         length of the range (default: to the end of the device)\n"
     "      --rwmixread PCT     percent of reads in rw and randrw (default 50)\n"
     "      --seed N            seed for offsets and verify data (default: random)\n"
+    "      --dump FILE         read mode only: write every block read successfully into\n"
+    "                          FILE at its offset on the device (FILE created 0644 if\n"
+    "                          missing, never truncated: only the range is written), to\n"
+    "                          compare with a reference image, e.g. with cmp\n"
     "  Without --runtime or --io-count a run makes one pass: as many requests as the\n"
     "  range has blocks. SIZE takes k, m, g, t suffixes (binary: 4k = 4096).\n"
     "\n"
@@ -79,6 +83,7 @@ static const char usage_text[] =
     "  ubiblk-bench -s /run/vm.sock --mode randread --bs 4k --iodepth 32 --runtime 10\n"
     "  ubiblk-bench -s /run/vm.sock --mode write --bs 1m --iodepth 4 --queues 4 --json\n"
     "  ubiblk-bench -s /run/vm.sock --mode verify --size 64m --queues 4 --iodepth 8\n"
+    "  ubiblk-bench -s /run/vm.sock --mode read --bs 64k --iodepth 4 --dump out.img\n"
     "  # across a backend restart:\n"
     "  ubiblk-bench -s SOCK --mode verify --verify-phase write --verify-state st --runtime 20\n"
     "  (restart or kill -9 the backend at any time, start it again)\n"
@@ -97,6 +102,7 @@ enum long_only {
 	OPT_SEED,
 	OPT_VERIFY_STATE,
 	OPT_VERIFY_PHASE,
+	OPT_DUMP,
 	OPT_JSON,
 };
 
@@ -120,6 +126,7 @@ static const struct option long_options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"verify-state", required_argument, NULL, OPT_VERIFY_STATE},
     {"verify-phase", required_argument, NULL, OPT_VERIFY_PHASE},
+    {"dump", required_argument, NULL, OPT_DUMP},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -220,6 +227,9 @@ static int parse_option(int opt, const char *arg, struct bench_options *o, bool 
 		return bench_verify_phase_parse(arg, &o->verify_phase) < 0
 			   ? bad_value("--verify-phase", arg, "write, read or both")
 			   : 0;
+	case OPT_DUMP:
+		o->dump_path = arg;
+		return 0;
 	case OPT_JSON:
 		*json = true;
 		return 0;
@@ -239,6 +249,10 @@ static bool options_consistent(const struct bench_options *o)
 	    (o->verify_state_path || o->verify_phase != BENCH_VERIFY_BOTH)) {
 		fprintf(stderr, "ubiblk-bench: --verify-state and --verify-phase need --mode "
 				"verify\n");
+		return false;
+	}
+	if (o->dump_path && o->mode != BENCH_READ) {
+		fprintf(stderr, "ubiblk-bench: --dump needs --mode read\n");
 		return false;
 	}
 	if (o->runtime_ns && o->io_count) {

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "config/config.h"
@@ -160,25 +161,9 @@ static int load_config(const struct cli_args *args, struct device_config *cfg)
 	return 0;
 }
 
-/* Features of the config whose implementation has not landed yet are
- * refused rather than silently ignored. */
-static int refuse_unsupported(const struct device_config *cfg)
+/* Checks of the config that only this front end needs. */
+static int check_vhost_config(const struct device_config *cfg)
 {
-	if (cfg->source.kind != STRIPE_SOURCE_NONE || cfg->metadata_path) {
-		const char *field = cfg->source.kind == STRIPE_SOURCE_NONE ? "metadata_path"
-				    : cfg->source.from_image_path	   ? "image_path"
-									   : "stripe_source";
-		log_error("%s: lazy stripe fetching is not supported yet", field);
-		return -1;
-	}
-	if (cfg->has_encryption_key) {
-		log_error("encryption_key: encryption at rest is not supported yet");
-		return -1;
-	}
-	if (cfg->rpc_socket_path) {
-		log_error("rpc_socket_path: the RPC socket is not supported yet");
-		return -1;
-	}
 	if (!cfg->socket) {
 		log_error("socket must be specified for the vhost backend");
 		return -1;
@@ -190,38 +175,15 @@ static int refuse_unsupported(const struct device_config *cfg)
 	return 0;
 }
 
-static enum bdev_engine engine_of(enum io_engine engine)
-{
-	switch (engine) {
-	case IO_ENGINE_SYNC:
-		return BDEV_ENGINE_SYNC;
-	case IO_ENGINE_NULL:
-		return BDEV_ENGINE_NULL;
-	case IO_ENGINE_IO_URING:
-	default:
-		return BDEV_ENGINE_IO_URING;
-	}
-}
-
 static int run(const struct device_config *cfg)
 {
 	log_info("Starting vhost-user-blk backend. Process ID: %d", (int)getpid());
-
-	struct bdev_file_options file = {
-	    .path = cfg->path,
-	    .engine = engine_of(cfg->io_engine),
-	    .direct = true,
-	    .write_through = cfg->write_through,
-	    .queue_depth = cfg->queue_size,
-	};
-	struct bdev *dev;
-	char err[CONFIG_ERROR_MAX] = "";
-	int ret = bdev_open_file(&file, &dev, err, sizeof(err));
-	if (ret < 0) {
-		log_error("cannot open %s: %s", cfg->path, err[0] ? err : strerror(-ret));
+	struct backend_env env;
+	char err[512] = "";
+	if (backend_env_open(cfg, &env, err, sizeof(err)) < 0) {
+		log_error("%s", err);
 		return 1;
 	}
-
 	struct vhost_blk_options opts = {
 	    .socket_path = cfg->socket,
 	    .num_queues = cfg->num_queues,
@@ -231,11 +193,11 @@ static int run(const struct device_config *cfg)
 	    .poll_queue_timeout_us = cfg->poll_queue_timeout_us,
 	    .write_through = cfg->write_through,
 	    .cpus = cfg->cpus,
+	    .trackers = env.trackers,
 	};
 	snprintf(opts.device_id, sizeof(opts.device_id), "%s", cfg->device_id);
-
-	ret = vhost_blk_serve(&opts, dev);
-	bdev_close(dev);
+	int ret = vhost_blk_serve(&opts, env.frontend);
+	backend_env_close(&env);
 	return ret < 0 ? 1 : 0;
 }
 
@@ -255,7 +217,7 @@ int main(int argc, char **argv)
 	struct device_config cfg;
 	if (load_config(&args, &cfg) < 0)
 		return 1;
-	status = refuse_unsupported(&cfg) < 0 ? 1 : run(&cfg);
+	status = check_vhost_config(&cfg) < 0 ? 1 : run(&cfg);
 	device_config_free(&cfg);
 	return status;
 }

@@ -19,12 +19,6 @@
 _Static_assert(VHOST_BLK_MAX_DISCARD_SEG == 1,
 	       "a DISCARD/WRITE_ZEROES request maps to exactly one device operation");
 
-/* See virtqueue.c: values copied from guest memory are not re-read. */
-static inline void compiler_barrier(void)
-{
-	__asm__ __volatile__("" ::: "memory");
-}
-
 int blk_request_init(struct blk_request *req, int iov_cap)
 {
 	memset(req, 0, sizeof(*req));
@@ -54,7 +48,7 @@ static size_t iov_gather(const struct iovec *iov, int cnt, void *buf, size_t len
 		memcpy(out + done, iov[i].iov_base, chunk);
 		done += chunk;
 	}
-	compiler_barrier();
+	guest_compiler_barrier();
 	return done;
 }
 

@@ -277,6 +277,7 @@ static int explain_region_error(const struct vhost_user_message *msg, int ret, u
 	const char *why = ret == -EINVAL   ? "is empty, overflows or overlaps another region"
 			  : ret == -ENOSPC ? "exceeds the number of memory slots"
 			  : ret == -ENOENT ? "does not match any region"
+			  : ret == -ERANGE ? "extends past the end of its file"
 					   : strerror(-ret);
 	return fail(err, err_len, msg, -ret,
 		    "region %u (guest 0x%" PRIx64 ", size 0x%" PRIx64 ", user 0x%" PRIx64

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -80,10 +81,32 @@ static bool region_is_valid(const struct vhost_user_mem_region *r)
 	       r->memory_size <= SIZE_MAX;
 }
 
+/* A shared mapping past the end of its file raises SIGBUS at the first
+ * access, which would take the whole process down for a front end's lie.
+ * Regular files (memfd, tmpfs, hugetlbfs) report their size, so such a
+ * region is refused up front. Other kinds (device DAX) have no size to
+ * check. A front end that shrinks the file later is not covered (see
+ * docs/vhost-user.md). */
+static int check_file_size(const struct vhost_user_mem_region *r, int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	/* region_is_valid() checked that the sum does not overflow. */
+	if (st.st_size < 0 || r->mmap_offset + r->memory_size > (uint64_t)st.st_size)
+		return -ERANGE;
+	return 0;
+}
+
 /* mmap needs a page-aligned file offset; the front end's offset need not be. */
 static int map_region(const struct vhost_user_mem_region *r, int fd, struct guest_mapping **out,
 		      uint8_t **host)
 {
+	int rc = check_file_size(r, fd);
+	if (rc < 0)
+		return rc;
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t skew = r->mmap_offset % page;
 	uint64_t len = r->memory_size + skew;
@@ -218,74 +241,93 @@ void *guest_memory_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t le
 	return r->host + offset;
 }
 
-int guest_memory_iovec(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
-		       struct iovec *iov, int *iovcnt, int max_iov)
+/* Walks [gpa, gpa+len) region by region: the host address and length of
+ * each piece in turn. */
+struct chunk_walk {
+	const struct guest_memory *mem;
+	uint64_t gpa;
+	uint64_t left;
+};
+
+static int chunk_walk_start(struct chunk_walk *w, const struct guest_memory *mem, uint64_t gpa,
+			    uint64_t len)
 {
 	uint64_t end;
 	if (u64_add_overflows(gpa, len, &end))
 		return -EFAULT;
+	*w = (struct chunk_walk){.mem = mem, .gpa = gpa, .left = len};
+	return 0;
+}
+
+/* True with the next piece; false at the end, or with *rc = -EFAULT at a
+ * byte no region maps. */
+static bool chunk_walk_next(struct chunk_walk *w, uint8_t **host, uint64_t *chunk, int *rc)
+{
+	if (w->left == 0)
+		return false;
+	const struct guest_region *r = find_region(w->mem, w->gpa);
+	if (!r) {
+		*rc = -EFAULT;
+		return false;
+	}
+	uint64_t offset = w->gpa - r->gpa;
+	*chunk = r->size - offset < w->left ? r->size - offset : w->left;
+	*host = r->host + offset;
+	w->gpa += *chunk;
+	w->left -= *chunk;
+	return true;
+}
+
+int guest_memory_iovec(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
+		       struct iovec *iov, int *iovcnt, int max_iov)
+{
+	struct chunk_walk w;
+	uint8_t *host;
+	uint64_t chunk;
 	int n = *iovcnt;
-	while (len > 0) {
-		const struct guest_region *r = find_region(mem, gpa);
-		if (!r)
-			return -EFAULT;
+	int rc = chunk_walk_start(&w, mem, gpa, len);
+	while (rc == 0 && chunk_walk_next(&w, &host, &chunk, &rc)) {
 		if (n >= max_iov)
 			return -E2BIG;
-		uint64_t offset = gpa - r->gpa;
-		uint64_t chunk = r->size - offset < len ? r->size - offset : len;
-		iov[n].iov_base = r->host + offset;
+		iov[n].iov_base = host;
 		iov[n].iov_len = (size_t)chunk;
 		n++;
-		gpa += chunk;
-		len -= chunk;
 	}
-	*iovcnt = n;
-	return 0;
+	if (rc == 0)
+		*iovcnt = n;
+	return rc;
 }
 
 int guest_memory_read(const struct guest_memory *mem, uint64_t gpa, void *dst, uint64_t len)
 {
 	uint8_t *out = dst;
-	uint64_t end;
-	if (u64_add_overflows(gpa, len, &end))
-		return -EFAULT;
-	while (len > 0) {
-		const struct guest_region *r = find_region(mem, gpa);
-		if (!r)
-			return -EFAULT;
-		uint64_t offset = gpa - r->gpa;
-		uint64_t chunk = r->size - offset < len ? r->size - offset : len;
-		memcpy(out, r->host + offset, (size_t)chunk);
+	struct chunk_walk w;
+	uint8_t *host;
+	uint64_t chunk;
+	int rc = chunk_walk_start(&w, mem, gpa, len);
+	while (rc == 0 && chunk_walk_next(&w, &host, &chunk, &rc)) {
+		memcpy(out, host, (size_t)chunk);
 		out += chunk;
-		gpa += chunk;
-		len -= chunk;
 	}
-	return 0;
+	return rc;
 }
 
 int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len)
 {
 	const uint8_t *in = src;
-	uint64_t end;
-	if (u64_add_overflows(gpa, len, &end))
-		return -EFAULT;
+	struct chunk_walk w;
+	uint8_t *host;
+	uint64_t chunk;
 	/* Check the whole range first so a failed write leaves guest memory untouched. */
-	for (uint64_t g = gpa, left = len; left > 0;) {
-		const struct guest_region *r = find_region(mem, g);
-		if (!r)
-			return -EFAULT;
-		uint64_t chunk = r->size - (g - r->gpa) < left ? r->size - (g - r->gpa) : left;
-		g += chunk;
-		left -= chunk;
-	}
-	while (len > 0) {
-		const struct guest_region *r = find_region(mem, gpa);
-		uint64_t offset = gpa - r->gpa;
-		uint64_t chunk = r->size - offset < len ? r->size - offset : len;
-		memcpy(r->host + offset, in, (size_t)chunk);
+	int rc = chunk_walk_start(&w, mem, gpa, len);
+	while (rc == 0 && chunk_walk_next(&w, &host, &chunk, &rc))
+		;
+	if (rc < 0)
+		return rc;
+	chunk_walk_start(&w, mem, gpa, len);
+	while (chunk_walk_next(&w, &host, &chunk, &rc)) {
+		memcpy(host, in, (size_t)chunk);
 		in += chunk;
-		gpa += chunk;
-		len -= chunk;
 	}
 	return 0;
 }

@@ -21,7 +21,8 @@ struct guest_memory;
 struct guest_memory *guest_memory_new(void);
 /* A new table: `base` (may be NULL) plus one region mapped from fd
  * (the fd is not closed). Fails with -EINVAL for a zero-sized, overflowing or
- * overlapping region, -ENOSPC past VHOST_USER_MAX_MEM_SLOTS, or mmap's errno. */
+ * overlapping region, -ERANGE for one extending past the end of its (regular)
+ * file, -ENOSPC past VHOST_USER_MAX_MEM_SLOTS, or fstat's or mmap's errno. */
 int guest_memory_add(const struct guest_memory *base, const struct vhost_user_mem_region *region,
 		     int fd, struct guest_memory **out);
 /* A new table: `base` without the region matching gpa and size; -ENOENT if none. */
@@ -42,5 +43,12 @@ int guest_memory_iovec(const struct guest_memory *mem, uint64_t gpa, uint64_t le
 /* Copy between guest memory and a host buffer; 0 or -EFAULT. */
 int guest_memory_read(const struct guest_memory *mem, uint64_t gpa, void *dst, uint64_t len);
 int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len);
+
+/* Keeps the compiler from re-reading guest memory after a value was copied
+ * out of it and checked: the guest may change it in between. */
+static inline void guest_compiler_barrier(void)
+{
+	__asm__ __volatile__("" ::: "memory");
+}
 
 #endif

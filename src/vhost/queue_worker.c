@@ -14,13 +14,20 @@
 #include "common/common.h"
 #include "vhost/queue_worker_internal.h"
 
-/* Publishes `want` and waits until the worker applied it. Lock held. */
-static void post_settings(struct queue_worker *qw)
+/* Publishes `want` and wakes the worker. Lock held. */
+static void wake_worker(struct queue_worker *qw)
 {
 	uint64_t one = 1;
 	__atomic_store_n(&qw->request_gen, qw->request_gen + 1, __ATOMIC_RELEASE);
+	/* Our own non-blocking eventfd: EAGAIN means a wake-up is pending. */
 	if (write(qw->control_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_error("queue %u: waking the worker failed: %s", qw->cfg.index, strerror(errno));
+}
+
+/* Publishes `want` and waits until the worker applied it. Lock held. */
+static void post_settings(struct queue_worker *qw)
+{
+	wake_worker(qw);
 	while (qw->applied_gen != qw->request_gen)
 		pthread_cond_wait(&qw->cond, &qw->lock);
 }
@@ -94,12 +101,10 @@ void queue_worker_destroy(struct queue_worker *qw)
 {
 	if (!qw)
 		return;
-	uint64_t one = 1;
 	pthread_mutex_lock(&qw->lock);
 	qw->want.exit = true;
-	__atomic_store_n(&qw->request_gen, qw->request_gen + 1, __ATOMIC_RELEASE);
-	if (write(qw->control_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_error("queue %u: waking the worker failed: %s", qw->cfg.index, strerror(errno));
+	/* Not post_settings(): the worker acknowledges an exit by returning. */
+	wake_worker(qw);
 	pthread_mutex_unlock(&qw->lock);
 	pthread_join(qw->thread, NULL);
 	close_fd(&qw->want.kick_fd);
@@ -150,6 +155,12 @@ int queue_worker_set_base(struct queue_worker *qw, uint16_t next_avail)
  * only after the worker has let go of it. */
 static void replace_fd(struct queue_worker *qw, int *slot, int fd)
 {
+	/* The first line against a front end that would make us block on its
+	 * eventfds; the worker does not rely on it (eventfd_io.h). */
+	int rc = fd >= 0 ? eventfd_set_nonblock(fd) : 0;
+	if (rc < 0)
+		log_warn("queue %u: cannot make fd %d non-blocking: %s", qw->cfg.index, fd,
+			 strerror(-rc));
 	pthread_mutex_lock(&qw->lock);
 	int old = *slot;
 	*slot = fd;

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "vhost/blk_request.h"
+#include "vhost/eventfd_io.h"
 #include "vhost/queue_worker.h"
 #include "vhost/virtqueue.h"
 
@@ -28,11 +29,16 @@ struct request_slot {
 	struct blk_request req;
 	/* The table the request was parsed with, held while it is in flight. */
 	struct guest_memory *mem;
-	void *bounce;	/* allocated on first need, slot_bounce_bytes */
-	void *oversize; /* a larger bounce buffer for this request only */
+	void *bounce; /* while the request runs, when it is bounced */
+	size_t bounce_size;
 	struct iovec bounce_iov;
 	bool bounced;
 	bool in_flight;
+};
+
+struct unreturned_entry {
+	uint16_t head;
+	uint32_t len;
 };
 
 /* What the control thread asks for; under `lock`. The fds and the memory
@@ -90,7 +96,25 @@ struct queue_worker {
 	uint32_t free_count;
 	uint32_t in_flight;
 	struct blk_request_limits limits;
-	size_t slot_bounce_bytes;
+	/* Bounce buffers (queue_worker_io.c): requests hold at most
+	 * bounce_budget bytes at once, or one larger request alone; popping
+	 * pauses (bounce_stalled) until enough is released. Buffers of
+	 * pool_bytes are kept in a small pool for reuse. */
+	size_t pool_bytes;
+	size_t bounce_budget;
+	size_t bounce_in_use;
+	size_t bounce_peak;    /* highest bounce_in_use (atomic: tests read it) */
+	uint64_t bounce_waits; /* pauses for the budget (atomic: tests read it) */
+	bool bounce_stalled;
+	void **bounce_pool;
+	uint32_t pool_count;
+	uint32_t pool_cap;
+	/* Requests that completed while the rings were not mapped: returned
+	 * on the used ring once they are again (at most one per slot). */
+	struct unreturned_entry *unreturned;
+	uint32_t unreturned_count;
+	/* The call fd is written through this, never blocking the worker. */
+	struct eventfd_io call_io;
 	uint32_t alignment;
 	uint64_t poll_ns;
 	uint32_t bad_requests_logged;
@@ -106,6 +130,17 @@ bool queue_worker_accepting(const struct queue_worker *qw);
  * returns used entries and signals the guest once. True when anything
  * happened. */
 bool queue_worker_run_round(struct queue_worker *qw);
+/* After the rings were mapped again: returns the requests that completed
+ * meanwhile. */
+void queue_worker_return_unreturned(struct queue_worker *qw);
+/* The queue stops with the rings unmapped: those requests can never be
+ * returned (logged). */
+void queue_worker_drop_unreturned(struct queue_worker *qw);
+/* For tests, from any thread: the most bounce memory requests have held at
+ * once, the budget, and how often popping paused for it. */
+size_t queue_worker_bounce_peak(const struct queue_worker *qw);
+size_t queue_worker_bounce_budget(const struct queue_worker *qw);
+uint64_t queue_worker_bounce_waits(const struct queue_worker *qw);
 
 /* queue_worker_thread.c */
 void *queue_worker_thread_main(void *arg);

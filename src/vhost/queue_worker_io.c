@@ -35,6 +35,90 @@ static void log_bad_request(struct queue_worker *qw, const struct blk_request *r
 								: "");
 }
 
+/* ---- bounce memory ----
+ * Each queue may hold at most bounce_budget bytes of bounce buffers at once
+ * (a request larger than the whole budget runs alone), so a guest that
+ * fills every slot with large misaligned requests cannot make the back end
+ * allocate queue_size times the largest request. A request over the budget
+ * is not failed: its head goes back to the ring and popping pauses until
+ * requests in flight release their buffers. Buffers of the common size
+ * (pool_bytes, the advertised seg_count_max * seg_size_max) are kept in a
+ * small pool instead of being allocated and zeroed for every request. */
+
+/* Four requests of the advertised size keep a queue busy; 8 MiB at least. */
+#define BOUNCE_BUDGET_REQUESTS 4u
+#define BOUNCE_BUDGET_MIN      (8u << 20)
+#define BOUNCE_POOL_MAX	       16u
+
+/* Bounce bytes a parsed request needs: 0 when its buffers meet O_DIRECT
+ * alignment (zero copy) or it moves no data. */
+static size_t bounce_need(const struct queue_worker *qw, const struct blk_request *req)
+{
+	if ((req->type != VIRTIO_BLK_T_IN && req->type != VIRTIO_BLK_T_OUT) || req->data_len == 0 ||
+	    bdev_iov_is_direct_aligned(req->data, req->data_cnt))
+		return 0;
+	if (req->data_len <= qw->pool_bytes)
+		return qw->pool_bytes;
+	return (size_t)req->data_len; /* at most limits.max_bytes */
+}
+
+/* Gives the slot its bounce buffer if it needs one. False when the budget
+ * is spent: the request must wait. A failed allocation leaves slot->bounce
+ * NULL and the request fails with IOERR. */
+static bool bounce_reserve(struct queue_worker *qw, struct request_slot *slot)
+{
+	size_t need = bounce_need(qw, &slot->req);
+	slot->bounced = need > 0;
+	if (need == 0)
+		return true;
+	if (qw->bounce_in_use > 0 && (qw->bounce_in_use >= qw->bounce_budget ||
+				      need > qw->bounce_budget - qw->bounce_in_use))
+		return false;
+	/* Fresh buffers are zeroed: the null engine leaves read buffers
+	 * untouched, and the guest must never see old heap contents. */
+	if (need == qw->pool_bytes && qw->pool_count > 0)
+		slot->bounce = qw->bounce_pool[--qw->pool_count];
+	else
+		slot->bounce = buffer_alloc(qw->alignment, need);
+	if (!slot->bounce)
+		return true;
+	slot->bounce_size = need;
+	qw->bounce_in_use += need;
+	if (qw->bounce_in_use > qw->bounce_peak)
+		__atomic_store_n(&qw->bounce_peak, qw->bounce_in_use, __ATOMIC_RELAXED);
+	return true;
+}
+
+static void bounce_release(struct queue_worker *qw, struct request_slot *slot)
+{
+	if (!slot->bounce)
+		return;
+	qw->bounce_in_use -= slot->bounce_size;
+	if (slot->bounce_size == qw->pool_bytes && qw->pool_count < qw->pool_cap)
+		qw->bounce_pool[qw->pool_count++] = slot->bounce;
+	else
+		buffer_free(slot->bounce);
+	slot->bounce = NULL;
+	slot->bounce_size = 0;
+}
+
+size_t queue_worker_bounce_peak(const struct queue_worker *qw)
+{
+	return __atomic_load_n(&qw->bounce_peak, __ATOMIC_RELAXED);
+}
+
+size_t queue_worker_bounce_budget(const struct queue_worker *qw)
+{
+	return qw->bounce_budget; /* set before the worker reported its start-up */
+}
+
+uint64_t queue_worker_bounce_waits(const struct queue_worker *qw)
+{
+	return __atomic_load_n(&qw->bounce_waits, __ATOMIC_RELAXED);
+}
+
+/* ---- requests ---- */
+
 /* Returns the slot's request to the guest and the slot to the free list. */
 static void finish_request(struct queue_worker *qw, uint32_t index, uint8_t status)
 {
@@ -43,21 +127,36 @@ static void finish_request(struct queue_worker *qw, uint32_t index, uint8_t stat
 	if (qw->ring_mapped) {
 		virtqueue_push(&qw->vq, slot->req.head, used_len);
 		qw->used_pending = true;
+	} else if (qw->unreturned_count < qw->nslots) {
+		/* A memory table without the rings arrived while the request
+		 * ran: it is returned once they are mapped again. */
+		qw->unreturned[qw->unreturned_count++] =
+		    (struct unreturned_entry){.head = slot->req.head, .len = used_len};
 	}
-	buffer_free(slot->oversize);
-	slot->oversize = NULL;
+	bounce_release(qw, slot);
 	qw->free_list[qw->free_count++] = index;
 }
 
-static void *bounce_buffer(struct queue_worker *qw, struct request_slot *slot, uint64_t len)
+void queue_worker_return_unreturned(struct queue_worker *qw)
 {
-	if (len > qw->slot_bounce_bytes) {
-		slot->oversize = buffer_alloc(qw->alignment, (size_t)len);
-		return slot->oversize;
+	for (uint32_t i = 0; i < qw->unreturned_count; i++)
+		virtqueue_push(&qw->vq, qw->unreturned[i].head, qw->unreturned[i].len);
+	if (qw->unreturned_count > 0) {
+		log_debug("queue %u: %u requests that completed while the rings were unmapped "
+			  "returned",
+			  qw->cfg.index, qw->unreturned_count);
+		qw->used_pending = true;
 	}
-	if (!slot->bounce)
-		slot->bounce = buffer_alloc(qw->alignment, qw->slot_bounce_bytes);
-	return slot->bounce;
+	qw->unreturned_count = 0;
+}
+
+void queue_worker_drop_unreturned(struct queue_worker *qw)
+{
+	if (qw->unreturned_count > 0)
+		log_warn("queue %u: %u completed requests were never returned: the rings were "
+			 "unmapped when the queue stopped",
+			 qw->cfg.index, qw->unreturned_count);
+	qw->unreturned_count = 0;
 }
 
 /* Queues an IN or OUT: straight into guest memory when the buffers meet
@@ -68,9 +167,8 @@ static uint8_t queue_read_write(struct queue_worker *qw, uint32_t index)
 	struct blk_request *req = &slot->req;
 	const struct iovec *iov = req->data;
 	int iovcnt = req->data_cnt;
-	slot->bounced = !bdev_iov_is_direct_aligned(req->data, req->data_cnt);
-	if (slot->bounced) {
-		void *buf = bounce_buffer(qw, slot, req->data_len);
+	if (slot->bounced) { /* bounce_reserve() decided */
+		void *buf = slot->bounce;
 		if (!buf) {
 			req->error = "no memory for a bounce buffer";
 			return VIRTIO_BLK_S_IOERR;
@@ -142,12 +240,21 @@ static enum io_kind tracked_kind(uint32_t type)
 	}
 }
 
-static void start_request(struct queue_worker *qw, uint16_t head)
+/* Starts the request at `head`. False when it must wait for bounce memory:
+ * the head is then back in the ring, to be parsed again later. */
+static bool start_request(struct queue_worker *qw, uint16_t head)
 {
 	uint32_t index = qw->free_list[--qw->free_count];
 	struct request_slot *slot = &qw->slots[index];
 	bool queued = false;
 	uint8_t status = blk_request_parse(&slot->req, &qw->vq, qw->mem, head, &qw->limits);
+	if (status == VIRTIO_BLK_S_OK && !bounce_reserve(qw, slot)) {
+		virtqueue_unpop(&qw->vq);
+		qw->free_list[qw->free_count++] = index;
+		qw->bounce_stalled = true;
+		__atomic_store_n(&qw->bounce_waits, qw->bounce_waits + 1, __ATOMIC_RELAXED);
+		return false;
+	}
 	if (status == VIRTIO_BLK_S_OK)
 		status = queue_operation(qw, index, &queued);
 	if (status == VIRTIO_BLK_S_OK && queued) {
@@ -157,11 +264,12 @@ static void start_request(struct queue_worker *qw, uint16_t head)
 		slot->in_flight = true;
 		qw->in_flight++;
 		qw->submit_needed = true;
-		return;
+		return true;
 	}
 	if (status != VIRTIO_BLK_S_OK)
 		log_bad_request(qw, &slot->req);
 	finish_request(qw, index, status);
+	return true;
 }
 
 static bool pop_requests(struct queue_worker *qw)
@@ -170,8 +278,10 @@ static bool pop_requests(struct queue_worker *qw)
 	uint16_t head;
 	/* A driver never has more chains outstanding than slots; a hostile one
 	 * that reuses heads just waits until slots free up. */
+	qw->bounce_stalled = false;
 	while (qw->free_count > 0 && virtqueue_pop(&qw->vq, &head) == 1) {
-		start_request(qw, head);
+		if (!start_request(qw, head))
+			break;
 		popped = true;
 	}
 	return popped;
@@ -220,13 +330,12 @@ static bool reap_completions(struct queue_worker *qw)
 
 static void signal_guest(struct queue_worker *qw)
 {
-	uint64_t one = 1;
 	if (qw->have.call_fd < 0)
 		return;
-	/* EAGAIN means the counter is saturated: the guest is signalled anyway. */
-	if (write(qw->have.call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("queue %u: signalling the guest failed: %s", qw->cfg.index,
-			 strerror(errno));
+	/* Never blocks, whatever the front end does to the fd (eventfd_io.h). */
+	int rc = eventfd_io_signal(&qw->call_io, qw->have.call_fd);
+	if (rc < 0)
+		log_warn("queue %u: signalling the guest failed: %s", qw->cfg.index, strerror(-rc));
 }
 
 /* One signal per batch, when the driver asked for one. */
@@ -246,10 +355,11 @@ bool queue_worker_run_round(struct queue_worker *qw)
 	bool active = false;
 	if (queue_worker_accepting(qw))
 		active = pop_requests(qw);
-	if (qw->submit_needed) {
+	if (qw->submit_needed || bdev_needs_submit(qw->ch)) {
 		int rc = bdev_submit(qw->ch);
 		/* Operations the kernel did not take stay queued in the channel
-		 * and are retried: keep polling until it takes them. */
+		 * (bdev_needs_submit) and are retried: the worker keeps polling
+		 * until it takes them. */
 		qw->submit_needed = rc < 0;
 		if (rc < 0)
 			log_debug("queue %u: submit: %s", qw->cfg.index, strerror(-rc));
@@ -266,10 +376,17 @@ void queue_worker_io_fini(struct queue_worker *qw)
 		blk_request_fini(&qw->slots[i].req);
 		buffer_free(qw->slots[i].bounce);
 	}
+	for (uint32_t i = 0; i < qw->pool_count; i++)
+		buffer_free(qw->bounce_pool[i]);
+	free(qw->bounce_pool);
+	free(qw->unreturned);
 	free(qw->slots);
 	free(qw->free_list);
 	qw->slots = NULL;
 	qw->free_list = NULL;
+	qw->bounce_pool = NULL;
+	qw->pool_count = 0;
+	qw->unreturned = NULL;
 }
 
 static int alloc_slots(struct queue_worker *qw)
@@ -277,7 +394,9 @@ static int alloc_slots(struct queue_worker *qw)
 	qw->nslots = qw->cfg.max_queue_size;
 	qw->slots = calloc(qw->nslots, sizeof(*qw->slots));
 	qw->free_list = calloc(qw->nslots, sizeof(*qw->free_list));
-	if (!qw->slots || !qw->free_list)
+	qw->unreturned = calloc(qw->nslots, sizeof(*qw->unreturned));
+	qw->bounce_pool = calloc(qw->pool_cap ? qw->pool_cap : 1, sizeof(*qw->bounce_pool));
+	if (!qw->slots || !qw->free_list || !qw->unreturned || !qw->bounce_pool)
 		return -ENOMEM;
 	/* Room for the advertised segments plus header, status and a few
 	 * region crossings; longer chains grow their slot's array. */
@@ -304,10 +423,14 @@ static void set_limits(struct queue_worker *qw)
 	qw->limits.read_only = bdev_is_read_only(cfg->dev);
 	qw->limits.max_bytes = max_bytes & ~(uint64_t)(SECTOR_SIZE - 1);
 	qw->alignment = bdev_buffer_alignment(cfg->dev);
-	/* The common request fits the slot's own buffer; larger ones borrow. */
-	uint64_t slot_bytes = advertised < SECTOR_SIZE ? SECTOR_SIZE : advertised;
-	qw->slot_bounce_bytes =
-	    (size_t)((slot_bytes + SECTOR_SIZE - 1) & ~(uint64_t)(SECTOR_SIZE - 1));
+	/* The common request fits a pooled buffer; larger ones get their own. */
+	uint64_t pool_bytes = advertised < SECTOR_SIZE ? SECTOR_SIZE : advertised;
+	pool_bytes = (pool_bytes + SECTOR_SIZE - 1) & ~(uint64_t)(SECTOR_SIZE - 1);
+	uint64_t budget = pool_bytes * BOUNCE_BUDGET_REQUESTS;
+	qw->pool_bytes = (size_t)pool_bytes;
+	qw->bounce_budget = (size_t)(budget < BOUNCE_BUDGET_MIN ? BOUNCE_BUDGET_MIN : budget);
+	uint64_t pool_cap = qw->bounce_budget / pool_bytes;
+	qw->pool_cap = (uint32_t)(pool_cap < BOUNCE_POOL_MAX ? pool_cap : BOUNCE_POOL_MAX);
 }
 
 int queue_worker_io_init(struct queue_worker *qw)

@@ -51,9 +51,11 @@ static void finish_stop(struct queue_worker *qw)
 	qw->stopped_next_avail = qw->vq.next_avail;
 	qw->running = false;
 	qw->stopping = false;
+	queue_worker_drop_unreturned(qw);
 	qw->ring_mapped = false;
 	qw->have.kick_fd = -1;
 	qw->have.call_fd = -1;
+	eventfd_io_forget(&qw->call_io);
 	acknowledge(qw);
 }
 
@@ -73,6 +75,8 @@ static void switch_memory(struct queue_worker *qw, struct guest_memory *mem)
 		log_error("queue %u: the rings are not mapped by the new memory table; the queue "
 			  "stops until it is set up again",
 			  qw->cfg.index);
+	else
+		queue_worker_return_unreturned(qw);
 }
 
 static void apply_settings(struct queue_worker *qw)
@@ -90,6 +94,10 @@ static void apply_settings(struct queue_worker *qw)
 	if (have->kick_fd != want->kick_fd)
 		qw->kick_failed = false;
 	have->kick_fd = want->kick_fd;
+	/* A write still pending on the old call fd must not hold back signals
+	 * to the new one; the old fd is closed once we acknowledge. */
+	if (have->call_fd != want->call_fd)
+		eventfd_io_forget(&qw->call_io);
 	have->call_fd = want->call_fd;
 	if (qw->running && was_event_idx != have->event_idx) {
 		qw->vq.event_idx = have->event_idx;
@@ -147,11 +155,22 @@ static void wait_for_events(struct queue_worker *qw)
 	if (poll(fds, n, -1) < 0)
 		return; /* EINTR: the caller loops */
 	for (nfds_t i = 0; i < n; i++)
-		if (fds[i].revents & POLLIN)
+		if (&fds[i] != kick && (fds[i].revents & POLLIN))
 			drain_fd(fds[i].fd);
+	/* The kick fd is shared with the front end, which may have cleared
+	 * O_NONBLOCK and emptied it since poll looked: a plain read could
+	 * block for good. */
+	if (kick && (kick->revents & POLLIN)) {
+		int rc = eventfd_drain(kick->fd);
+		if (rc < 0) {
+			log_error("queue %u: the kick fd cannot be drained (%s); ignoring it",
+				  qw->cfg.index, rc == -ENODATA ? "end of file" : strerror(-rc));
+			qw->kick_failed = true;
+		}
+	}
 	/* A kick fd that is not an eventfd could report errors forever; the
 	 * front end gets no more kicks processed until it sends another. */
-	if (kick && (kick->revents & (POLLERR | POLLHUP | POLLNVAL))) {
+	if (kick && !qw->kick_failed && (kick->revents & (POLLERR | POLLHUP | POLLNVAL))) {
 		log_error("queue %u: the kick fd reports an error; ignoring it", qw->cfg.index);
 		qw->kick_failed = true;
 	}
@@ -164,16 +183,19 @@ static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns)
 	bool busy_queue = qw->running || qw->in_flight > 0;
 	if (busy_queue && idle_ns <= qw->poll_ns)
 		return false;
-	/* Engines without a completion fd are only ever polled. */
-	if (qw->in_flight > 0 && (qw->completion_fd < 0 || qw->submit_needed))
+	/* Engines without a completion fd are only ever polled, and nothing
+	 * signals it for operations the kernel has not taken yet. */
+	if (qw->in_flight > 0 &&
+	    (qw->completion_fd < 0 || qw->submit_needed || bdev_needs_submit(qw->ch)))
 		return false;
 	if (!queue_worker_accepting(qw))
 		return true;
 	/* Polling mode: no kick will come. */
 	if (qw->have.kick_fd < 0)
 		return false;
-	/* With every slot busy a completion wakes us; heads can wait. */
-	if (qw->free_count == 0)
+	/* With every slot busy, or the bounce budget spent, a completion
+	 * wakes us; heads can wait. */
+	if (qw->free_count == 0 || qw->bounce_stalled)
 		return true;
 	if (virtqueue_enable_notify(&qw->vq)) {
 		virtqueue_disable_notify(&qw->vq);
@@ -247,6 +269,11 @@ static int worker_init(struct queue_worker *qw)
 		return rc;
 	}
 	qw->completion_fd = bdev_completion_fd(qw->ch);
+	rc = eventfd_io_init(&qw->call_io);
+	if (rc < 0)
+		log_warn("queue %u: no io_uring for guest signals (%s); a front end that clears "
+			 "O_NONBLOCK on its call fd can stall this queue",
+			 qw->cfg.index, strerror(-rc));
 	return queue_worker_io_init(qw);
 }
 
@@ -263,6 +290,7 @@ void *queue_worker_thread_main(void *arg)
 		worker_loop(qw);
 	bdev_channel_destroy(qw->ch);
 	qw->ch = NULL;
+	eventfd_io_fini(&qw->call_io);
 	queue_worker_io_fini(qw);
 	guest_memory_unref(qw->mem);
 	qw->mem = NULL;

@@ -10,13 +10,6 @@
 
 #include "common/common.h"
 
-/* Keeps the compiler from re-reading a descriptor from guest memory after we
- * copied and checked it (the guest may change it in between). */
-static inline void compiler_barrier(void)
-{
-	__asm__ __volatile__("" ::: "memory");
-}
-
 static inline uint16_t guest_load16(const uint16_t *p)
 {
 	return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
@@ -112,6 +105,11 @@ int virtqueue_pop(struct virtqueue *vq, uint16_t *head)
 	return 1;
 }
 
+void virtqueue_unpop(struct virtqueue *vq)
+{
+	vq->next_avail--;
+}
+
 bool virtqueue_has_avail(const struct virtqueue *vq)
 {
 	return guest_load16(&vq->avail->idx) != vq->next_avail;
@@ -139,7 +137,7 @@ int virtqueue_chain_next(struct virtqueue_chain *chain, const struct guest_memor
 		chain->steps_left--;
 		struct vring_desc d;
 		memcpy(&d, &chain->table[chain->next], sizeof(d));
-		compiler_barrier();
+		guest_compiler_barrier();
 		uint64_t addr = le64toh(d.addr);
 		uint32_t len = le32toh(d.len);
 		uint16_t flags = le16toh(d.flags);

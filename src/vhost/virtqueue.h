@@ -64,6 +64,9 @@ uint16_t virtqueue_read_used_idx(const struct virtqueue *vq);
 /* Takes the next available head: 1 and *head set, 0 when the ring is empty,
  * -EIO when the ring is (or just became) broken (logged once). */
 int virtqueue_pop(struct virtqueue *vq, uint16_t *head);
+/* Gives back the head popped last: the next pop reads it from the ring
+ * again. For a request that cannot start yet. */
+void virtqueue_unpop(struct virtqueue *vq);
 /* True when the driver has published heads we have not popped yet. */
 bool virtqueue_has_avail(const struct virtqueue *vq);
 

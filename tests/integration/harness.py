@@ -46,6 +46,8 @@ def write_config(path, fields):
     for key, value in fields.items():
         if isinstance(value, bool):
             lines.append(f"{key}: {'true' if value else 'false'}")
+        elif isinstance(value, dict):
+            lines.append(f"{key}: {json.dumps(value)}")  # a YAML flow mapping
         elif isinstance(value, (list, tuple)):
             lines.append(f"{key}: [{', '.join(str(v) for v in value)}]")
         elif isinstance(value, int):
@@ -252,3 +254,67 @@ def main(tests):
             print(f"FAIL {test.__name__}: {type(e).__name__}: {e}", flush=True)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+def rpc(path, command, timeout=10):
+    """Send one RPC command to the backend's RPC socket; returns the reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(json.dumps({"command": command}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return json.loads(data)
+    finally:
+        s.close()
+
+
+def init_metadata(config, *extra, check=True):
+    """Run init-metadata; returns the CompletedProcess."""
+    proc = subprocess.run([binary("init-metadata"), "-f", config] + list(extra),
+                          capture_output=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"init-metadata failed: {proc.stderr.decode(errors='replace')}")
+    return proc
+
+
+def dump_metadata(config, *extra):
+    proc = subprocess.run([binary("dump-metadata"), "-f", config] + list(extra),
+                          capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dump-metadata failed: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode()
+
+
+def parse_stripe_list(text):
+    """'0-3, 7, 9' -> {0, 1, 2, 3, 7, 9}"""
+    result = set()
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if "-" in item:
+            a, b = item.split("-")
+            result.update(range(int(a), int(b) + 1))
+        else:
+            result.add(int(item))
+    return result
+
+
+def random_file(path, size, seed):
+    import random
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        remaining = size
+        while remaining:
+            n = min(remaining, 1 << 20)
+            f.write(rng.randbytes(n))
+            remaining -= n
+        # Out of the page cache, so reads of it cost what they would on a
+        # fresh machine.
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return path

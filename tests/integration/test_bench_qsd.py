@@ -3,7 +3,8 @@
 a null device): verify mode with 1, 2 and 4 queues (chained and indirect
 descriptors), JSON reports of the load modes, detection of blocks corrupted,
 misplaced or made stale behind the daemon's back, acknowledged writes
-surviving a daemon killed mid-run, and usage errors."""
+surviving a daemon killed mid-run, --dump of what sequential reads returned,
+and usage errors."""
 
 import json
 import os
@@ -236,6 +237,62 @@ def test_acknowledged_writes_survive_daemon_kill():
             qsd.process.close()
 
 
+def files_equal(a, b):
+    return subprocess.run(["cmp", a, b], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def test_read_dump_matches_disk():
+    with scratch_dir() as tmp:
+        disk = os.path.join(tmp, "disk.img")
+        with open(disk, "wb") as f:
+            f.write(os.urandom(16 * MiB))
+        out = os.path.join(tmp, "out.img")
+        with QemuStorageDaemon(tmp, disk, num_queues=2) as qsd:
+            read = ["--socket", qsd.socket, "--mode", "read", "--bs", "64k", "--iodepth", "4",
+                    "--queues", "2"]
+            rc, res, err = run_bench(read + ["--dump", out])
+            expect_ok(rc, res, err)
+            expect(res["read"]["ios"] == 256, "one pass of 64 KiB reads", err)
+            expect(files_equal(disk, out), "the dump equals the disk byte for byte", err)
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = os.stat(out).st_mode & 0o777
+            expect(mode == 0o644 & ~umask, f"dump created with mode {mode:o}", err)
+
+            # A new file: only 1m..3m is written, the first MiB stays a hole.
+            part = os.path.join(tmp, "part.img")
+            rc, res, err = run_bench(read + ["--offset", "1m", "--size", "2m", "--dump", part])
+            expect_ok(rc, res, err)
+            expect(os.path.getsize(part) == 3 * MiB, f"size {os.path.getsize(part)}", err)
+            expect(pread_file(part, 0, MiB) == bytes(MiB), "nothing before the range", err)
+            expect(pread_file(part, MiB, 2 * MiB) == pread_file(disk, MiB, 2 * MiB),
+                   "the range as the disk holds it", err)
+
+            # An existing file is not truncated: outside the range it keeps its bytes.
+            filler = b"\xa5" * (8 * MiB)
+            with open(part, "wb") as f:
+                f.write(filler)
+            rc, res, err = run_bench(read + ["--offset", "1m", "--size", "2m", "--dump", part])
+            expect_ok(rc, res, err)
+            expect(os.path.getsize(part) == 8 * MiB, "not truncated", err)
+            expect(pread_file(part, 0, MiB) == filler[:MiB]
+                   and pread_file(part, 3 * MiB, 5 * MiB) == filler[:5 * MiB],
+                   "bytes outside the range untouched", err)
+            expect(pread_file(part, MiB, 2 * MiB) == pread_file(disk, MiB, 2 * MiB),
+                   "the range overwritten with the disk's data", err)
+
+            # Read mode only, refused before connecting; an unwritable file is a setup error.
+            for mode_name in ("randread", "write", "verify"):
+                rc, res, err = run_bench(["--socket", qsd.socket, "--mode", mode_name,
+                                          "--dump", out])
+                expect(rc == 2 and "--dump needs --mode read" in err,
+                       f"--dump with --mode {mode_name}: exit {rc}", err)
+            rc, res, err = run_bench(read + ["--dump", os.path.join(tmp, "no", "such", "dir")])
+            expect(rc == 2 and "--dump" in err, f"unwritable dump file: exit {rc}", err)
+            expect(files_equal(disk, out), "the refused runs left the dump alone", err)
+
+
 def test_null_backend():
     with scratch_dir() as tmp:
         with NullStorageDaemon(tmp, 1 << 30, num_queues=2) as qsd:
@@ -289,6 +346,7 @@ if __name__ == "__main__":
         test_load_modes_report_json,
         test_damage_behind_the_daemon_is_detected,
         test_acknowledged_writes_survive_daemon_kill,
+        test_read_dump_matches_disk,
         test_null_backend,
         test_usage_and_setup_errors,
     ])

@@ -284,14 +284,14 @@ def test_unsupported_features_refused():
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), 1 << 20)
         sock = os.path.join(tmp, "s")
+        remote = {"source": "remote", "address": "127.0.0.1:4567"}
         cases = [
-            ({"metadata_path": os.path.join(tmp, "meta")}, "metadata_path",
-             "lazy stripe fetching is not supported yet"),
-            ({"image_path": disk, "metadata_path": os.path.join(tmp, "meta")}, "image_path",
-             "lazy stripe fetching is not supported yet"),
             ({"encryption_key": key}, "encryption_key", "encryption at rest is not supported yet"),
-            ({"rpc_socket_path": os.path.join(tmp, "rpc")}, "rpc_socket_path",
-             "the RPC socket is not supported yet"),
+            ({"stripe_source": remote, "copy_on_read": True,
+              "metadata_path": os.path.join(tmp, "meta")}, "stripe_source",
+             "the remote source is not supported yet"),
+            ({"metadata_path": os.path.join(tmp, "missing.meta")}, "missing.meta",
+             "No such file"),
         ]
         for extra, field, message in cases:
             fields = {"path": disk, "socket": sock}
@@ -429,6 +429,51 @@ def test_malformed_message_ends_connection_then_relisten():
             assert be.stop() == 0
 
 
+SET_MEM_TABLE = 5
+
+
+def test_region_past_end_of_memfd_ends_connection():
+    """A region reaching past the end of its memfd would raise SIGBUS at the
+    first access: it is refused, that connection ends, and the backend serves
+    the next front end."""
+    with harness.scratch_dir() as tmp:
+        disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
+        short = GuestRam(size=RAM_SIZE // 2)
+        ram = GuestRam()
+        with harness.VhostBackend(tmp, disk) as be:
+            cases = [  # (request, payload) claiming RAM_SIZE of a RAM_SIZE / 2 file
+                (ADD_MEM_REG, struct.pack("<QQQQQ", 0, RAM_GPA, RAM_SIZE, RAM_USER_ADDR, 0)),
+                (ADD_MEM_REG, struct.pack("<QQQQQ", 0, RAM_GPA, RAM_SIZE // 2, RAM_USER_ADDR,
+                                          4096)),
+                (SET_MEM_TABLE, struct.pack("<IIQQQQ", 1, 0, RAM_GPA, RAM_SIZE, RAM_USER_ADDR,
+                                            0)),
+            ]
+            for request, payload in cases:
+                client = VhostUserClient(be.socket)
+                client.send(SET_OWNER)
+                client.set_u64(SET_PROTOCOL_FEATURES, PROTOCOL_FEATURES, need_reply=False)
+                client.set_u64(SET_FEATURES, F_VERSION_1 | F_PROTOCOL_FEATURES)
+                client.send(request, payload, fds=[short.fd], flags=VERSION | NEED_REPLY)
+                assert struct.unpack("<Q", client.reply(request))[0] == 1, \
+                    f"request {request} accepted a region past the end of its file"
+                assert client.closed_by_backend()
+                client.close()
+                assert be.process.alive()
+            assert be.process.log_text().count("extends past the end of its file") == 3
+
+            client = VhostUserClient(be.socket)
+            handshake(client, ram, 1)
+            ring = SplitRing(ram, 0, 0)
+            ring.setup(client)
+            status, _ = ring.request(VIRTIO_BLK_T_OUT, 0, 4096, 0, bytes(4096))
+            assert status == 0
+            client.close()
+            ring.close()
+            assert be.stop() == 0
+        ram.close()
+        short.close()
+
+
 def test_second_front_end_refused_while_connected():
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
@@ -482,6 +527,7 @@ if __name__ == "__main__":
         test_socket_replaces_stale_file_and_has_mode_0660,
         test_handshake_config_and_io,
         test_malformed_message_ends_connection_then_relisten,
+        test_region_past_end_of_memfd_ends_connection,
         test_second_front_end_refused_while_connected,
         test_sigterm_while_connected_exits_0_and_removes_socket,
         test_sigint_while_idle_exits_0,

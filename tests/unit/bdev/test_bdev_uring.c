@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
+#include "bdev/bdev_internal.h"
 #include "bdev_test_util.h"
 #include "common/common.h"
 
@@ -119,6 +120,37 @@ static void test_short_read_is_continued(void **state)
 	assert_false(bdev_busy(f->ch));
 }
 
+/* A submit the kernel refuses for now (EAGAIN, EBUSY) leaves the operation
+ * queued: the completion fd stays quiet, so the channel must say that a
+ * submit is still owed until one goes through. */
+static void test_busy_kernel_leaves_a_submit_owed(void **state)
+{
+	struct fixture *f = *state;
+	int fd = bdev_completion_fd(f->ch);
+	struct iovec iov = {f->buf, 4096};
+	assert_false(bdev_needs_submit(f->ch));
+	__atomic_store_n(&bdev_uring_fail_submits, 2, __ATOMIC_RELAXED);
+	bdev_add_readv(f->ch, 0, &iov, 1, 7);
+	assert_true(bdev_needs_submit(f->ch)); /* queued, not yet handed over */
+	assert_int_equal(bdev_submit(f->ch), 0);
+	assert_true(bdev_needs_submit(f->ch));
+	assert_true(bdev_busy(f->ch));
+	/* Sleeping on the fd now would never end. */
+	assert_false(readable_within(fd, 100));
+	struct bdev_completion c;
+	assert_int_equal(bdev_poll(f->ch, &c, 1), 0); /* retries, refused again */
+	assert_true(bdev_needs_submit(f->ch));
+	assert_false(readable_within(fd, 100));
+	assert_int_equal(bdev_poll(f->ch, &c, 1), 0); /* retried and taken this time */
+	assert_false(bdev_needs_submit(f->ch));
+	assert_true(readable_within(fd, 2000));
+	wait_completions(f->ch, &c, 1);
+	assert_int_equal(c.id, 7);
+	assert_int_equal(c.result, 0);
+	assert_false(bdev_busy(f->ch));
+	assert_int_equal(__atomic_load_n(&bdev_uring_fail_submits, __ATOMIC_RELAXED), 0);
+}
+
 /* Destroying a channel with requests in the kernel waits for them, so the
  * buffers they point at may be freed right after. */
 static void test_destroy_with_requests_in_flight(void **state)
@@ -171,6 +203,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_completion_fd_readable_after_submit, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_short_read_is_continued, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_kernel_leaves_a_submit_owed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_with_requests_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sync_and_null_have_no_completion_fd, setup,
 					    teardown),

@@ -41,9 +41,42 @@ static void test_region_validation(void **state)
 	close(fd);
 }
 
+/* A shared mapping past the end of its file would raise SIGBUS at the first
+ * access: such regions are refused, whatever part of them lies outside. */
+static void test_region_past_end_of_file(void **state)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int fd = make_memfd(1 << 20);
+	struct guest_memory *out = NULL;
+	struct vhost_user_mem_region r = {0, 2 << 20, 0x10000000, 0};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &out), -ERANGE); /* too long */
+	r = (struct vhost_user_mem_region){0, 1 << 20, 0x10000000, (uint64_t)page};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &out), -ERANGE); /* offset pushes it out */
+	r = (struct vhost_user_mem_region){0, 0x1000, 0x10000000, (1 << 20) - 0x800};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &out), -ERANGE); /* unaligned offset */
+	r = (struct vhost_user_mem_region){0, 0x1000, 0x10000000, 1ull << 40};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &out), -ERANGE); /* entirely past it */
+	assert_null(out);
+
+	/* Exactly up to the end is fine, aligned or not, and every byte is usable. */
+	r = (struct vhost_user_mem_region){0, (1 << 20) - 0x810, 0x10000000, 0x810};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &out), 0);
+	uint8_t *last = guest_memory_ptr(out, (1 << 20) - 0x811, 1);
+	assert_non_null(last);
+	*last = 0x42;
+	guest_memory_unref(out);
+
+	/* A file that shrank since an earlier table is checked again. */
+	assert_int_equal(ftruncate(fd, 1 << 19), 0);
+	r = (struct vhost_user_mem_region){0, 1 << 20, 0x10000000, 0};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &out), -ERANGE);
+	close(fd);
+}
+
 static void test_overlap_and_remove(void **state)
 {
-	int fd = make_memfd(1 << 20);
+	/* 2 MiB: the region added below lies at 0x20000 and is 1 MiB long. */
+	int fd = make_memfd(2 << 20);
 	struct guest_memory *a, *b, *c, *d;
 	struct vhost_user_mem_region r1 = {0x100000, 0x10000, 0x10000000, 0};
 	assert_int_equal(guest_memory_add(NULL, &r1, fd, &a), 0);
@@ -199,6 +232,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_region_validation),
+	    cmocka_unit_test(test_region_past_end_of_file),
 	    cmocka_unit_test(test_overlap_and_remove),
 	    cmocka_unit_test(test_translation),
 	    cmocka_unit_test(test_ranges_across_regions),

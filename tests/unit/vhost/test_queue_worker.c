@@ -8,9 +8,11 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
+#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
 #include "common/common.h"
 #include "fake_guest.h"
 #include "vhost/queue_worker.h"
+#include "vhost/queue_worker_internal.h" /* the bounce counters */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -640,6 +642,204 @@ static void test_more_heads_than_slots(void **state)
 	assert_int_equal(status_of(f, &io), VIRTIO_BLK_S_OK);
 }
 
+/* ---- hostile front ends, busy kernels, bounce memory ---- */
+
+/* The front end clears O_NONBLOCK on the call fd it shares with us and
+ * saturates the counter: a plain write(2) would block the worker for good.
+ * Requests keep completing, and the queue still stops. */
+static void test_saturated_blocking_call_fd(void **state)
+{
+	struct fixture *f = *state;
+	start_worker(f, false);
+	assert_int_equal(fcntl(f->call, F_SETFL, 0), 0);
+	uint64_t saturated = 0xfffffffffffffffeull;
+	assert_int_equal(write(f->call, &saturated, sizeof(saturated)), sizeof(saturated));
+	alarm(20); /* a wedged worker kills the test instead of hanging it */
+	for (uint16_t i = 1; i <= 3; i++) {
+		put_rw(f, VIRTIO_BLK_T_IN, 0, 4096, 0);
+		run_until(f, i);
+	}
+	assert_int_equal(queue_worker_stop(f->qw), 3);
+	alarm(0);
+	assert_int_equal(fcntl(f->call, F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(take_calls(f), saturated);
+}
+
+/* The kernel refuses submits for a while (io_uring_enter EAGAIN): the
+ * worker must keep retrying instead of sleeping on a completion fd that
+ * nothing will signal. */
+static void test_busy_kernel_does_not_lose_requests(void **state)
+{
+	struct fixture *f = *state;
+	start_worker(f, false);
+	/* More refusals than one round (submit, then poll) and a stray
+	 * wake-up (the kick) use. */
+	__atomic_store_n(&bdev_uring_fail_submits, 10, __ATOMIC_RELAXED);
+	struct io io = put_rw(f, VIRTIO_BLK_T_IN, 0, 4096, 0);
+	run_until(f, 1);
+	assert_int_equal(status_of(f, &io), VIRTIO_BLK_S_OK);
+	assert_int_equal(__atomic_load_n(&bdev_uring_fail_submits, __ATOMIC_RELAXED), 0);
+	assert_int_equal(queue_worker_stop(f->qw), 1);
+}
+
+/* Requests that complete while a memory table without the rings is in
+ * place are returned once the rings are mapped again, not dropped. */
+static void test_completions_while_rings_unmapped_are_kept(void **state)
+{
+	struct fixture *f = *state;
+	start_worker(f, false);
+	struct guest_memory *high;
+	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
+	assert_int_equal(guest_memory_add(NULL, &r1, f->g.fd, &high), 0);
+
+	/* Hold the requests in the submission queue while the table changes. */
+	const unsigned hold = 1u << 30;
+	__atomic_store_n(&bdev_uring_fail_submits, hold, __ATOMIC_RELAXED);
+	struct io ios[8];
+	for (int i = 0; i < 8; i++)
+		ios[i] =
+		    put_rw(f, i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, (uint64_t)i * 8, 4096, 0);
+	fg_publish(&f->g);
+	kick(f);
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (__atomic_load_n(&bdev_uring_fail_submits, __ATOMIC_RELAXED) == hold) {
+		if (ms_since(&start) > TIMEOUT_MS)
+			fail_msg("the worker never tried to submit");
+		usleep(100);
+	}
+	queue_worker_set_memory(f->qw, high); /* the rings are gone */
+	__atomic_store_n(&bdev_uring_fail_submits, 0, __ATOMIC_RELAXED);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (int i = 0; i < 8; i++)
+		while (status_of(f, &ios[i]) != VIRTIO_BLK_S_OK) {
+			if (ms_since(&start) > TIMEOUT_MS)
+				fail_msg("request %d did not complete", i);
+			usleep(100);
+		}
+	usleep(20000);
+	assert_int_equal(fg_used_idx(&f->g), 0);
+
+	queue_worker_set_memory(f->qw, f->g.mem); /* the rings are back */
+	wait_used(f, 8);
+	bool seen[8] = {false};
+	for (uint16_t i = 0; i < 8; i++) {
+		struct vring_used_elem e = fg_used_elem(&f->g, i);
+		for (int j = 0; j < 8; j++)
+			if (e.id == ios[j].head) {
+				assert_false(seen[j]);
+				seen[j] = true;
+				assert_int_equal(e.len, j % 2 ? 4097 : 1);
+			}
+	}
+	for (int j = 0; j < 8; j++)
+		assert_true(seen[j]);
+	assert_true(take_calls(f) >= 1);
+	guest_memory_unref(high);
+	assert_int_equal(queue_worker_stop(f->qw), 8);
+}
+
+/* Misaligned requests go through bounce buffers: many of them at once,
+ * more than the budget, all complete with the right data while the bounce
+ * memory held at once stays within the budget. */
+static void test_bounce_memory_stays_within_budget(void **state)
+{
+	struct fixture *f = *state;
+	start_worker(f, false);
+	const size_t budget = queue_worker_bounce_budget(f->qw);
+	const uint32_t len = 256 << 10; /* seg_count_max * seg_size_max: a pooled buffer */
+	assert_int_equal(budget, 8u << 20);
+	enum { REGIONS = 8, READS = 48 };
+	uint64_t bufs[REGIONS];
+	uint8_t *expect = malloc((size_t)REGIONS * len);
+	for (int i = 0; i < REGIONS; i++) {
+		bufs[i] = fg_alloc(&f->g, len, 4096, 8); /* 8 bytes off: bounced */
+		fill_pattern(expect + (size_t)i * len, len, (unsigned)i + 1);
+		memcpy(fg_ptr(&f->g, bufs[i]), expect + (size_t)i * len, len);
+		put_rw(f, VIRTIO_BLK_T_OUT, (uint64_t)i * (len / SECTOR_SIZE), len, bufs[i]);
+	}
+	run_until(f, REGIONS);
+	uint8_t *disk = malloc((size_t)REGIONS * len);
+	assert_int_equal(pread(f->disk_fd, disk, (size_t)REGIONS * len, 0), REGIONS * len);
+	assert_memory_equal(disk, expect, (size_t)REGIONS * len);
+	free(disk);
+
+	/* 48 reads of 256 KiB at once: 12 MiB of bounce memory if nothing held
+	 * them back. Reads of one region share its buffer (same bytes). */
+	for (int i = 0; i < REGIONS; i++)
+		memset(fg_ptr(&f->g, bufs[i]), 0, len);
+	struct io ios[READS];
+	for (int j = 0; j < READS; j++)
+		ios[j] = put_rw(f, VIRTIO_BLK_T_IN, (uint64_t)(j % REGIONS) * (len / SECTOR_SIZE),
+				len, bufs[j % REGIONS]);
+	run_until(f, REGIONS + READS);
+	for (int j = 0; j < READS; j++)
+		assert_int_equal(status_of(f, &ios[j]), VIRTIO_BLK_S_OK);
+	for (int i = 0; i < REGIONS; i++)
+		assert_memory_equal(fg_ptr(&f->g, bufs[i]), expect + (size_t)i * len, len);
+	assert_true(queue_worker_bounce_peak(f->qw) <= budget);
+	assert_true(queue_worker_bounce_peak(f->qw) >= len);
+	assert_true(queue_worker_bounce_waits(f->qw) > 0);
+	free(expect);
+}
+
+static int setup_big_null(void **state)
+{
+	struct fixture *f = new_fixture();
+	assert_int_equal(bdev_open_null(1u << 20, &f->dev), 0); /* 512 MiB, no storage */
+	f->cfg.dev = f->dev;
+	*state = f;
+	return 0;
+}
+
+/* Larger requests get buffers of their own, also within the budget; one
+ * larger than the whole budget runs alone rather than failing. */
+static void test_large_bounced_requests(void **state)
+{
+	struct fixture *f = *state;
+	start_worker(f, false);
+	const size_t budget = queue_worker_bounce_budget(f->qw);
+	const uint32_t mib = 1u << 20;
+	uint64_t buf = fg_alloc(&f->g, mib, 4096, 8);
+	uint64_t hdr = fg_header(&f->g, VIRTIO_BLK_T_OUT, 0);
+	/* 64 writes of 1 MiB: 64 MiB if nothing held them back. */
+	uint64_t st[64];
+	for (int i = 0; i < 64; i++) {
+		st[i] = fg_status(&f->g);
+		struct fake_buf bufs[] = {{hdr, 16, 0}, {buf, mib, 0}, {st[i], 1, W}};
+		fg_put(&f->g, fg_chain(&f->g, bufs, 3));
+	}
+	run_until(f, 64);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(*(uint8_t *)fg_ptr(&f->g, st[i]), VIRTIO_BLK_S_OK);
+	assert_true(queue_worker_bounce_peak(f->qw) <= budget);
+	assert_true(queue_worker_bounce_waits(f->qw) > 0);
+
+	/* 12 MiB in one request (the same guest buffer twelve times), between
+	 * small ones: it waits for them, runs alone, and they wait for it. */
+	struct fake_buf big[14] = {{hdr, 16, 0}};
+	for (int i = 1; i <= 12; i++)
+		big[i] = (struct fake_buf){buf, mib, 0};
+	uint64_t big_status = fg_status(&f->g);
+	big[13] = (struct fake_buf){big_status, 1, W};
+	for (int i = 0; i < 4; i++) {
+		st[i] = fg_status(&f->g);
+		struct fake_buf bufs[] = {{hdr, 16, 0}, {buf, mib, 0}, {st[i], 1, W}};
+		fg_put(&f->g, fg_chain(&f->g, bufs, 3));
+	}
+	fg_put(&f->g, fg_chain(&f->g, big, 14));
+	for (int i = 4; i < 8; i++) {
+		st[i] = fg_status(&f->g);
+		struct fake_buf bufs[] = {{hdr, 16, 0}, {buf, mib, 0}, {st[i], 1, W}};
+		fg_put(&f->g, fg_chain(&f->g, bufs, 3));
+	}
+	run_until(f, 64 + 9);
+	assert_int_equal(*(uint8_t *)fg_ptr(&f->g, big_status), VIRTIO_BLK_S_OK);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(*(uint8_t *)fg_ptr(&f->g, st[i]), VIRTIO_BLK_S_OK);
+	assert_int_equal(queue_worker_bounce_peak(f->qw), 12 * mib);
+}
+
 static void test_configuration_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -730,6 +930,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hostile_chains_do_not_stop_the_queue, setup_null,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_more_heads_than_slots, setup_null, teardown),
+	    cmocka_unit_test_setup_teardown(test_saturated_blocking_call_fd, setup_null, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_kernel_does_not_lose_requests,
+					    setup_uring_file, teardown),
+	    cmocka_unit_test_setup_teardown(test_completions_while_rings_unmapped_are_kept,
+					    setup_uring_file, teardown),
+	    cmocka_unit_test_setup_teardown(test_bounce_memory_stays_within_budget,
+					    setup_uring_file, teardown),
+	    cmocka_unit_test_setup_teardown(test_large_bounced_requests, setup_big_null, teardown),
 	    cmocka_unit_test_setup_teardown(test_configuration_errors, setup_null, teardown),
 	    cmocka_unit_test_setup_teardown(test_pinned_worker, setup_null, teardown),
 	};

@@ -1,0 +1,44 @@
+/* The back-end environment shared by vhost-backend (and later ublk-backend):
+ * from a loaded device config, build the device stack the front end serves
+ *
+ *   front end -> lazy (when metadata_path is set) -> disk file
+ *
+ * plus the shared stripe state, the background fetch worker, one I/O tracker
+ * per queue and the RPC server. Everything that can fail does so here, at
+ * start-up, with one line explaining why (ubiblk 0.4 only logged a failing
+ * fetch worker and served I/O that then failed). */
+#ifndef UBIBLK_BACKEND_H
+#define UBIBLK_BACKEND_H
+
+#include <stddef.h>
+
+#include "bdev/bdev.h"
+#include "config/config.h"
+#include "fetch/fetch.h"
+#include "meta/meta.h"
+#include "rpc/rpc.h"
+
+struct backend_env {
+	struct bdev *disk;	   /* the data file */
+	struct bdev *metadata;	   /* NULL without metadata_path */
+	struct bdev *image;	   /* raw image read path (copy_on_read false), or NULL */
+	struct bdev *source_image; /* raw image the fetch worker reads, or NULL */
+	struct bdev *lazy;	   /* NULL without metadata_path */
+	struct bdev *frontend;	   /* what the front end serves: lazy or disk */
+	struct stripe_state *stripes;
+	struct fetch_worker *worker;
+	struct io_tracker **trackers; /* num_queues */
+	uint32_t num_queues;
+	struct rpc_server *rpc;
+};
+
+/* Builds everything; on failure writes one line into err and returns -errno
+ * with nothing left open. */
+int backend_env_open(const struct device_config *cfg, struct backend_env *env, char *err,
+		     size_t err_len);
+void backend_env_close(struct backend_env *env);
+
+/* The bdev engine for a config's io_engine. */
+enum bdev_engine backend_engine(enum io_engine engine);
+
+#endif

@@ -1,0 +1,216 @@
+#include "backend/backend.h"
+
+#include "common/common.h"
+#include "lazy/lazy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The raw image's read path and the fetch worker's source read a plaintext
+ * file; this depth matches ubiblk 0.4's raw-image device. */
+#define IMAGE_QUEUE_DEPTH 64u
+
+enum bdev_engine backend_engine(enum io_engine engine)
+{
+	switch (engine) {
+	case IO_ENGINE_SYNC:
+		return BDEV_ENGINE_SYNC;
+	case IO_ENGINE_NULL:
+		return BDEV_ENGINE_NULL;
+	case IO_ENGINE_IO_URING:
+	default:
+		return BDEV_ENGINE_IO_URING;
+	}
+}
+
+static int open_file(const struct device_config *cfg, const char *what, const char *path,
+		     bool read_only, uint32_t depth, struct bdev **out, char *err, size_t err_len)
+{
+	struct bdev_file_options opts = {
+	    .path = path,
+	    .engine = backend_engine(cfg->io_engine),
+	    .read_only = read_only,
+	    .direct = true,
+	    .write_through = cfg->write_through,
+	    .queue_depth = depth,
+	};
+	char why[256] = "";
+	int ret = bdev_open_file(&opts, out, why, sizeof(why));
+	if (ret < 0)
+		snprintf(err, err_len, "cannot open the %s %s: %s", what, path,
+			 why[0] ? why : strerror(-ret));
+	return ret;
+}
+
+/* The metadata file and the worker only exist when metadata_path is set.
+ * The raw image is opened twice on purpose: the worker's source reads it to
+ * fetch stripes, the lazy device reads it to serve unfetched stripes
+ * directly (copy_on_read false). */
+static int open_lazy_stack(const struct device_config *cfg, struct backend_env *env, char *err,
+			   size_t err_len)
+{
+	if (cfg->source.kind == STRIPE_SOURCE_REMOTE || cfg->source.kind == STRIPE_SOURCE_ARCHIVE) {
+		snprintf(err, err_len, "stripe_source: the %s source is not supported yet",
+			 cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
+		return -ENOTSUP;
+	}
+	int ret = open_file(cfg, "metadata file", cfg->metadata_path, false, cfg->queue_size,
+			    &env->metadata, err, err_len);
+	if (ret < 0)
+		return ret;
+
+	struct metadata meta = {0};
+	char why[META_ERROR_MAX] = "";
+	ret = meta_load(env->metadata, &meta, why);
+	if (ret == 0)
+		ret = stripe_state_create(&meta, bdev_sector_count(env->disk), &env->stripes, why);
+	meta_free(&meta);
+	if (ret < 0) {
+		snprintf(err, err_len, "metadata file %s: %s", cfg->metadata_path, why);
+		return ret;
+	}
+
+	uint32_t stripe_sectors = 1u << stripe_state_shift(env->stripes);
+	struct stripe_source *source = NULL;
+	if (cfg->source.kind == STRIPE_SOURCE_RAW) {
+		/* The source borrows this device: it is closed after the worker stops. */
+		ret = open_file(cfg, "raw image", cfg->source.raw_path, true, IMAGE_QUEUE_DEPTH,
+				&env->source_image, err, err_len);
+		if (ret < 0)
+			return ret;
+		ret = stripe_source_raw(env->source_image, stripe_sectors, &source);
+		if (ret < 0) {
+			snprintf(err, err_len, "raw image %s: %s", cfg->source.raw_path,
+				 strerror(-ret));
+			return ret;
+		}
+		if (!cfg->copy_on_read) {
+			ret = open_file(cfg, "raw image", cfg->source.raw_path, true,
+					cfg->queue_size, &env->image, err, err_len);
+			if (ret < 0) {
+				stripe_source_destroy(source);
+				return ret;
+			}
+		}
+	} else {
+		ret = stripe_source_none(stripe_sectors, &source);
+		if (ret < 0) {
+			snprintf(err, err_len, "stripe source: %s", strerror(-ret));
+			return ret;
+		}
+	}
+
+	/* From here on the worker owns the source, even when it fails to start. */
+	struct fetch_worker_options wopts = {
+	    .disk = env->disk,
+	    .metadata = env->metadata,
+	    .source = source,
+	    .state = env->stripes,
+	    .autofetch = cfg->autofetch,
+	    .alignment = bdev_buffer_alignment(env->disk),
+	};
+	char werr[FETCH_ERROR_MAX] = "";
+	ret = fetch_worker_start(&wopts, &env->worker, werr);
+	if (ret < 0) {
+		snprintf(err, err_len, "cannot start the fetch worker: %s", werr);
+		return ret;
+	}
+
+	struct lazy_options lopts = {
+	    .base = env->disk,
+	    .image = env->image,
+	    .state = env->stripes,
+	    .worker = env->worker,
+	    .track_written = cfg->track_written,
+	};
+	ret = lazy_bdev_open(&lopts, &env->lazy);
+	if (ret < 0) {
+		snprintf(err, err_len, "cannot build the lazy device: %s", strerror(-ret));
+		return ret;
+	}
+	env->frontend = env->lazy;
+	return 0;
+}
+
+static int open_trackers(const struct device_config *cfg, struct backend_env *env)
+{
+	env->trackers = calloc(cfg->num_queues, sizeof(*env->trackers));
+	if (!env->trackers)
+		return -ENOMEM;
+	env->num_queues = cfg->num_queues;
+	/* A few spare slots: requests beyond the ring size (edk2's oversized
+	 * I/O gets extra slots in ubiblk 0.4) are still shown. */
+	for (uint32_t i = 0; i < cfg->num_queues; i++) {
+		env->trackers[i] = io_tracker_create(cfg->queue_size + 8);
+		if (!env->trackers[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int backend_env_open(const struct device_config *cfg, struct backend_env *env, char *err,
+		     size_t err_len)
+{
+	memset(env, 0, sizeof(*env));
+	if (cfg->has_encryption_key) {
+		snprintf(err, err_len, "encryption_key: encryption at rest is not supported yet");
+		return -ENOTSUP;
+	}
+	int ret =
+	    open_file(cfg, "disk", cfg->path, false, cfg->queue_size, &env->disk, err, err_len);
+	if (ret == 0) {
+		env->frontend = env->disk;
+		if (cfg->metadata_path)
+			ret = open_lazy_stack(cfg, env, err, err_len);
+	}
+	if (ret == 0) {
+		ret = open_trackers(cfg, env);
+		if (ret < 0)
+			snprintf(err, err_len, "cannot allocate I/O trackers");
+	}
+	if (ret == 0 && cfg->rpc_socket_path) {
+		struct rpc_context ctx = {
+		    .trackers = env->trackers,
+		    .num_queues = env->num_queues,
+		    .stripes = env->stripes,
+		    .worker = env->worker,
+		};
+		char why[256] = "";
+		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, why, sizeof(why));
+		if (ret < 0)
+			snprintf(err, err_len, "rpc_socket_path %s: %s", cfg->rpc_socket_path,
+				 why[0] ? why : strerror(-ret));
+	}
+	if (ret < 0)
+		backend_env_close(env);
+	return ret;
+}
+
+void backend_env_close(struct backend_env *env)
+{
+	/* Reverse order of construction: nothing may outlive what it uses. */
+	if (env->rpc)
+		rpc_server_stop(env->rpc);
+	if (env->lazy)
+		bdev_close(env->lazy);
+	if (env->worker)
+		fetch_worker_stop(env->worker);
+	if (env->image)
+		bdev_close(env->image);
+	if (env->source_image)
+		bdev_close(env->source_image);
+	if (env->stripes)
+		stripe_state_destroy(env->stripes);
+	if (env->metadata)
+		bdev_close(env->metadata);
+	if (env->disk)
+		bdev_close(env->disk);
+	if (env->trackers) {
+		for (uint32_t i = 0; i < env->num_queues; i++)
+			io_tracker_destroy(env->trackers[i]);
+		free(env->trackers);
+	}
+	memset(env, 0, sizeof(*env));
+}

@@ -1,0 +1,322 @@
+/* dump-metadata: prints the metadata file of a device config exactly as
+ * ubiblk 0.4 does (seven lines), and with --map a picture of the disk showing
+ * what has been fetched and written. Read-only: it never changes a file and
+ * never contacts a remote source. See docs/metadata.md. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bdev/bdev.h"
+#include "common/common.h"
+#include "config/config.h"
+#include "meta/meta.h"
+
+#define EXIT_USAGE  2
+#define ERROR_MAX   512
+#define SOURCE_MAX  4096
+#define IMAGE_DEPTH 64 /* the reference checks the image as an io_uring device */
+#define META_DEPTH  4
+#define OPT_MAP	    256
+#define OPT_WIDTH   257
+
+struct cli_args {
+	const char *config_path;
+	const char *kek_path;
+	bool unlink_kek;
+	bool map;
+	uint32_t width;
+	bool width_given;
+};
+
+static void print_help(FILE *out)
+{
+	fprintf(
+	    out,
+	    "Usage: dump-metadata -f <CONFIG> [-k <KEK> [-u]] [--map [--width <N>]]\n"
+	    "\n"
+	    "Prints the lazy-fetch metadata file named by the config's metadata_path:\n"
+	    "the disk, the stripe source, the stripe size and the lists of fetched,\n"
+	    "written and has-source stripes (as ubiblk 0.4 prints them). Changes nothing.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -f, --config <PATH>  device config (YAML, required)\n"
+	    "  -k, --kek <PATH>     key-encryption-key file for the config's secrets\n"
+	    "  -u, --unlink-kek     delete the KEK file after reading it (needs --kek)\n"
+	    "      --map            also draw the disk, one character per group of stripes:\n"
+	    "                         '#' fetched   'w' written (nothing left to fetch)\n"
+	    "                         '+' partly fetched   '.' not fetched yet   ' ' no source\n"
+	    "                       followed by counts and percentages\n"
+	    "      --width <N>      characters per map row, 1..%u (default %u)\n"
+	    "  -h, --help           print this help\n"
+	    "  -V, --version        print the version\n"
+	    "\n"
+	    "Example:\n"
+	    "  dump-metadata -f disk.yaml --map --width 100\n"
+	    "\n"
+	    "Errors are one line on stderr and exit status 1 (2 for command-line\n"
+	    "mistakes). Format and examples: docs/metadata.md.\n",
+	    META_MAP_MAX_WIDTH, META_MAP_DEFAULT_WIDTH);
+}
+
+static int usage_error(const char *why)
+{
+	if (why)
+		fprintf(stderr, "dump-metadata: %s\n", why);
+	fprintf(stderr, "Usage: dump-metadata -f <CONFIG> [-k <KEK> [-u]] [--map [--width <N>]]\n"
+			"Try 'dump-metadata --help' for more information.\n");
+	return EXIT_USAGE;
+}
+
+static bool parse_width(const char *text, uint32_t *out)
+{
+	if (!text[0] || text[0] == '-' || text[0] == '+' || strlen(text) > 5)
+		return false;
+	char *end;
+	unsigned long v = strtoul(text, &end, 10);
+	if (*end || v < 1 || v > META_MAP_MAX_WIDTH)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* Returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct cli_args *args)
+{
+	static const struct option options[] = {
+	    {"config", required_argument, NULL, 'f'},	   {"kek", required_argument, NULL, 'k'},
+	    {"unlink-kek", no_argument, NULL, 'u'},	   {"map", no_argument, NULL, OPT_MAP},
+	    {"width", required_argument, NULL, OPT_WIDTH}, {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},	   {NULL, 0, NULL, 0},
+	};
+	char why[160];
+	int opt;
+	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			args->config_path = optarg;
+			break;
+		case 'k':
+			args->kek_path = optarg;
+			break;
+		case 'u':
+			args->unlink_kek = true;
+			break;
+		case OPT_MAP:
+			args->map = true;
+			break;
+		case OPT_WIDTH:
+			if (!parse_width(optarg, &args->width)) {
+				snprintf(why, sizeof(why),
+					 "invalid value '%s' for --width: expected 1 to %u", optarg,
+					 META_MAP_MAX_WIDTH);
+				return usage_error(why);
+			}
+			args->width_given = true;
+			break;
+		case 'h':
+			print_help(stdout);
+			return 0;
+		case 'V':
+			printf("dump-metadata %s\n", UBIBLK_VERSION);
+			return 0;
+		default: /* getopt_long already named the bad option */
+			return usage_error(NULL);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument");
+	if (!args->config_path)
+		return usage_error("the option --config <PATH> is required");
+	if (args->unlink_kek && !args->kek_path)
+		return usage_error("--unlink-kek requires --kek");
+	if (args->width_given && !args->map)
+		return usage_error("--width only applies to --map");
+	return -1;
+}
+
+static int load_config(const struct cli_args *args, struct device_config *cfg)
+{
+	char err[CONFIG_ERROR_MAX] = "";
+	struct kek kek;
+	kek_init_none(&kek);
+	if (args->kek_path) {
+		if (kek_load(args->kek_path, &kek, err) < 0) {
+			log_error("%s", err);
+			return -1;
+		}
+		if (args->unlink_kek && unlink(args->kek_path) < 0) {
+			log_error("cannot remove the KEK file %s: %s", args->kek_path,
+				  strerror(errno));
+			kek_free(&kek);
+			return -1;
+		}
+	}
+	device_config_init(cfg);
+	int rc = device_config_load(args->config_path, &kek, cfg, err);
+	kek_free(&kek);
+	if (rc < 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Opens a file read-only the way the backend would; returns a device or NULL
+ * after logging why. */
+static struct bdev *open_read_only(const char *path, enum bdev_engine engine, uint32_t depth,
+				   const char *what)
+{
+	struct bdev_file_options opts = {.path = path,
+					 .engine = engine,
+					 .read_only = true,
+					 .direct = true,
+					 .queue_depth = depth};
+	char err[ERROR_MAX] = "";
+	struct bdev *dev;
+	int rc = bdev_open_file(&opts, &dev, err, sizeof(err));
+	if (rc < 0) {
+		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
+		return NULL;
+	}
+	return dev;
+}
+
+static const char *or_none(const char *s)
+{
+	return s ? s : "None";
+}
+
+/* The reference's source line; a remote or archive source is not contacted. */
+static int describe_source(const struct stripe_source_config *src, char *out, size_t len)
+{
+	const struct archive_source_config *a = &src->archive;
+	switch (src->kind) {
+	case STRIPE_SOURCE_RAW: {
+		struct bdev *image = open_read_only(src->raw_path, BDEV_ENGINE_IO_URING,
+						    IMAGE_DEPTH, "stripe source image");
+		if (!image)
+			return -1;
+		snprintf(out, len, "raw (path: %s, size: %llu bytes)", src->raw_path,
+			 (unsigned long long)bdev_sector_count(image) * SECTOR_SIZE);
+		bdev_close(image);
+		return 0;
+	}
+	case STRIPE_SOURCE_REMOTE:
+		snprintf(out, len, "remote (address: %s, psk_identity: %s)", src->remote.address,
+			 or_none(src->remote.psk_identity));
+		return 0;
+	case STRIPE_SOURCE_ARCHIVE:
+		if (a->store == ARCHIVE_STORE_FILESYSTEM)
+			snprintf(out, len, "archive filesystem (path: %s)", a->path);
+		else
+			snprintf(out, len,
+				 "archive s3 (bucket: %s, prefix: %s, endpoint: %s, region: %s, "
+				 "profile: %s, connections: %u)",
+				 a->bucket, or_none(a->prefix), or_none(a->endpoint),
+				 or_none(a->region), or_none(a->profile), a->connections);
+		return 0;
+	case STRIPE_SOURCE_NONE:
+	default:
+		snprintf(out, len, "None");
+		return 0;
+	}
+}
+
+static int load_metadata(const struct device_config *cfg, struct metadata *m)
+{
+	if (!cfg->metadata_path) {
+		log_error("metadata_path is none");
+		return -1;
+	}
+	if (cfg->has_encryption_key) {
+		log_error("encryption_key: encryption at rest is not supported yet");
+		return -1;
+	}
+	enum bdev_engine engine =
+	    cfg->io_engine == IO_ENGINE_SYNC ? BDEV_ENGINE_SYNC : BDEV_ENGINE_IO_URING;
+	struct bdev *dev = open_read_only(cfg->metadata_path, engine, META_DEPTH, "metadata file");
+	if (!dev)
+		return -1;
+	char err[META_ERROR_MAX] = "";
+	int rc = meta_load(dev, m, err);
+	bdev_close(dev);
+	if (rc < 0) {
+		log_error("Failed to load metadata from %s: %s", cfg->metadata_path, err);
+		return -1;
+	}
+	return 0;
+}
+
+static void print_dump(const struct device_config *cfg, uint64_t disk_sectors, const char *source,
+		       const struct metadata *m)
+{
+	printf("data file: %s (%llu bytes)\n", cfg->path,
+	       (unsigned long long)disk_sectors * SECTOR_SIZE);
+	printf("source: %s\n", source);
+	printf("metadata version: %u.%u\n", META_VERSION_MAJOR, META_VERSION_MINOR);
+	printf("stripe size: %u bytes\n", SECTOR_SIZE << m->shift);
+	static const struct {
+		const char *label;
+		uint8_t flag;
+	} lists[] = {
+	    {"fetched", META_HEADER_FETCHED},
+	    {"written", META_HEADER_WRITTEN},
+	    {"has-source", META_HEADER_HAS_SOURCE},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+		printf("%s stripes: ", lists[i].label);
+		meta_print_stripe_list(stdout, m, lists[i].flag);
+		putchar('\n');
+	}
+}
+
+static int run(const struct cli_args *args, const struct device_config *cfg)
+{
+	struct bdev *disk = open_read_only(cfg->path, BDEV_ENGINE_SYNC, 0, "disk");
+	if (!disk)
+		return 1;
+	uint64_t disk_sectors = bdev_sector_count(disk);
+	bdev_close(disk);
+
+	char source[SOURCE_MAX];
+	struct metadata m;
+	if (describe_source(&cfg->source, source, sizeof(source)) < 0 || load_metadata(cfg, &m) < 0)
+		return 1;
+	uint64_t stripes = meta_stripe_count(disk_sectors, m.shift);
+	if (m.header_count < stripes)
+		log_warn("%s has %llu stripe headers but the disk has %llu stripes; vhost-backend "
+			 "will refuse it",
+			 cfg->metadata_path, (unsigned long long)m.header_count,
+			 (unsigned long long)stripes);
+
+	print_dump(cfg, disk_sectors, source, &m);
+	if (args->map) {
+		putchar('\n');
+		meta_print_map(stdout, &m, stripes, args->width);
+	}
+	meta_free(&m);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	log_init();
+	struct cli_args args = {.width = META_MAP_DEFAULT_WIDTH};
+	int status = parse_args(argc, argv, &args);
+	if (status >= 0)
+		return status;
+	struct device_config cfg;
+	if (load_config(&args, &cfg) < 0)
+		return 1;
+	status = run(&args, &cfg);
+	device_config_free(&cfg);
+	/* A full disk or a closed pipe must not look like a complete dump. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		log_error("cannot write to stdout: %s", strerror(errno));
+		status = 1;
+	}
+	return status;
+}

@@ -1,0 +1,155 @@
+/* Loading and saving the whole metadata file through a struct bdev, so that
+ * the encryption layer can later be stacked under it without touching this
+ * code. Each request is waited for with a deadline: a hung device makes the
+ * tool or the backend fail with a message instead of hanging. */
+#include "meta/meta.h"
+
+#include "common/common.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IO_TIMEOUT_NS	 (30ull * 1000 * 1000 * 1000)
+#define IDLE_WAIT_MS	 10
+#define CHANNEL_DEPTH	 2 /* one transfer, one flush */
+#define REQUEST_TRANSFER 0
+#define REQUEST_FLUSH	 1
+/* One request covers the file; the reference counts its sectors in a u32. */
+#define MAX_SECTORS UINT32_MAX
+
+/* Sleeps until the channel may have a completion, at most IDLE_WAIT_MS. The
+ * short cap covers completions that do not signal the fd (bdev.h). */
+static void wait_for_activity(struct bdev_channel *ch)
+{
+	int fd = bdev_completion_fd(ch);
+	if (fd < 0) {
+		if (!bdev_busy(ch)) {
+			struct timespec ms = {0, 1000 * 1000};
+			nanosleep(&ms, NULL);
+		}
+		return;
+	}
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	if (poll(&pfd, 1, IDLE_WAIT_MS) > 0 && (pfd.revents & POLLIN)) {
+		uint64_t drained;
+		if (read(fd, &drained, sizeof(drained)) < 0 && errno != EAGAIN)
+			log_debug("metadata channel: reading the completion fd: %s",
+				  strerror(errno));
+	}
+}
+
+/* The result of request `id`, or -ETIMEDOUT after IO_TIMEOUT_NS. */
+static int wait_for_request(struct bdev_channel *ch, uint64_t id)
+{
+	uint64_t deadline = now_ns() + IO_TIMEOUT_NS;
+	for (;;) {
+		struct bdev_completion done[CHANNEL_DEPTH];
+		int n = bdev_poll(ch, done, CHANNEL_DEPTH);
+		for (int i = 0; i < n; i++)
+			if (done[i].id == id)
+				return done[i].result;
+		if (n > 0)
+			continue;
+		if (now_ns() >= deadline)
+			return -ETIMEDOUT;
+		wait_for_activity(ch);
+	}
+}
+
+static int run_request(struct bdev_channel *ch, uint64_t id, const char *what,
+		       char err[META_ERROR_MAX])
+{
+	int rc = bdev_submit(ch);
+	if (rc == 0)
+		rc = wait_for_request(ch, id);
+	if (rc == -ETIMEDOUT)
+		snprintf(err, META_ERROR_MAX, "Timeout while waiting for the metadata %s (30 s)",
+			 what);
+	else if (rc < 0)
+		snprintf(err, META_ERROR_MAX, "Metadata %s failed: %s", what, strerror(-rc));
+	return rc;
+}
+
+static int open_channel(struct bdev *dev, struct bdev_channel **ch, char err[META_ERROR_MAX])
+{
+	int rc = bdev_channel_create(dev, CHANNEL_DEPTH, ch);
+	if (rc < 0)
+		snprintf(err, META_ERROR_MAX, "Cannot create an I/O channel for the metadata: %s",
+			 strerror(-rc));
+	return rc;
+}
+
+int meta_load(struct bdev *dev, struct metadata *m, char err[META_ERROR_MAX])
+{
+	memset(m, 0, sizeof(*m));
+	uint64_t sectors = bdev_sector_count(dev);
+	if (sectors > MAX_SECTORS) {
+		snprintf(err, META_ERROR_MAX, "Metadata file too large: %llu sectors (at most %u)",
+			 (unsigned long long)sectors, MAX_SECTORS);
+		return -EFBIG;
+	}
+	size_t bytes = (size_t)sectors * SECTOR_SIZE;
+	if (bytes < SECTOR_SIZE) /* nothing to read: report it like a short buffer */
+		return meta_deserialize(NULL, 0, m, err);
+
+	uint8_t *buf = buffer_alloc(bdev_buffer_alignment(dev), bytes);
+	if (!buf) {
+		snprintf(err, META_ERROR_MAX, "Out of memory for a %zu-byte metadata file", bytes);
+		return -ENOMEM;
+	}
+	struct bdev_channel *ch;
+	int rc = open_channel(dev, &ch, err);
+	if (rc == 0) {
+		struct iovec iov = {.iov_base = buf, .iov_len = bytes};
+		bdev_add_readv(ch, 0, &iov, 1, REQUEST_TRANSFER);
+		rc = run_request(ch, REQUEST_TRANSFER, "read", err);
+		/* Destroying the channel first: no kernel access to buf after it. */
+		bdev_channel_destroy(ch);
+	}
+	if (rc == 0)
+		rc = meta_deserialize(buf, bytes, m, err);
+	buffer_free(buf);
+	return rc;
+}
+
+int meta_save(struct bdev *dev, const struct metadata *m, char err[META_ERROR_MAX])
+{
+	uint64_t sectors = bdev_sector_count(dev);
+	if (sectors > MAX_SECTORS) {
+		snprintf(err, META_ERROR_MAX, "Device sector count exceeds u32 (%llu sectors)",
+			 (unsigned long long)sectors);
+		return -EFBIG;
+	}
+	size_t total = (size_t)sectors * SECTOR_SIZE;
+	if (m->header_count > SIZE_MAX - SECTOR_SIZE || SECTOR_SIZE + m->header_count > total) {
+		snprintf(err, META_ERROR_MAX, "Metadata size %llu exceeds device capacity %zu",
+			 (unsigned long long)(SECTOR_SIZE + m->header_count), total);
+		return -ENOSPC;
+	}
+	/* Zeroed: reserved bytes and the headers past the disk stay 0. */
+	uint8_t *buf = buffer_alloc(bdev_buffer_alignment(dev), total);
+	if (!buf) {
+		snprintf(err, META_ERROR_MAX, "Out of memory for a %zu-byte metadata file", total);
+		return -ENOMEM;
+	}
+	int rc = meta_serialize(m, buf, total);
+	struct bdev_channel *ch = NULL;
+	if (rc == 0)
+		rc = open_channel(dev, &ch, err);
+	if (rc == 0) {
+		struct iovec iov = {.iov_base = buf, .iov_len = total};
+		bdev_add_writev(ch, 0, &iov, 1, REQUEST_TRANSFER);
+		rc = run_request(ch, REQUEST_TRANSFER, "write", err);
+		if (rc == 0) {
+			bdev_add_flush(ch, REQUEST_FLUSH);
+			rc = run_request(ch, REQUEST_FLUSH, "flush", err);
+		}
+		bdev_channel_destroy(ch);
+	}
+	buffer_free(buf);
+	return rc;
+}

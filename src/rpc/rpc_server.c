@@ -1,0 +1,325 @@
+/* The RPC socket and its listener thread.
+ *
+ * One thread serves every client with poll(2): the stop eventfd, the
+ * listening socket and up to RPC_MAX_CLIENTS connections. When that many are
+ * connected, a new connection is accepted and closed at once, so the client
+ * sees EOF instead of hanging in the backlog.
+ *
+ * Start-up differs from ubiblk 0.4 on purpose: only a stale socket is removed
+ * from the path (never a regular file or a directory, and never the socket
+ * of a server that still answers), and the umask is left alone, because
+ * other threads (the fetch worker) already run: the socket gets 0600 before
+ * bind() and 0660 by chmod() after it. */
+#include "rpc/rpc_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+#define LISTEN_BACKLOG	16
+#define ACCEPT_RETRY_MS 100
+#define SOCKET_MODE	0660
+#define POLL_FIXED_FDS	2 /* the stop eventfd and the listener */
+
+struct rpc_server {
+	char *path;
+	struct rpc_context ctx; /* trackers points at our own copy of the array */
+	int listen_fd;
+	int stop_fd;
+	dev_t socket_dev; /* the socket file we bound, so stop removes only it */
+	ino_t socket_ino;
+	pthread_t thread;
+	struct rpc_client clients[RPC_MAX_CLIENTS];
+	uint32_t nclients;
+	bool refusing_logged;
+};
+
+/* "<what> <path>: <reason>" into err; returns ret. */
+static int fail(char *err, size_t err_len, int ret, const char *what, const char *path,
+		const char *reason)
+{
+	snprintf(err, err_len, "%s %s: %s", what, path, reason);
+	return ret;
+}
+
+/* Whether a server still accepts connections on the socket at path. */
+static bool socket_is_live(const struct sockaddr_un *addr)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	int rc = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	/* EAGAIN: a listener whose backlog is full, still alive. */
+	bool live = rc == 0 || errno == EAGAIN;
+	close(fd);
+	return live;
+}
+
+/* Removes a stale socket file at the path; anything else is refused. */
+static int remove_stale_socket(const struct sockaddr_un *addr, char *err, size_t err_len)
+{
+	const char *path = addr->sun_path;
+	const char *msg = "failed to remove existing RPC socket";
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return fail(err, err_len, -errno, msg, path, strerror(errno));
+	}
+	if (S_ISDIR(st.st_mode))
+		return fail(err, err_len, -EISDIR, msg, path, "it is a directory");
+	if (!S_ISSOCK(st.st_mode))
+		return fail(err, err_len, -EEXIST, msg, path,
+			    "it is not a socket (refusing to delete it)");
+	if (socket_is_live(addr))
+		return fail(err, err_len, -EADDRINUSE, msg, path,
+			    "another server is listening on it");
+	if (unlink(path) < 0 && errno != ENOENT)
+		return fail(err, err_len, -errno, msg, path, strerror(errno));
+	return 0;
+}
+
+static int bind_socket(struct rpc_server *s, char *err, size_t err_len)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(s->path) >= sizeof(addr.sun_path))
+		return fail(err, err_len, -ENAMETOOLONG, "failed to bind RPC socket", s->path,
+			    "path too long");
+	strcpy(addr.sun_path, s->path);
+	int ret = remove_stale_socket(&addr, err, err_len);
+	if (ret < 0)
+		return ret;
+	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->listen_fd < 0)
+		return fail(err, err_len, -errno, "failed to create RPC socket", s->path,
+			    strerror(errno));
+	/* Linux gives the socket file the socket's mode (minus the umask):
+	 * owner-only until the chmod below opens it to the group. */
+	if (fchmod(s->listen_fd, 0600) < 0)
+		log_debug("RPC socket: fchmod before bind: %s", strerror(errno));
+	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return fail(err, err_len, -errno, "failed to bind RPC socket", s->path,
+			    strerror(errno));
+	struct stat st;
+	const char *step = NULL;
+	if (lstat(s->path, &st) < 0)
+		step = "failed to inspect RPC socket";
+	else if (chmod(s->path, SOCKET_MODE) < 0)
+		step = "failed to set permissions of RPC socket";
+	else if (listen(s->listen_fd, LISTEN_BACKLOG) < 0)
+		step = "failed to listen on RPC socket";
+	if (step) {
+		ret = -errno;
+		unlink(s->path);
+		return fail(err, err_len, ret, step, s->path, strerror(-ret));
+	}
+	s->socket_dev = st.st_dev;
+	s->socket_ino = st.st_ino;
+	return 0;
+}
+
+/* Removes the socket file only if it is still the one this server bound. */
+static void remove_own_socket(const struct rpc_server *s)
+{
+	struct stat st;
+	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == s->socket_dev &&
+	    st.st_ino == s->socket_ino)
+		unlink(s->path);
+}
+
+/* Accepts every waiting connection; returns false when accepting failed for
+ * lack of fds or memory and should pause. */
+static bool accept_clients(struct rpc_server *s)
+{
+	for (;;) {
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return true;
+			log_warn("RPC: cannot accept a connection: %s (retrying)", strerror(errno));
+			return false;
+		}
+		if (s->nclients == RPC_MAX_CLIENTS) {
+			if (!s->refusing_logged)
+				log_warn("RPC: %u clients connected, refusing more",
+					 RPC_MAX_CLIENTS);
+			s->refusing_logged = true;
+			close(fd);
+			continue;
+		}
+		struct rpc_client *c = &s->clients[s->nclients];
+		if (rpc_client_init(c, fd) < 0) {
+			log_warn("RPC: no memory for a new client");
+			rpc_client_fini(c);
+			continue;
+		}
+		s->nclients++;
+	}
+}
+
+/* Closes client i; the last client takes its place. */
+static void drop_client(struct rpc_server *s, uint32_t i)
+{
+	rpc_client_fini(&s->clients[i]);
+	s->nclients--;
+	if (i != s->nclients) {
+		s->clients[i] = s->clients[s->nclients];
+		s->clients[s->nclients] = (struct rpc_client){.fd = -1};
+	}
+	s->refusing_logged = false;
+}
+
+/* Milliseconds until `deadline_ns`, for poll(2); -1 without a deadline. */
+static int poll_timeout_ms(uint64_t deadline_ns)
+{
+	if (deadline_ns == 0)
+		return -1;
+	uint64_t now = now_ns();
+	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999u) / 1000000u);
+}
+
+static void *listener_main(void *arg)
+{
+	struct rpc_server *s = arg;
+	struct pollfd pfd[POLL_FIXED_FDS + RPC_MAX_CLIENTS];
+	uint64_t accept_paused_until = 0; /* after a failed accept, 0 = not paused */
+	pthread_setname_np(pthread_self(), "ubiblk-rpc");
+	for (;;) {
+		if (accept_paused_until && now_ns() >= accept_paused_until)
+			accept_paused_until = 0;
+		pfd[0] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
+		pfd[1] = (struct pollfd){.fd = accept_paused_until ? -1 : s->listen_fd,
+					 .events = POLLIN};
+		for (uint32_t i = 0; i < s->nclients; i++)
+			pfd[POLL_FIXED_FDS + i] =
+			    (struct pollfd){.fd = s->clients[i].fd,
+					    .events = rpc_client_poll_events(&s->clients[i])};
+		int n =
+		    poll(pfd, POLL_FIXED_FDS + s->nclients, poll_timeout_ms(accept_paused_until));
+		if (n < 0) {
+			if (errno != EINTR) {
+				log_error("RPC: poll failed: %s", strerror(errno));
+				nanosleep(&(struct timespec){.tv_nsec = ACCEPT_RETRY_MS * 1000000L},
+					  NULL);
+			}
+			continue;
+		}
+		if (pfd[0].revents)
+			break;
+		/* Backwards, so that the client moved into a dropped one's
+		 * place has been handled already. */
+		for (uint32_t i = s->nclients; i-- > 0;) {
+			short revents = pfd[POLL_FIXED_FDS + i].revents;
+			if (revents && !rpc_client_handle(&s->clients[i], revents, &s->ctx))
+				drop_client(s, i);
+		}
+		if ((pfd[1].revents & POLLIN) && !accept_clients(s))
+			accept_paused_until = now_ns() + ACCEPT_RETRY_MS * 1000000ull;
+	}
+	return NULL;
+}
+
+static void server_free(struct rpc_server *s)
+{
+	for (uint32_t i = 0; i < s->nclients; i++)
+		rpc_client_fini(&s->clients[i]);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	free((void *)s->ctx.trackers);
+	free(s->path);
+	free(s);
+}
+
+static int server_alloc(const char *path, const struct rpc_context *ctx, struct rpc_server **out)
+{
+	struct rpc_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->listen_fd = -1;
+	s->stop_fd = -1;
+	s->ctx = *ctx;
+	s->ctx.trackers = NULL;
+	s->path = strdup(path);
+	struct io_tracker **trackers = calloc(ctx->num_queues + 1, sizeof(*trackers));
+	if (!s->path || !trackers) {
+		free(trackers);
+		server_free(s);
+		return -ENOMEM;
+	}
+	for (uint32_t q = 0; q < ctx->num_queues; q++)
+		trackers[q] = ctx->trackers ? ctx->trackers[q] : NULL;
+	s->ctx.trackers = trackers;
+	*out = s;
+	return 0;
+}
+
+static int start_thread(struct rpc_server *s)
+{
+	/* Signals belong to the main thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = -pthread_create(&s->thread, NULL, listener_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc_server **out,
+		     char *err, size_t err_len)
+{
+	*out = NULL;
+	if (!path || !*path || !ctx || (ctx->num_queues > 0 && !ctx->trackers)) {
+		snprintf(err, err_len, "RPC server: invalid arguments");
+		return -EINVAL;
+	}
+	struct rpc_server *s;
+	int ret = server_alloc(path, ctx, &s);
+	if (ret < 0) {
+		snprintf(err, err_len, "RPC server: %s", strerror(-ret));
+		return ret;
+	}
+	ret = bind_socket(s, err, err_len);
+	if (ret < 0) {
+		server_free(s);
+		return ret;
+	}
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = s->stop_fd < 0 ? -errno : start_thread(s);
+	if (ret < 0) {
+		snprintf(err, err_len, "RPC server: cannot start the listener: %s", strerror(-ret));
+		remove_own_socket(s);
+		server_free(s);
+		return ret;
+	}
+	log_info("RPC server listening on %s", path);
+	*out = s;
+	return 0;
+}
+
+void rpc_server_stop(struct rpc_server *s)
+{
+	if (!s)
+		return;
+	uint64_t one = 1;
+	while (write(s->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_join(s->thread, NULL);
+	remove_own_socket(s);
+	server_free(s);
+}
