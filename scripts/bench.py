@@ -26,6 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
 import harness  # noqa: E402
+import bench_markdown  # noqa: E402
 
 FILE_CASES = [  # (name, mode, bs, iodepth)
     ("4k randread qd1", "randread", "4k", 1),
@@ -179,9 +180,9 @@ def main():
     text = table(run(args), args)
     print(text)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write("# Benchmarks\n\nProduced by `scripts/bench.sh`; numbers from one run on "
-                    "this project's development machine. Re-run to get yours.\n\n" + text)
+        bench_markdown.update_section(args.markdown, "vhost",
+                                      "## vhost-backend vs qemu-storage-daemon vs fio "
+                                      "(`scripts/bench.sh`)", text)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Build (release) and run the benchmark: vhost-backend vs qemu-storage-daemon
-# vs fio, and the null-engine comparison. Options go to scripts/bench.py
-# (--help lists them), e.g. scripts/bench.sh --markdown docs/benchmarks.md
+# Build (release) and run a benchmark:
+#   scripts/bench.sh [OPTIONS]              vhost-backend vs qemu-storage-daemon vs fio,
+#                                           and the null-engine comparison (scripts/bench.py)
+#   scripts/bench.sh --hydration [OPTIONS]  lazy hydration vs cp (scripts/bench_hydration.py)
+# --help after either lists its options; --markdown docs/benchmarks.md records the run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 scripts/install-deps.sh bench
 [ -d build-bench ] || meson setup build-bench -Dbuildtype=release -Dtests=false >/dev/null
-ninja -C build-bench src/bin/vhost-backend src/bin/ubiblk-bench >/dev/null
-UBIBLK_BUILD_DIR="$top/build-bench" exec python3 scripts/bench.py "$@"
+ninja -C build-bench src/bin/vhost-backend src/bin/ubiblk-bench src/bin/init-metadata \
+	src/bin/dump-metadata >/dev/null
+script=scripts/bench.py
+if [ "${1:-}" = "--hydration" ]; then
+	script=scripts/bench_hydration.py
+	shift
+fi
+UBIBLK_BUILD_DIR="$top/build-bench" exec python3 "$script" "$@"

@@ -50,6 +50,14 @@ static int setup_track_written_image(void **state)
 	return open_fixture(state, &(struct lazy_setup){.track_written = true});
 }
 
+/* Stripe 2 fetched already: a write to it waits for WRITTEN only. */
+static int setup_track_written_fetched(void **state)
+{
+	struct lazy_setup s = {.copy_on_read = true, .track_written = true};
+	s.preset[2] = META_HEADER_FETCHED;
+	return open_fixture(state, &s);
+}
+
 static int setup_sync_image_reads(void **state)
 {
 	return open_fixture(state, &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC});
@@ -207,6 +215,38 @@ static void test_track_written(void **state)
 	assert_int_equal(lazy_flush(f->ch, 4), 0);
 }
 
+/* Nothing to fetch, so only the WRITTEN update stands between the write and
+ * the disk: the bit must be durable by the time the write has landed. */
+static void test_track_written_on_fetched_stripe(void **state)
+{
+	struct fixture *f = *state;
+	struct lazy_env *env = &f->env;
+	unsigned char *data = env->buf + 2 * STRIPE_BYTES;
+	memset(data, 0x6d, 4096);
+	struct iovec iov = {data, 4096};
+	bdev_add_writev(f->ch, stripe_start(2), &iov, 1, 1);
+	assert_int_equal(bdev_submit(f->ch), 0);
+	struct bdev_completion c;
+	bool landed = false;
+	for (int i = 0; i < 100000 && !landed; i++) {
+		if (bdev_poll(f->ch, &c, 1) == 1) {
+			assert_int_equal(c.result, 0);
+			break;
+		}
+		read_disk_file(env, stripe_start(2), 8, env->buf);
+		landed = memcmp(env->buf, data, 4096) == 0;
+	}
+	/* Whenever the data is seen on the disk, WRITTEN is already there. */
+	assert_true(stripe_state_written(env->state, 2));
+	assert_int_equal(metadata_header(env, 2) & META_HEADER_WRITTEN, META_HEADER_WRITTEN);
+	if (landed)
+		wait_by_completion_fd(f->ch, &c, 1);
+	assert_int_equal(c.result, 0);
+	assert_int_equal(env->source_reads[2], 0);
+	read_disk_file(env, stripe_start(2), 8, env->buf);
+	assert_memory_equal(env->buf, data, 4096);
+}
+
 /* DISCARD and WRITE_ZEROES change data: the stripe is fetched first, and
  * only the range itself reads as zeroes afterwards. */
 static void test_discard_and_write_zeroes_fetch_first(void **state)
@@ -307,6 +347,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_track_written, setup_track_written, teardown),
 	    cmocka_unit_test_setup_teardown(test_track_written, setup_track_written_image,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_track_written_on_fetched_stripe,
+					    setup_track_written_fetched, teardown),
 	    cmocka_unit_test_setup_teardown(test_discard_and_write_zeroes_fetch_first,
 					    setup_copy_on_read, teardown),
 	    cmocka_unit_test_setup_teardown(test_short_image, setup_short_image, teardown),
