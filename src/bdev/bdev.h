@@ -146,6 +146,10 @@ struct bdev_layer_ops {
 	int (*poll)(void *layer_ch, struct bdev_completion *out, int max);
 	/* Readable when bdev_poll() may have something to return. */
 	int (*completion_fd)(const void *layer_ch);
+	/* bdev_needs_submit() of the layer's channel: true while the devices
+	 * below hold operations the kernel has not taken (nothing will signal
+	 * the completion fd for them). NULL: never. */
+	bool (*needs_submit)(const void *layer_ch);
 };
 
 /* A device whose channels are the layer's. Size, read-only, alignment, queue

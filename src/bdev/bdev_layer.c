@@ -122,6 +122,12 @@ static int layer_completion_fd(const struct bdev_channel *common)
 	return ch->lops->completion_fd(ch->state);
 }
 
+static bool layer_needs_submit(const struct bdev_channel *common)
+{
+	const struct layer_channel *ch = to_const_layer_channel(common);
+	return ch->lops->needs_submit && ch->lops->needs_submit(ch->state);
+}
+
 static const struct bdev_engine_ops layer_engine_ops = {
     .channel_create = layer_channel_create,
     .channel_destroy = layer_channel_destroy,
@@ -131,6 +137,7 @@ static const struct bdev_engine_ops layer_engine_ops = {
     .submit = layer_submit,
     .poll = layer_poll,
     .completion_fd = layer_completion_fd,
+    .needs_submit = layer_needs_submit,
 };
 
 int bdev_layer_open(const struct bdev_layer_ops *ops, const void *layer, size_t layer_size,

@@ -18,7 +18,10 @@
  *
  * The channel's completion fd is woken by the disk, the image and the fetch
  * worker, so a front end sleeping on it notices when queued requests can
- * proceed. Queued requests are issued from bdev_poll(). */
+ * proceed. Queued requests are issued from bdev_poll(). With an image whose
+ * channel has its own eventfd, the completion fd is an epoll fd gathering
+ * both: reading it fails harmlessly (EINVAL), and the channel empties what it
+ * gathers itself whenever a bdev_poll() finds nothing. */
 #ifndef UBIBLK_LAZY_H
 #define UBIBLK_LAZY_H
 

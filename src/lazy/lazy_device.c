@@ -95,6 +95,14 @@ static int lazy_completion_fd(const void *lch)
 	return lazy_wakeup_fd(&ch->wakeup);
 }
 
+/* Queued requests need no submit: they wait for the worker, whose
+ * notification wakes the channel. */
+static bool lazy_needs_submit(const void *lch)
+{
+	const struct lazy_channel *ch = lch;
+	return bdev_needs_submit(ch->base) || (ch->image && bdev_needs_submit(ch->image));
+}
+
 static const struct bdev_layer_ops lazy_layer_ops = {
     .channel_create = lazy_channel_create,
     .channel_destroy = lazy_channel_destroy,
@@ -104,6 +112,7 @@ static const struct bdev_layer_ops lazy_layer_ops = {
     .submit = lazy_submit,
     .poll = lazy_poll,
     .completion_fd = lazy_completion_fd,
+    .needs_submit = lazy_needs_submit,
 };
 
 int lazy_bdev_open(const struct lazy_options *opts, struct bdev **out)

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
+#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
 #include "bdev_test_util.h"
 #include "common/common.h"
 
@@ -126,6 +127,12 @@ static int pass_completion_fd(const void *lch)
 	return bdev_completion_fd(ch->below);
 }
 
+static bool pass_needs_submit(const void *lch)
+{
+	const struct pass_channel *ch = lch;
+	return bdev_needs_submit(ch->below);
+}
+
 static const struct bdev_layer_ops pass_ops = {
     .channel_create = pass_channel_create,
     .channel_destroy = pass_channel_destroy,
@@ -135,6 +142,7 @@ static const struct bdev_layer_ops pass_ops = {
     .submit = pass_submit,
     .poll = pass_poll,
     .completion_fd = pass_completion_fd,
+    .needs_submit = pass_needs_submit,
 };
 
 struct fixture {
@@ -363,6 +371,29 @@ static void test_fallocate_modes(void **state)
 	assert_int_equal(f->buf[0], 0x11);
 }
 
+/* A refused submission below shows through bdev_needs_submit() of the layer
+ * until a poll gets it to the kernel. */
+static void test_needs_submit_from_below(void **state)
+{
+	struct fixture *f = *state;
+	assert_false(bdev_needs_submit(f->ch));
+	__atomic_store_n(&bdev_uring_fail_submits, 1, __ATOMIC_RELAXED);
+	struct iovec r = {f->buf, 4096};
+	bdev_add_readv(f->ch, 0, &r, 1, 1);
+	assert_int_equal(bdev_submit(f->ch), 0);
+	assert_true(bdev_needs_submit(f->ch));
+	struct bdev_completion c;
+	int n = 0;
+	for (int spins = 0; n == 0; spins++) {
+		assert_true(spins < 1000000);
+		n = bdev_poll(f->ch, &c, 1);
+	}
+	assert_int_equal(c.id, 1);
+	assert_int_equal(c.result, 0);
+	assert_false(bdev_needs_submit(f->ch));
+	assert_false(bdev_busy(f->ch));
+}
+
 static void test_open_checks_arguments(void **state)
 {
 	struct bdev *below, *dev = NULL;
@@ -401,6 +432,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_layer_completions, setup_uring, teardown),
 	    cmocka_unit_test_setup_teardown(test_fallocate_modes, setup_uring, teardown),
+	    cmocka_unit_test_setup_teardown(test_needs_submit_from_below, setup_uring, teardown),
 	    cmocka_unit_test(test_open_checks_arguments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,12 +6,14 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
 #include "common/common.h"
 #include "lazy_test_util.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct fixture {
 	struct lazy_env env;
@@ -136,6 +138,53 @@ static void test_queued_requests_fail_once(void **state)
 	assert_int_equal(bdev_poll(f->ch, c, 6), 0);
 }
 
+/* Queued requests issued to the disk when their stripe arrives, with the
+ * kernel refusing the submission for a while: each still completes exactly
+ * once, successfully, and meanwhile the channel says it must not sleep
+ * (storage.md §9.10: the reference could complete them twice). */
+static void test_refused_submit_completes_once(void **state)
+{
+	struct fixture *f = *state;
+	struct lazy_env *env = &f->env;
+	struct iovec iov[4];
+	for (int i = 0; i < 4; i++) {
+		iov[i] = (struct iovec){env->buf + i * 4096, 4096};
+		bdev_add_readv(f->ch, STRIPE_SECTORS + (uint64_t)i * 8, &iov[i], 1, (uint64_t)i);
+	}
+	assert_int_equal(bdev_submit(f->ch), 0);
+	struct bdev_completion c[5];
+	assert_int_equal(bdev_poll(f->ch, c, 5), 0);
+	for (int waited = 0; stripe_state_fetch(env->state, 1) != STRIPE_FETCHED; waited++) {
+		assert_true(waited < 10000);
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+	__atomic_store_n(&bdev_uring_fail_submits, 3, __ATOMIC_RELAXED);
+	/* Issues the four reads; the submit and the retry inside the poll are
+	 * refused. */
+	assert_int_equal(bdev_poll(f->ch, c, 5), 0);
+	assert_true(bdev_needs_submit(f->ch));
+	int got = 0;
+	unsigned seen = 0;
+	for (int spins = 0; got < 4; spins++) {
+		assert_true(spins < 1000000);
+		int n = bdev_poll(f->ch, c, 5);
+		for (int i = 0; i < n; i++) {
+			assert_true(c[i].id < 4);
+			assert_false(seen & (1u << c[i].id));
+			seen |= 1u << c[i].id;
+			assert_int_equal(c[i].result, 0);
+		}
+		got += n;
+	}
+	assert_int_equal(__atomic_load_n(&bdev_uring_fail_submits, __ATOMIC_RELAXED), 0);
+	assert_false(bdev_needs_submit(f->ch));
+	assert_false(bdev_busy(f->ch));
+	assert_int_equal(bdev_poll(f->ch, c, 5), 0);
+	unsigned char expect[4096];
+	expected_fetched(env, STRIPE_SECTORS, 8, expect);
+	assert_memory_equal(env->buf, expect, 4096);
+}
+
 static void test_without_worker(void **state)
 {
 	struct fixture *f = *state;
@@ -230,6 +279,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_stripe_fails_requests, setup_failing_stripe,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_queued_requests_fail_once, setup_failing_stripe,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_submit_completes_once, setup_plain,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_without_worker, setup_no_worker, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_shut_down, setup_plain, teardown),
