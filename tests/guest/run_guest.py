@@ -118,6 +118,18 @@ class GuestResult:
         return "\n".join(clean(text).splitlines()[-lines:])
 
 
+def substitute(template, values):
+    """Replace @KEY@ in a guest script template by str(values[KEY]); fails on
+    a placeholder left over (a typo would otherwise reach the guest's shell)."""
+    text = template
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    left = re.findall(r"@[A-Z][A-Z0-9_]*@", text)
+    if left:
+        raise ValueError(f"unsubstituted placeholders: {sorted(set(left))}")
+    return text
+
+
 def cache_dir():
     return os.environ.get("UBIBLK_GUEST_CACHE") or "/var/cache/ubiblk-guest"
 
@@ -208,23 +220,26 @@ def _log_has(path, needle):
 
 
 def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_size=128,
-              kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90):
+              kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90, tag=None):
     """Boot one guest that runs GUEST_LIB + script_body, wait for it to power
     off and parse the markers. QEMU is killed by pid after `timeout` seconds,
     or after `ready_timeout` if the guest has not reached the script by then
     (it boots in a few seconds; a backend that breaks the device setup would
-    otherwise cost the whole timeout). The script and console log stay in
-    workdir."""
+    otherwise cost the whole timeout). The script, console log and QEMU
+    command line stay in workdir (guest-script.sh, console.log, qemu.cmd;
+    with a tag, guest-script-TAG.sh, console-TAG.log and qemu-TAG.cmd, so
+    several boots in one workdir keep theirs)."""
     if kernel is None or initrd is None:
         kernel, initrd = prepare()
-    script = os.path.join(workdir, "guest-script.sh")
+    suffix = f"-{tag}" if tag else ""
+    script = os.path.join(workdir, f"guest-script{suffix}.sh")
     with open(script, "w") as f:
         f.write("#!/bin/sh\n" + GUEST_LIB + "\n" + script_body + "\n")
     os.chmod(script, 0o755)
-    log = os.path.join(workdir, "console.log")
+    log = os.path.join(workdir, f"console{suffix}.log")
     argv = qemu_argv(kernel, initrd, sockets, append=f"ubiblk.script={os.path.abspath(script)}",
                      num_queues=num_queues, queue_size=queue_size, smp=smp, mem_mb=mem_mb)
-    with open(os.path.join(workdir, "qemu.cmd"), "w") as f:
+    with open(os.path.join(workdir, f"qemu{suffix}.cmd"), "w") as f:
         f.write(shlex.join(argv) + "\n")
     result = GuestResult(console_log=log)
     start = time.monotonic()
