@@ -130,7 +130,7 @@ static void attempt_failed(struct fetch_worker *w, uint64_t stripe, int result)
 		return;
 	}
 	log_error("fetch: stripe %llu failed (%s) after %u retries; I/O to it fails until "
-		  "it is requested again",
+		  "the backend is restarted",
 		  (unsigned long long)stripe, strerror(-result), retries);
 	set_phase(f, stripe, PHASE_IDLE, 0);
 	stripe_state_set_failed(w->state, stripe);

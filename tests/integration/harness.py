@@ -318,3 +318,20 @@ def random_file(path, size, seed):
         os.fsync(f.fileno())
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     return path
+
+
+def metadata_stripes(config):
+    """dump-metadata's stripe lists as sets: {"fetched": {...}, "written":
+    {...}, "has-source": {...}} (also while the backend runs)."""
+    out = {}
+    for line in dump_metadata(config).splitlines():
+        for key in ("fetched", "written", "has-source"):
+            prefix = f"{key} stripes:"
+            if line.startswith(prefix):
+                out[key] = parse_stripe_list(line[len(prefix):])
+    return out
+
+
+def lazy_status(rpc_path, timeout=10):
+    """The RPC status reply's stripe counters: {"fetched", "source", "total"}."""
+    return rpc(rpc_path, "status", timeout=timeout)["status"]["stripes"]
