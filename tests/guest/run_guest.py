@@ -145,20 +145,28 @@ def prepare(timeout=900):
 
 
 def qemu_argv(kernel, initrd, sockets, append="", mem_mb=1024, smp=2, num_queues=2,
-              queue_size=128, extra=()):
+              queue_size=128, extra=(), tcg_thread=None):
     """QEMU command line: TCG, shared memfd memory (vhost-user needs it), one
     vhost-user-blk-pci device per socket (vda, vdb, ...), the host root over
     9p read-only, serial console on stdio. queue_size must not exceed the
-    backend's (vhost-backend: queue_size in its config, default 64)."""
-    argv = ["qemu-system-x86_64",
-            "-machine", "q35,accel=tcg", "-cpu", "max", "-smp", str(smp), "-m", f"{mem_mb}M",
-            "-object", f"memory-backend-memfd,id=mem,size={mem_mb}M,share=on",
-            "-numa", "node,memdev=mem",
-            "-nographic", "-no-reboot", "-nodefaults", "-serial", "mon:stdio",
-            "-kernel", kernel, "-initrd", initrd,
-            "-append", f"console=ttyS0 panic=-1 quiet loglevel=4 {append}".strip(),
-            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
-                       "multidevs=remap"]
+    backend's (vhost-backend: queue_size in its config, default 64).
+    tcg_thread="single" runs all vCPUs in one host thread (-accel
+    tcg,thread=single): still smp vCPUs and queues, but no early-boot
+    "Oops: int3" from the kernel patching its text while another vCPU runs it
+    (seen in a few percent of multi-threaded TCG boots with QEMU 7.2)."""
+    if tcg_thread:
+        accel = ["-machine", "q35", "-accel", f"tcg,thread={tcg_thread}"]
+    else:
+        accel = ["-machine", "q35,accel=tcg"]
+    argv = (["qemu-system-x86_64"] + accel +
+            ["-cpu", "max", "-smp", str(smp), "-m", f"{mem_mb}M",
+             "-object", f"memory-backend-memfd,id=mem,size={mem_mb}M,share=on",
+             "-numa", "node,memdev=mem",
+             "-nographic", "-no-reboot", "-nodefaults", "-serial", "mon:stdio",
+             "-kernel", kernel, "-initrd", initrd,
+             "-append", f"console=ttyS0 panic=-1 quiet loglevel=4 {append}".strip(),
+             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
+                        "multidevs=remap"])
     for i, sock in enumerate(sockets):
         sock = os.path.abspath(sock)
         argv += ["-chardev", f"socket,id=vu{i},path={sock}",
@@ -220,7 +228,8 @@ def _log_has(path, needle):
 
 
 def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_size=128,
-              kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90, tag=None):
+              kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90, tag=None,
+              tcg_thread=None):
     """Boot one guest that runs GUEST_LIB + script_body, wait for it to power
     off and parse the markers. QEMU is killed by pid after `timeout` seconds,
     or after `ready_timeout` if the guest has not reached the script by then
@@ -238,7 +247,8 @@ def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_si
     os.chmod(script, 0o755)
     log = os.path.join(workdir, f"console{suffix}.log")
     argv = qemu_argv(kernel, initrd, sockets, append=f"ubiblk.script={os.path.abspath(script)}",
-                     num_queues=num_queues, queue_size=queue_size, smp=smp, mem_mb=mem_mb)
+                     num_queues=num_queues, queue_size=queue_size, smp=smp, mem_mb=mem_mb,
+                     tcg_thread=tcg_thread)
     with open(os.path.join(workdir, f"qemu{suffix}.cmd"), "w") as f:
         f.write(shlex.join(argv) + "\n")
     result = GuestResult(console_log=log)
@@ -306,6 +316,8 @@ def main():
                     help="virtqueue size; at most the backend's queue_size")
     ap.add_argument("--smp", type=int, default=2)
     ap.add_argument("--mem-mb", type=int, default=1024)
+    ap.add_argument("--tcg-thread", choices=("single", "multi"),
+                    help="TCG threading (default: QEMU's, multi-threaded)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--script", help="shell script body to run in the guest (GUEST_LIB "
                                        "helpers: check, value, wait_for_dev)")
@@ -320,7 +332,7 @@ def main():
     if args.print_cmd or args.interactive:
         argv = qemu_argv(kernel, initrd, args.socket, append="ubiblk.shell=1",
                          num_queues=args.num_queues, queue_size=args.queue_size, smp=args.smp,
-                         mem_mb=args.mem_mb)
+                         mem_mb=args.mem_mb, tcg_thread=args.tcg_thread)
         if args.print_cmd:
             print(shlex.join(argv))
             return 0
@@ -334,7 +346,7 @@ def main():
     result = run_guest(workdir, args.socket, body, timeout=args.timeout,
                        num_queues=args.num_queues, queue_size=args.queue_size,
                        kernel=kernel, initrd=initrd,
-                       smp=args.smp, mem_mb=args.mem_mb)
+                       smp=args.smp, mem_mb=args.mem_mb, tcg_thread=args.tcg_thread)
     for name, value in result.values.items():
         print(f"value {name} = {value}")
     failed = report(result)

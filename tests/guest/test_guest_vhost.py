@@ -223,7 +223,11 @@ class Session:
                 self.result = run_guest.run_guest(tmp, [server.socket], guest_script(device_id),
                                                   timeout=timeout, kernel=kernel, initrd=initrd,
                                                   num_queues=NUM_QUEUES,
-                                                  queue_size=QUEUE_SIZE)
+                                                  queue_size=QUEUE_SIZE,
+                                                  # QEMU 7.2's multi-threaded TCG
+                                                  # crashes the guest kernel at boot
+                                                  # in a few percent of boots.
+                                                  tcg_thread="single")
                 self.timings["guest"] = time.monotonic() - t
                 self.backend_alive_after_guest = server.process.alive()
                 try:
