@@ -36,6 +36,8 @@ Attach a QEMU guest (vhost-user needs shared guest memory):
     -device vhost-user-blk-pci,chardev=vu0,num-queues=2 \\
     ... your usual -drive/-kernel options for the boot disk ...
 The guest sees the disk as /dev/vdX with serial "ubiblk-default".
+A ready-made test guest (Debian's kernel, your root filesystem read-only):
+  tests/guest/run_guest.py --socket $sock --interactive
 Or measure it: build/src/bin/ubiblk-bench --socket $sock --mode randread --runtime 5
 
 MSG
