@@ -140,24 +140,8 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 static int load_config(const struct cli_args *args, struct device_config *cfg)
 {
 	char err[CONFIG_ERROR_MAX] = "";
-	struct kek kek;
-	kek_init_none(&kek);
-	if (args->kek_path) {
-		if (kek_load(args->kek_path, &kek, err) < 0) {
-			log_error("%s", err);
-			return -1;
-		}
-		if (args->unlink_kek && unlink(args->kek_path) < 0) {
-			log_error("cannot remove the KEK file %s: %s", args->kek_path,
-				  strerror(errno));
-			kek_free(&kek);
-			return -1;
-		}
-	}
-	device_config_init(cfg);
-	int rc = device_config_load(args->config_path, &kek, cfg, err);
-	kek_free(&kek);
-	if (rc < 0) {
+	if (device_config_load_with_kek(args->config_path, args->kek_path, args->unlink_kek, cfg,
+					err) < 0) {
 		log_error("%s", err);
 		return -1;
 	}

@@ -102,6 +102,10 @@ void device_config_init(struct device_config *cfg);
  * On failure returns a negative errno and writes one line into err. */
 int device_config_load(const char *path, const struct kek *kek, struct device_config *cfg,
 		       char err[CONFIG_ERROR_MAX]);
+/* What every tool does with -f/-k/-u: load the KEK file (if kek_path is not
+ * NULL; unlinked right after reading when unlink_kek), then the config. */
+int device_config_load_with_kek(const char *config_path, const char *kek_path, bool unlink_kek,
+				struct device_config *cfg, char err[CONFIG_ERROR_MAX]);
 /* Same, from text already in memory (used by tests). */
 int device_config_parse(const char *yaml, size_t len, const struct kek *kek,
 			struct device_config *cfg, char err[CONFIG_ERROR_MAX]);

@@ -1,0 +1,32 @@
+/* The load order every tool shares (ubiblk 0.4's CommonArgs): the KEK file
+ * first (and unlinked at once when asked, before anything else can fail),
+ * then the device config, unwrapped with it. */
+#include "config/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int device_config_load_with_kek(const char *config_path, const char *kek_path, bool unlink_kek,
+				struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+{
+	struct kek kek;
+	kek_init_none(&kek);
+	device_config_init(cfg);
+	if (kek_path) {
+		int ret = kek_load(kek_path, &kek, err);
+		if (ret < 0)
+			return ret;
+		if (unlink_kek && unlink(kek_path) < 0) {
+			ret = -errno;
+			snprintf(err, CONFIG_ERROR_MAX, "cannot remove the KEK file %s: %s",
+				 kek_path, strerror(errno));
+			kek_free(&kek);
+			return ret;
+		}
+	}
+	int ret = device_config_load(config_path, &kek, cfg, err);
+	kek_free(&kek);
+	return ret;
+}
