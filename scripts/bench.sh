@@ -3,6 +3,8 @@
 #   scripts/bench.sh [OPTIONS]              vhost-backend vs qemu-storage-daemon vs fio,
 #                                           and the null-engine comparison (scripts/bench.py)
 #   scripts/bench.sh --hydration [OPTIONS]  lazy hydration vs cp (scripts/bench_hydration.py)
+#   scripts/bench.sh --crypt [OPTIONS]      encrypted vs plain, and OpenSSL's XTS speed
+#                                           (scripts/bench_crypt.py)
 # --help after either lists its options; --markdown docs/benchmarks.md records the run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,8 +14,8 @@ scripts/install-deps.sh bench
 ninja -C build-bench src/bin/vhost-backend src/bin/ubiblk-bench src/bin/init-metadata \
 	src/bin/dump-metadata >/dev/null
 script=scripts/bench.py
-if [ "${1:-}" = "--hydration" ]; then
-	script=scripts/bench_hydration.py
-	shift
-fi
+case "${1:-}" in
+--hydration) script=scripts/bench_hydration.py; shift ;;
+--crypt) script=scripts/bench_crypt.py; shift ;;
+esac
 UBIBLK_BUILD_DIR="$top/build-bench" exec python3 "$script" "$@"

@@ -1,7 +1,8 @@
 /* The back-end environment shared by vhost-backend (and later ublk-backend):
  * from a loaded device config, build the device stack the front end serves
  *
- *   front end -> lazy (when metadata_path is set) -> disk file
+ *   front end -> lazy (when metadata_path is set) -> crypt (when
+ *   encryption_key is set) -> disk file
  *
  * plus the shared stripe state, the background fetch worker, one I/O tracker
  * per queue and the RPC server. Everything that can fail does so here, at
@@ -19,12 +20,16 @@
 #include "rpc/rpc.h"
 
 struct backend_env {
-	struct bdev *disk;	   /* the data file */
-	struct bdev *metadata;	   /* NULL without metadata_path */
+	struct bdev *disk;	   /* the data disk: the file, or the crypt layer over it */
+	struct bdev *metadata;	   /* NULL without metadata_path; crypt-wrapped like disk */
 	struct bdev *image;	   /* raw image read path (copy_on_read false), or NULL */
 	struct bdev *source_image; /* raw image the fetch worker reads, or NULL */
 	struct bdev *lazy;	   /* NULL without metadata_path */
 	struct bdev *frontend;	   /* what the front end serves: lazy or disk */
+	/* The files under disk's and metadata's crypt layers; NULL without
+	 * encryption_key. The raw image is never encrypted. */
+	struct bdev *disk_file;
+	struct bdev *metadata_file;
 	struct stripe_state *stripes;
 	struct fetch_worker *worker;
 	struct io_tracker **trackers; /* num_queues */

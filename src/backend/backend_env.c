@@ -1,6 +1,7 @@
 #include "backend/backend.h"
 
 #include "common/common.h"
+#include "crypto/crypto.h"
 #include "lazy/lazy.h"
 
 #include <errno.h>
@@ -44,6 +45,36 @@ static int open_file(const struct device_config *cfg, const char *what, const ch
 	return ret;
 }
 
+/* The disk or metadata file, crypt-wrapped when the config has keys: *out is
+ * what the stack uses, *file the file under a crypt layer (NULL without). */
+static int open_stored(const struct device_config *cfg, const char *what, const char *path,
+		       uint32_t depth, struct bdev **out, struct bdev **file, char *err,
+		       size_t err_len)
+{
+	int ret = open_file(cfg, what, path, false, depth, out, err, err_len);
+	if (ret < 0 || !cfg->has_encryption_key)
+		return ret;
+	*file = *out;
+	*out = NULL;
+	char why[CRYPTO_ERROR_MAX] = "";
+	ret = crypt_bdev_open(*file, cfg->encryption_key[0], cfg->encryption_key[1], out, why);
+	if (ret < 0)
+		snprintf(err, err_len, "%s", why);
+	return ret;
+}
+
+/* A metadata file that does not start with the magic may be encrypted with
+ * other keys, or be plaintext read through keys (or the reverse). */
+static const char *magic_hint(const struct device_config *cfg, int ret)
+{
+	if (ret != -EBADMSG)
+		return "";
+	return cfg->has_encryption_key ? " (wrong encryption_key, or a metadata file written "
+					 "without encryption?)"
+				       : " (an encrypted metadata file needs the config's "
+					 "encryption_key)";
+}
+
 /* The metadata file and the worker only exist when metadata_path is set.
  * The raw image is opened twice on purpose: the worker's source reads it to
  * fetch stripes, the lazy device reads it to serve unfetched stripes
@@ -56,8 +87,8 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 			 cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
 		return -ENOTSUP;
 	}
-	int ret = open_file(cfg, "metadata file", cfg->metadata_path, false, cfg->queue_size,
-			    &env->metadata, err, err_len);
+	int ret = open_stored(cfg, "metadata file", cfg->metadata_path, cfg->queue_size,
+			      &env->metadata, &env->metadata_file, err, err_len);
 	if (ret < 0)
 		return ret;
 
@@ -68,7 +99,8 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 		ret = stripe_state_create(&meta, bdev_sector_count(env->disk), &env->stripes, why);
 	meta_free(&meta);
 	if (ret < 0) {
-		snprintf(err, err_len, "metadata file %s: %s", cfg->metadata_path, why);
+		snprintf(err, err_len, "metadata file %s: %s%s", cfg->metadata_path, why,
+			 magic_hint(cfg, ret));
 		return ret;
 	}
 
@@ -154,12 +186,8 @@ int backend_env_open(const struct device_config *cfg, struct backend_env *env, c
 		     size_t err_len)
 {
 	memset(env, 0, sizeof(*env));
-	if (cfg->has_encryption_key) {
-		snprintf(err, err_len, "encryption_key: encryption at rest is not supported yet");
-		return -ENOTSUP;
-	}
-	int ret =
-	    open_file(cfg, "disk", cfg->path, false, cfg->queue_size, &env->disk, err, err_len);
+	int ret = open_stored(cfg, "disk", cfg->path, cfg->queue_size, &env->disk, &env->disk_file,
+			      err, err_len);
 	if (ret == 0) {
 		env->frontend = env->disk;
 		if (cfg->metadata_path)
@@ -203,10 +231,15 @@ void backend_env_close(struct backend_env *env)
 		bdev_close(env->source_image);
 	if (env->stripes)
 		stripe_state_destroy(env->stripes);
+	/* A crypt layer before the file under it (bdev_close wipes its keys). */
 	if (env->metadata)
 		bdev_close(env->metadata);
+	if (env->metadata_file)
+		bdev_close(env->metadata_file);
 	if (env->disk)
 		bdev_close(env->disk);
+	if (env->disk_file)
+		bdev_close(env->disk_file);
 	if (env->trackers) {
 		for (uint32_t i = 0; i < env->num_queues; i++)
 			io_tracker_destroy(env->trackers[i]);

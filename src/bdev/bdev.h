@@ -150,6 +150,9 @@ struct bdev_layer_ops {
 	 * below hold operations the kernel has not taken (nothing will signal
 	 * the completion fd for them). NULL: never. */
 	bool (*needs_submit)(const void *layer_ch);
+	/* Called by bdev_close() with the layer's copy of its context before
+	 * it is freed (the crypt layer wipes its keys here). NULL: nothing. */
+	void (*destroy)(void *layer);
 };
 
 /* A device whose channels are the layer's. Size, read-only, alignment, queue

@@ -30,6 +30,8 @@ struct bdev_engine_ops {
 	int (*completion_fd)(const struct bdev_channel *ch);
 	/* NULL when the engine never leaves operations unsubmitted. */
 	bool (*needs_submit)(const struct bdev_channel *ch);
+	/* bdev_close() calls it before freeing the device; NULL: nothing. */
+	void (*device_close)(struct bdev *dev);
 };
 
 struct bdev {

@@ -128,6 +128,13 @@ static bool layer_needs_submit(const struct bdev_channel *common)
 	return ch->lops->needs_submit && ch->lops->needs_submit(ch->state);
 }
 
+static void layer_device_close(struct bdev *dev)
+{
+	struct layer_bdev *ldev = (struct layer_bdev *)dev;
+	if (ldev->lops->destroy)
+		ldev->lops->destroy(ldev->context);
+}
+
 static const struct bdev_engine_ops layer_engine_ops = {
     .channel_create = layer_channel_create,
     .channel_destroy = layer_channel_destroy,
@@ -138,6 +145,7 @@ static const struct bdev_engine_ops layer_engine_ops = {
     .poll = layer_poll,
     .completion_fd = layer_completion_fd,
     .needs_submit = layer_needs_submit,
+    .device_close = layer_device_close,
 };
 
 int bdev_layer_open(const struct bdev_layer_ops *ops, const void *layer, size_t layer_size,

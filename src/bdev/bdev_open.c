@@ -193,6 +193,8 @@ void bdev_close(struct bdev *dev)
 {
 	if (!dev)
 		return;
+	if (dev->ops->device_close)
+		dev->ops->device_close(dev);
 	free(dev->path);
 	free(dev);
 }

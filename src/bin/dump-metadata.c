@@ -12,6 +12,7 @@
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "config/config.h"
+#include "crypto/crypto.h"
 #include "meta/meta.h"
 
 #define EXIT_USAGE  2
@@ -40,6 +41,7 @@ static void print_help(FILE *out)
 	    "Prints the lazy-fetch metadata file named by the config's metadata_path:\n"
 	    "the disk, the stripe source, the stripe size and the lists of fetched,\n"
 	    "written and has-source stripes (as ubiblk 0.4 prints them). Changes nothing.\n"
+	    "With the config's encryption_key the file is decrypted with the disk's keys.\n"
 	    "\n"
 	    "Options:\n"
 	    "  -f, --config <PATH>  device config (YAML, required)\n"
@@ -209,26 +211,48 @@ static int describe_source(const struct stripe_source_config *src, char *out, si
 	}
 }
 
+/* Without the magic the file may be encrypted and read without the keys, or
+ * the reverse, or encrypted with other keys. */
+static const char *magic_hint(const struct device_config *cfg, int rc)
+{
+	if (rc != -EBADMSG)
+		return "";
+	return cfg->has_encryption_key ? " (wrong encryption_key, or a metadata file written "
+					 "without encryption?)"
+				       : " (an encrypted metadata file needs the config's "
+					 "encryption_key)";
+}
+
 static int load_metadata(const struct device_config *cfg, struct metadata *m)
 {
 	if (!cfg->metadata_path) {
 		log_error("metadata_path is none");
 		return -1;
 	}
-	if (cfg->has_encryption_key) {
-		log_error("encryption_key: encryption at rest is not supported yet");
-		return -1;
-	}
 	enum bdev_engine engine =
 	    cfg->io_engine == IO_ENGINE_SYNC ? BDEV_ENGINE_SYNC : BDEV_ENGINE_IO_URING;
-	struct bdev *dev = open_read_only(cfg->metadata_path, engine, META_DEPTH, "metadata file");
-	if (!dev)
+	struct bdev *file = open_read_only(cfg->metadata_path, engine, META_DEPTH, "metadata file");
+	if (!file)
 		return -1;
+	/* Encrypted with the disk's keys (storage.md §2.4). */
+	struct bdev *dev = file;
+	if (cfg->has_encryption_key) {
+		char why[CRYPTO_ERROR_MAX] = "";
+		if (crypt_bdev_open(file, cfg->encryption_key[0], cfg->encryption_key[1], &dev,
+				    why) < 0) {
+			log_error("%s", why);
+			bdev_close(file);
+			return -1;
+		}
+	}
 	char err[META_ERROR_MAX] = "";
 	int rc = meta_load(dev, m, err);
-	bdev_close(dev);
+	if (dev != file)
+		bdev_close(dev);
+	bdev_close(file);
 	if (rc < 0) {
-		log_error("Failed to load metadata from %s: %s", cfg->metadata_path, err);
+		log_error("Failed to load metadata from %s: %s%s", cfg->metadata_path, err,
+			  magic_hint(cfg, rc));
 		return -1;
 	}
 	return 0;
@@ -263,7 +287,19 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	if (!disk)
 		return 1;
 	uint64_t disk_sectors = bdev_sector_count(disk);
+	/* The disk is opened as the backend would (crypt iff keys): bad keys
+	 * are reported before anything else is read. */
+	struct bdev *crypt = NULL;
+	char why[CRYPTO_ERROR_MAX] = "";
+	int rc = cfg->has_encryption_key ? crypt_bdev_open(disk, cfg->encryption_key[0],
+							   cfg->encryption_key[1], &crypt, why)
+					 : 0;
+	bdev_close(crypt);
 	bdev_close(disk);
+	if (rc < 0) {
+		log_error("%s", why);
+		return 1;
+	}
 
 	char source[SOURCE_MAX];
 	struct metadata m;

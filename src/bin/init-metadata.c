@@ -14,6 +14,7 @@
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "config/config.h"
+#include "crypto/crypto.h"
 #include "meta/meta.h"
 
 #define EXIT_USAGE  2
@@ -40,7 +41,8 @@ static void print_help(FILE *out)
 		"stripe source (stripe_source raw, or image_path) has data. The file is\n"
 		"created (mode 0600) when missing and extended when too small; a file that\n"
 		"already holds metadata is only reset with --force, because resetting it\n"
-		"forgets which stripes were fetched and written.\n"
+		"forgets which stripes were fetched and written. With the config's\n"
+		"encryption_key the file is written encrypted with the disk's keys.\n"
 		"\n"
 		"Options:\n"
 		"  -f, --config <PATH>                  device config (YAML, required)\n"
@@ -172,10 +174,6 @@ static int check_config(const struct cli_args *args, const struct device_config 
 		log_error("metadata_path is none");
 		return -1;
 	}
-	if (cfg->has_encryption_key) {
-		log_error("encryption_key: encryption at rest is not supported yet");
-		return -1;
-	}
 	if (cfg->source.kind == STRIPE_SOURCE_REMOTE || cfg->source.kind == STRIPE_SOURCE_ARCHIVE) {
 		log_error("stripe_source: %s stripe sources are not supported yet",
 			  cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
@@ -184,19 +182,71 @@ static int check_config(const struct cli_args *args, const struct device_config 
 	return 0;
 }
 
-/* Size in sectors of a file, checked the way the backend will open it. */
-static int file_sectors(const struct bdev_file_options *opts, const char *what, uint64_t *sectors)
+/* meta_init_options.wrap: the metadata file is encrypted with the disk's
+ * keys (storage.md §2.4). */
+static int wrap_crypt(void *ctx, struct bdev *file, struct bdev **out, char *err, size_t err_len)
+{
+	const struct device_config *cfg = ctx;
+	char why[CRYPTO_ERROR_MAX] = "";
+	int rc = crypt_bdev_open(file, cfg->encryption_key[0], cfg->encryption_key[1], out, why);
+	if (rc < 0)
+		snprintf(err, err_len, "%s", why);
+	return rc;
+}
+
+/* Size in sectors of a file, checked the way the backend will open it: with
+ * keys, through the crypt layer, so bad keys fail before anything is
+ * written. */
+static int file_sectors(const struct bdev_file_options *opts, const struct device_config *keys,
+			const char *what, uint64_t *sectors)
 {
 	char err[ERROR_MAX] = "";
-	struct bdev *dev;
-	int rc = bdev_open_file(opts, &dev, err, sizeof(err));
+	struct bdev *file, *dev;
+	int rc = bdev_open_file(opts, &file, err, sizeof(err));
 	if (rc < 0) {
 		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
 		return rc;
 	}
+	dev = file;
+	if (keys && (rc = wrap_crypt((void *)keys, file, &dev, err, sizeof(err))) < 0) {
+		log_error("%s", err);
+		bdev_close(file);
+		return rc;
+	}
 	*sectors = bdev_sector_count(dev);
-	bdev_close(dev);
+	if (dev != file)
+		bdev_close(dev);
+	bdev_close(file);
 	return 0;
+}
+
+/* With keys, an existing file that reads as plaintext metadata would look
+ * like garbage through the crypt layer and be reset without --force: an
+ * unencrypted file in use is refused the same way an encrypted one is. */
+static int check_plaintext_metadata(const struct cli_args *args, const struct device_config *cfg)
+{
+	if (!cfg->has_encryption_key || args->force || access(cfg->metadata_path, F_OK) != 0)
+		return 0;
+	struct bdev_file_options opts = {
+	    .path = cfg->metadata_path,
+	    .engine = BDEV_ENGINE_SYNC,
+	    .read_only = true,
+	    .direct = true,
+	};
+	struct bdev *dev;
+	if (bdev_open_file(&opts, &dev, NULL, 0) < 0)
+		return 0; /* meta_init_file reports what is wrong with it */
+	struct metadata old;
+	char why[META_ERROR_MAX] = "";
+	int rc = meta_load(dev, &old, why);
+	bdev_close(dev);
+	if (rc < 0)
+		return 0;
+	meta_free(&old);
+	log_error("%s holds unencrypted metadata but the config sets encryption_key; use --force "
+		  "to reset it (encrypted)",
+		  cfg->metadata_path);
+	return -1;
 }
 
 static enum bdev_engine disk_engine(enum io_engine engine)
@@ -225,7 +275,7 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	    .queue_depth = cfg->queue_size,
 	};
 	uint64_t disk_sectors, image_sectors = 0;
-	if (file_sectors(&disk, "disk", &disk_sectors) < 0)
+	if (file_sectors(&disk, cfg->has_encryption_key ? cfg : NULL, "disk", &disk_sectors) < 0)
 		return 1;
 	if (cfg->source.kind == STRIPE_SOURCE_RAW) {
 		struct bdev_file_options image = {
@@ -236,7 +286,8 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 		    .write_through = cfg->write_through,
 		    .queue_depth = IMAGE_DEPTH,
 		};
-		if (file_sectors(&image, "stripe source image", &image_sectors) < 0)
+		/* The image is plaintext, with or without keys. */
+		if (file_sectors(&image, NULL, "stripe source image", &image_sectors) < 0)
 			return 1;
 		if (image_sectors > disk_sectors)
 			log_warn("the image (%llu bytes) is larger than the disk (%llu bytes): "
@@ -244,6 +295,8 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 				 (unsigned long long)image_sectors * SECTOR_SIZE,
 				 (unsigned long long)disk_sectors * SECTOR_SIZE);
 	}
+	if (check_plaintext_metadata(args, cfg) < 0)
+		return 1;
 	struct metadata m;
 	uint64_t stripes = meta_stripe_count(disk_sectors, shift);
 	/* Stripe i has a source iff i * stripe_sectors < image_sectors. */
@@ -260,6 +313,8 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	    .write_through = cfg->write_through,
 	    .force = args->force,
 	    .protected_paths = protected_paths,
+	    .wrap = cfg->has_encryption_key ? wrap_crypt : NULL,
+	    .wrap_ctx = (void *)cfg,
 	};
 	char err[ERROR_MAX] = "";
 	int rc = meta_init_file(&opts, &m, err, sizeof(err));

@@ -8,21 +8,26 @@
 #include <string.h>
 #include <unistd.h>
 
-/* read() to EOF rather than fstat(): a KEK may come from a FIFO or stdin. */
 int config_read_file(const char *path, char **text, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int ret = config_read_fd(fd, text, len);
+	close(fd);
+	return ret;
+}
+
+/* read() to EOF rather than fstat(): a KEK may come from a FIFO or stdin. */
+int config_read_fd(int fd, char **text, size_t *len)
+{
 	size_t used = 0, cap = 4096;
 	char *buf;
 	int ret = 0;
 
-	if (fd < 0)
-		return -errno;
 	buf = malloc(cap);
-	if (!buf) {
-		close(fd);
+	if (!buf)
 		return -ENOMEM;
-	}
 	for (;;) {
 		if (used + 1 >= cap) {
 			if (cap >= CONFIG_FILE_MAX) {
@@ -52,7 +57,6 @@ int config_read_file(const char *path, char **text, size_t *len)
 			break;
 		used += (size_t)n;
 	}
-	close(fd);
 	if (ret) {
 		secret_wipe(buf, cap);
 		free(buf);

@@ -13,6 +13,8 @@
 /* Reads a whole file (regular, FIFO, /dev/stdin) into a NUL-terminated
  * buffer. Returns 0 or a negative errno. */
 int config_read_file(const char *path, char **text, size_t *len);
+/* The same from an open descriptor (left open), for callers that fstat it. */
+int config_read_fd(int fd, char **text, size_t *len);
 
 /* A KEK-shaped map (method, key, init_vector, auth_data; lenient base64). */
 int kek_from_map(const struct yaml_map *map, struct kek *kek, char err[CONFIG_ERROR_MAX]);

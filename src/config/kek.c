@@ -6,8 +6,11 @@
 #include "config_error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const kek_methods[] = {"none", "aes256-gcm"};
 
@@ -78,6 +81,27 @@ int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERR
 	return ret;
 }
 
+/* Beyond ubiblk 0.4: a KEK in a regular file that others may read is no
+ * secret. The descriptor already opened is checked, so the file cannot be
+ * swapped between check and read. FIFOs, pipes on /dev/stdin and other
+ * non-regular files carry the key only once and are accepted. */
+static int kek_check_mode(int fd, const char *path, char err[CONFIG_ERROR_MAX])
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		int ret = -errno;
+		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0)
+		return 0;
+	config_error(err, "KEK file %s is %s by group or others (mode %04o); chmod 600 it", path,
+		     (st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "accessible",
+		     (unsigned)(st.st_mode & 07777));
+	return -EACCES;
+}
+
 int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX])
 {
 	char *text;
@@ -85,7 +109,19 @@ int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX])
 	int ret;
 
 	kek_init_none(kek);
-	ret = config_read_file(path, &text, &len);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = kek_check_mode(fd, path, err);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	ret = config_read_fd(fd, &text, &len);
+	close(fd);
 	if (ret) {
 		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
 		return ret;

@@ -78,6 +78,12 @@ struct meta_init_options {
 	bool write_through;
 	bool force;
 	const char *const *protected_paths; /* NULL-terminated: the disk, the image */
+	/* Optional: stacks a device over the file's before it is read or
+	 * written (the crypt layer when the config has encryption_key). *out
+	 * is closed before `file`; one line in err on failure. */
+	int (*wrap)(void *wrap_ctx, struct bdev *file, struct bdev **out, char *err,
+		    size_t err_len);
+	void *wrap_ctx;
 };
 int meta_init_file(const struct meta_init_options *opts, const struct metadata *m, char *err,
 		   size_t err_len);

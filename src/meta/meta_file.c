@@ -82,19 +82,42 @@ static struct bdev_file_options device_options(const struct meta_init_options *o
 	};
 }
 
+/* The file's device, with opts->wrap's layer over it when given; close both
+ * with close_device(). */
+static int open_device(const struct meta_init_options *opts, bool read_only, struct bdev **file,
+		       struct bdev **dev, char *err, size_t err_len)
+{
+	struct bdev_file_options dev_opts = device_options(opts, read_only);
+	int rc = bdev_open_file(&dev_opts, file, err, err_len);
+	if (rc < 0 || !opts->wrap) {
+		*dev = rc < 0 ? NULL : *file;
+		return rc;
+	}
+	rc = opts->wrap(opts->wrap_ctx, *file, dev, err, err_len);
+	if (rc < 0)
+		bdev_close(*file);
+	return rc;
+}
+
+static void close_device(struct bdev *file, struct bdev *dev)
+{
+	if (dev != file)
+		bdev_close(dev);
+	bdev_close(file);
+}
+
 /* A file holding metadata (or something with our magic that this version
  * cannot read) is only reset with force. Anything else is free to use. */
 static int check_not_in_use(const struct meta_init_options *opts, char *err, size_t err_len)
 {
-	struct bdev_file_options dev_opts = device_options(opts, true);
-	struct bdev *dev;
-	int rc = bdev_open_file(&dev_opts, &dev, err, err_len);
+	struct bdev *file, *dev;
+	int rc = open_device(opts, true, &file, &dev, err, err_len);
 	if (rc < 0)
 		return rc;
 	struct metadata old;
 	char why[META_ERROR_MAX] = "";
 	rc = meta_load(dev, &old, why);
-	bdev_close(dev);
+	close_device(file, dev);
 	if (rc == -EBADMSG)
 		return 0; /* no metadata there */
 	if (rc == 0) {
@@ -169,14 +192,13 @@ static int sync_parent_dir(const char *path)
 static int save(const struct meta_init_options *opts, const struct metadata *m, char *err,
 		size_t err_len)
 {
-	struct bdev_file_options dev_opts = device_options(opts, false);
-	struct bdev *dev;
-	int rc = bdev_open_file(&dev_opts, &dev, err, err_len);
+	struct bdev *file, *dev;
+	int rc = open_device(opts, false, &file, &dev, err, err_len);
 	if (rc < 0)
 		return rc;
 	char why[META_ERROR_MAX] = "";
 	rc = meta_save(dev, m, why);
-	bdev_close(dev);
+	close_device(file, dev);
 	return rc < 0 ? fail(err, err_len, rc, "Failed to save metadata to %s: %s", opts->path, why)
 		      : 0;
 }

@@ -286,7 +286,8 @@ def test_unsupported_features_refused():
         sock = os.path.join(tmp, "s")
         remote = {"source": "remote", "address": "127.0.0.1:4567"}
         cases = [
-            ({"encryption_key": key}, "encryption_key", "encryption at rest is not supported yet"),
+            ({"encryption_key": [key[0], key[0]]}, "encryption_key",
+             "the two keys must differ"),
             ({"stripe_source": remote, "copy_on_read": True,
               "metadata_path": os.path.join(tmp, "meta")}, "stripe_source",
              "the remote source is not supported yet"),
@@ -320,6 +321,7 @@ def test_kek_loaded_first_and_unlinked():
         kek = os.path.join(tmp, "kek.yaml")
         with open(kek, "w") as f:
             f.write("method: none\n")
+        os.chmod(kek, 0o600)  # a KEK others may read is refused
         cfg = harness.write_config(os.path.join(tmp, "c.yaml"), {"path": disk})
         # --unlink-kek removes the file even when the config is refused later.
         proc = run_backend(["-f", cfg, "-k", kek, "-u"])
