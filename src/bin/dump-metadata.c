@@ -328,6 +328,7 @@ int main(int argc, char **argv)
 	int status = parse_args(argc, argv, &args);
 	if (status >= 0)
 		return status;
+	forbid_core_dumps(); /* the config may hold encryption keys */
 	struct device_config cfg;
 	if (load_config(&args, &cfg) < 0)
 		return 1;

@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -103,16 +101,6 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	if (args->unlink_kek && !args->kek_path)
 		return usage_error("--unlink-kek requires --kek");
 	return -1;
-}
-
-/* Key material must never end up in a core file. */
-static void forbid_core_dumps(void)
-{
-	struct rlimit none = {0, 0};
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		log_warn("prctl(PR_SET_DUMPABLE, 0): %s", strerror(errno));
-	if (setrlimit(RLIMIT_CORE, &none) < 0)
-		log_warn("setrlimit(RLIMIT_CORE, 0): %s", strerror(errno));
 }
 
 static void on_stop_signal(int sig)

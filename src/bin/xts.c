@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include "common/common.h"
 #include "config/config.h"
@@ -213,16 +211,6 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	args->job.input = argv[optind];
 	args->job.output = argv[optind + 1];
 	return -1;
-}
-
-/* Key material must never end up in a core file. */
-static void forbid_core_dumps(void)
-{
-	struct rlimit none = {0, 0};
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		log_warn("prctl(PR_SET_DUMPABLE, 0): %s", strerror(errno));
-	if (setrlimit(RLIMIT_CORE, &none) < 0)
-		log_warn("setrlimit(RLIMIT_CORE, 0): %s", strerror(errno));
 }
 
 static int run_wrap(const struct cli_args *args)

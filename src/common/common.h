@@ -53,6 +53,11 @@ static inline bool is_power_of_two(uint64_t v)
 	return v != 0 && (v & (v - 1)) == 0;
 }
 
+/* Key material must never end up in a core file: every tool that may hold
+ * keys calls this first (PR_SET_DUMPABLE 0, RLIMIT_CORE 0; failures are
+ * warned, not fatal). */
+void forbid_core_dumps(void);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
 
