@@ -13,6 +13,7 @@
 
 #include "bdev/bdev.h"
 #include "common/common.h"
+#include "common_args.h"
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "meta/meta.h"
@@ -23,9 +24,7 @@
 #define OPT_FORCE   256
 
 struct cli_args {
-	const char *config_path;
-	const char *kek_path;
-	bool unlink_kek;
+	struct common_args common;
 	unsigned shift;
 	bool force;
 	bool verbose;
@@ -107,15 +106,6 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	int opt;
 	while ((opt = getopt_long(argc, argv, "f:k:us:vhV", options, NULL)) != -1) {
 		switch (opt) {
-		case 'f':
-			args->config_path = optarg;
-			break;
-		case 'k':
-			args->kek_path = optarg;
-			break;
-		case 'u':
-			args->unlink_kek = true;
-			break;
 		case 's':
 			if (!parse_u8(optarg, &args->shift)) {
 				snprintf(why, sizeof(why),
@@ -137,28 +127,17 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 		case 'V':
 			printf("init-metadata %s\n", UBIBLK_VERSION);
 			return 0;
-		default: /* getopt_long already named the bad option */
+		default:
+			if (common_args_take(&args->common, opt, optarg))
+				break;
+			/* getopt_long already named the bad option */
 			return usage_error(NULL);
 		}
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument");
-	if (!args->config_path)
-		return usage_error("the option --config <PATH> is required");
-	if (args->unlink_kek && !args->kek_path)
-		return usage_error("--unlink-kek requires --kek");
+	const char *problem = common_args_problem(&args->common, argc, optind);
+	if (problem)
+		return usage_error(problem);
 	return -1;
-}
-
-static int load_config(const struct cli_args *args, struct device_config *cfg)
-{
-	char err[CONFIG_ERROR_MAX] = "";
-	if (device_config_load_with_kek(args->config_path, args->kek_path, args->unlink_kek, cfg,
-					err) < 0) {
-		log_error("%s", err);
-		return -1;
-	}
-	return 0;
 }
 
 /* Checks in the reference's order; features whose layer has not landed are
@@ -339,7 +318,7 @@ int main(int argc, char **argv)
 		return status;
 	forbid_core_dumps(); /* the config may hold encryption keys */
 	struct device_config cfg;
-	if (load_config(&args, &cfg) < 0)
+	if (common_args_load_config(&args.common, &cfg) < 0)
 		return 1;
 	status = run(&args, &cfg);
 	device_config_free(&cfg);

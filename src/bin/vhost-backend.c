@@ -13,15 +13,14 @@
 #include "backend/backend.h"
 #include "bdev/bdev.h"
 #include "common/common.h"
+#include "common_args.h"
 #include "config/config.h"
 #include "vhost/vhost.h"
 
 #define EXIT_USAGE 2
 
 struct cli_args {
-	const char *config_path;
-	const char *kek_path;
-	bool unlink_kek;
+	struct common_args common;
 };
 
 static void print_help(FILE *out)
@@ -75,31 +74,22 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	int opt;
 	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
 		switch (opt) {
-		case 'f':
-			args->config_path = optarg;
-			break;
-		case 'k':
-			args->kek_path = optarg;
-			break;
-		case 'u':
-			args->unlink_kek = true;
-			break;
 		case 'h':
 			print_help(stdout);
 			return 0;
 		case 'V':
 			printf("vhost-backend %s\n", UBIBLK_VERSION);
 			return 0;
-		default: /* getopt_long already named the bad option */
+		default:
+			if (common_args_take(&args->common, opt, optarg))
+				break;
+			/* getopt_long already named the bad option */
 			return usage_error(NULL);
 		}
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument");
-	if (!args->config_path)
-		return usage_error("the option --config <PATH> is required");
-	if (args->unlink_kek && !args->kek_path)
-		return usage_error("--unlink-kek requires --kek");
+	const char *problem = common_args_problem(&args->common, argc, optind);
+	if (problem)
+		return usage_error(problem);
 	return -1;
 }
 
@@ -119,17 +109,6 @@ static int install_signal_handlers(void)
 	if (sigaction(SIGPIPE, &ignore, NULL) < 0 || sigaction(SIGINT, &stop, NULL) < 0 ||
 	    sigaction(SIGTERM, &stop, NULL) < 0)
 		return -errno;
-	return 0;
-}
-
-static int load_config(const struct cli_args *args, struct device_config *cfg)
-{
-	char err[CONFIG_ERROR_MAX] = "";
-	if (device_config_load_with_kek(args->config_path, args->kek_path, args->unlink_kek, cfg,
-					err) < 0) {
-		log_error("%s", err);
-		return -1;
-	}
 	return 0;
 }
 
@@ -187,7 +166,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct device_config cfg;
-	if (load_config(&args, &cfg) < 0)
+	if (common_args_load_config(&args.common, &cfg) < 0)
 		return 1;
 	status = check_vhost_config(&cfg) < 0 ? 1 : run(&cfg);
 	device_config_free(&cfg);
