@@ -34,7 +34,7 @@ static bool takes_direct_io(const char *dir)
 	return true;
 }
 
-static const char *scratch_dir(void)
+const char *test_scratch_dir(void)
 {
 	static const char *dir;
 	if (dir)
@@ -52,7 +52,7 @@ static const char *scratch_dir(void)
 
 void make_test_file(char *path, uint64_t size, int fill)
 {
-	snprintf(path, TEST_PATH_MAX, "%s/bdev-test-XXXXXX", scratch_dir());
+	snprintf(path, TEST_PATH_MAX, "%s/bdev-test-XXXXXX", test_scratch_dir());
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	char chunk[65536];
@@ -67,7 +67,7 @@ void make_test_file(char *path, uint64_t size, int fill)
 
 void missing_test_path(char *path)
 {
-	snprintf(path, TEST_PATH_MAX, "%s/bdev-missing-%d", scratch_dir(), (int)getpid());
+	snprintf(path, TEST_PATH_MAX, "%s/bdev-missing-%d", test_scratch_dir(), (int)getpid());
 	unlink(path);
 }
 

@@ -10,6 +10,9 @@
 
 #define TEST_PATH_MAX 4096
 
+/* The scratch directory: TMPDIR when it takes O_DIRECT, else BDEV_TEST_DIR
+ * (the build folder meson passes in). Fails the test when neither does. */
+const char *test_scratch_dir(void);
 /* Creates a file of `size` bytes, every byte `fill`, in the scratch
  * directory; its path goes to `path` (TEST_PATH_MAX bytes). */
 void make_test_file(char *path, uint64_t size, int fill);

@@ -231,3 +231,25 @@ int lazy_flush(struct bdev_channel *ch, uint64_t id)
 	bdev_add_flush(ch, id);
 	return one_request(ch, id);
 }
+
+int lazy_fixture_open(void **state, const struct lazy_setup *setup)
+{
+	struct lazy_fixture *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	lazy_env_open(&f->env, setup);
+	assert_int_equal(bdev_channel_create(f->env.lazy, 16, &f->ch), 0);
+	f->expect = malloc(4 * STRIPE_BYTES);
+	assert_non_null(f->expect);
+	*state = f;
+	return 0;
+}
+
+int lazy_fixture_close(void **state)
+{
+	struct lazy_fixture *f = *state;
+	bdev_channel_destroy(f->ch);
+	lazy_env_close(&f->env);
+	free(f->expect);
+	free(f);
+	return 0;
+}

@@ -51,6 +51,17 @@ struct lazy_env {
 void lazy_env_open(struct lazy_env *env, const struct lazy_setup *setup);
 void lazy_env_close(struct lazy_env *env);
 
+/* The cmocka fixture of the read/write and wake-up tests: an environment, one
+ * lazy channel of depth 16 and room for 4 stripes of expected data. */
+struct lazy_fixture {
+	struct lazy_env env;
+	struct bdev_channel *ch;
+	unsigned char *expect;
+};
+
+int lazy_fixture_open(void **state, const struct lazy_setup *setup);
+int lazy_fixture_close(void **state);
+
 /* Expected content of disk sectors [sector, sector + count) once fetched:
  * the image's bytes, zero past the image end. */
 void expected_fetched(const struct lazy_env *env, uint64_t sector, uint64_t count,

@@ -11,43 +11,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct fixture {
-	struct lazy_env env;
-	struct bdev_channel *ch;
-	unsigned char *expect;
-};
-
-static int open_fixture(void **state, const struct lazy_setup *setup)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	lazy_env_open(&f->env, setup);
-	assert_int_equal(bdev_channel_create(f->env.lazy, 16, &f->ch), 0);
-	f->expect = malloc(4 * STRIPE_BYTES);
-	assert_non_null(f->expect);
-	*state = f;
-	return 0;
-}
-
 static int setup_copy_on_read(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.copy_on_read = true});
+	return lazy_fixture_open(state, &(struct lazy_setup){.copy_on_read = true});
 }
 
 static int setup_image_reads(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.copy_on_read = false});
+	return lazy_fixture_open(state, &(struct lazy_setup){.copy_on_read = false});
 }
 
 static int setup_track_written(void **state)
 {
-	return open_fixture(state,
-			    &(struct lazy_setup){.copy_on_read = true, .track_written = true});
+	return lazy_fixture_open(state,
+				 &(struct lazy_setup){.copy_on_read = true, .track_written = true});
 }
 
 static int setup_track_written_image(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.track_written = true});
+	return lazy_fixture_open(state, &(struct lazy_setup){.track_written = true});
 }
 
 /* Stripe 2 fetched already: a write to it waits for WRITTEN only. */
@@ -55,35 +37,26 @@ static int setup_track_written_fetched(void **state)
 {
 	struct lazy_setup s = {.copy_on_read = true, .track_written = true};
 	s.preset[2] = META_HEADER_FETCHED;
-	return open_fixture(state, &s);
+	return lazy_fixture_open(state, &s);
 }
 
 static int setup_sync_image_reads(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC});
+	return lazy_fixture_open(state, &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC});
 }
 
 static int setup_sync_copy_on_read(void **state)
 {
-	return open_fixture(state,
-			    &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC, .copy_on_read = true});
+	return lazy_fixture_open(
+	    state, &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC, .copy_on_read = true});
 }
 
 /* Stripe 3 beyond a 2.5-stripe image (so it has no source); stripe 2 ends
  * half-way through the image. */
 static int setup_short_image(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.image_sectors = 2 * STRIPE_SECTORS + 32});
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	bdev_channel_destroy(f->ch);
-	lazy_env_close(&f->env);
-	free(f->expect);
-	free(f);
-	return 0;
+	return lazy_fixture_open(state,
+				 &(struct lazy_setup){.image_sectors = 2 * STRIPE_SECTORS + 32});
 }
 
 static uint64_t stripe_start(uint64_t stripe)
@@ -93,7 +66,7 @@ static uint64_t stripe_start(uint64_t stripe)
 
 static void test_read_fetches_then_reads_the_disk(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	assert_int_equal(stripe_state_fetch(env->state, 1), STRIPE_NOT_FETCHED);
 	assert_int_equal(lazy_read(f->ch, stripe_start(1) + 8, env->buf, 8192, 1), 0);
@@ -121,7 +94,7 @@ static void test_read_fetches_then_reads_the_disk(void **state)
  * leaves the disk and the metadata alone. */
 static void test_single_stripe_read_from_the_image(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	assert_int_equal(lazy_read(f->ch, stripe_start(2), env->buf, STRIPE_BYTES, 1), 0);
 	expected_fetched(env, stripe_start(2), STRIPE_SECTORS, f->expect);
@@ -136,7 +109,7 @@ static void test_single_stripe_read_from_the_image(void **state)
 /* ...but a read across two stripes fetches both and reads the disk. */
 static void test_cross_stripe_read_fetches_both(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	uint64_t sector = stripe_start(2) - 8;
 	assert_int_equal(lazy_read(f->ch, sector, env->buf, 16 * SECTOR_SIZE, 1), 0);
@@ -157,7 +130,7 @@ static void test_cross_stripe_read_fetches_both(void **state)
  * holds the image's data, the written part the guest's. */
 static void test_write_fetches_first(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	unsigned char *data = env->buf + 2 * STRIPE_BYTES;
 	fill_random(data, 4096, 99);
@@ -186,7 +159,7 @@ static void test_write_fetches_first(void **state)
  * right after submitting, the guest's bytes cannot be there yet. */
 static void test_track_written(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	unsigned char *data = env->buf + 2 * STRIPE_BYTES;
 	memset(data, 0x5c, 4096);
@@ -219,7 +192,7 @@ static void test_track_written(void **state)
  * the disk: the bit must be durable by the time the write has landed. */
 static void test_track_written_on_fetched_stripe(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	unsigned char *data = env->buf + 2 * STRIPE_BYTES;
 	memset(data, 0x6d, 4096);
@@ -250,7 +223,7 @@ static void test_track_written_on_fetched_stripe(void **state)
  * only the range itself reads as zeroes afterwards. */
 static void test_discard_and_write_zeroes_fetch_first(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	bdev_add_discard(f->ch, stripe_start(0) + 8, 16, 1);
 	assert_int_equal(bdev_submit(f->ch), 0);
@@ -279,7 +252,7 @@ static void test_discard_and_write_zeroes_fetch_first(void **state)
  * stripe without source data is read from the disk as it is. */
 static void test_short_image(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	assert_int_equal(stripe_state_fetch(env->state, 3), STRIPE_NO_SOURCE);
 	memset(env->buf, 0xa5, 8192);
@@ -307,7 +280,7 @@ static void test_short_image(void **state)
  * once: one source read, every request served. */
 static void test_requests_waiting_for_one_stripe(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	struct iovec iov[8];
 	for (int i = 0; i < 8; i++) {
@@ -330,31 +303,35 @@ int main(void)
 	log_init();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_read_fetches_then_reads_the_disk,
-					    setup_copy_on_read, teardown),
+					    setup_copy_on_read, lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_read_fetches_then_reads_the_disk,
-					    setup_sync_copy_on_read, teardown),
+					    setup_sync_copy_on_read, lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_single_stripe_read_from_the_image,
-					    setup_image_reads, teardown),
+					    setup_image_reads, lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_single_stripe_read_from_the_image,
-					    setup_sync_image_reads, teardown),
+					    setup_sync_image_reads, lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_cross_stripe_read_fetches_both, setup_image_reads,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_cross_stripe_read_fetches_both, setup_copy_on_read,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_write_fetches_first, setup_copy_on_read, teardown),
-	    cmocka_unit_test_setup_teardown(test_write_fetches_first, setup_image_reads, teardown),
-	    cmocka_unit_test_setup_teardown(test_track_written, setup_track_written, teardown),
+					    lazy_fixture_close),
+	    cmocka_unit_test_setup_teardown(test_write_fetches_first, setup_copy_on_read,
+					    lazy_fixture_close),
+	    cmocka_unit_test_setup_teardown(test_write_fetches_first, setup_image_reads,
+					    lazy_fixture_close),
+	    cmocka_unit_test_setup_teardown(test_track_written, setup_track_written,
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_track_written, setup_track_written_image,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_track_written_on_fetched_stripe,
-					    setup_track_written_fetched, teardown),
+					    setup_track_written_fetched, lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_discard_and_write_zeroes_fetch_first,
-					    setup_copy_on_read, teardown),
-	    cmocka_unit_test_setup_teardown(test_short_image, setup_short_image, teardown),
+					    setup_copy_on_read, lazy_fixture_close),
+	    cmocka_unit_test_setup_teardown(test_short_image, setup_short_image,
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_requests_waiting_for_one_stripe,
-					    setup_copy_on_read, teardown),
+					    setup_copy_on_read, lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_requests_waiting_for_one_stripe,
-					    setup_sync_copy_on_read, teardown),
+					    setup_sync_copy_on_read, lazy_fixture_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,58 +18,31 @@
 #include <time.h>
 #include <unistd.h>
 
-struct fixture {
-	struct lazy_env env;
-	struct bdev_channel *ch;
-	unsigned char *expect;
-};
-
-static int open_fixture(void **state, const struct lazy_setup *setup)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	lazy_env_open(&f->env, setup);
-	assert_int_equal(bdev_channel_create(f->env.lazy, 16, &f->ch), 0);
-	f->expect = malloc(4 * STRIPE_BYTES);
-	assert_non_null(f->expect);
-	*state = f;
-	return 0;
-}
-
 static int setup_uring(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.copy_on_read = true});
+	return lazy_fixture_open(state, &(struct lazy_setup){.copy_on_read = true});
 }
 
 static int setup_uring_image(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.copy_on_read = false});
+	return lazy_fixture_open(state, &(struct lazy_setup){.copy_on_read = false});
 }
 
 static int setup_sync(void **state)
 {
-	return open_fixture(state,
-			    &(struct lazy_setup){.copy_on_read = true, .engine = BDEV_ENGINE_SYNC});
+	return lazy_fixture_open(
+	    state, &(struct lazy_setup){.copy_on_read = true, .engine = BDEV_ENGINE_SYNC});
 }
 
 static int setup_sync_image(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC});
+	return lazy_fixture_open(state, &(struct lazy_setup){.engine = BDEV_ENGINE_SYNC});
 }
 
 static int setup_autofetch(void **state)
 {
-	return open_fixture(state, &(struct lazy_setup){.copy_on_read = true, .autofetch = true});
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	bdev_channel_destroy(f->ch);
-	lazy_env_close(&f->env);
-	free(f->expect);
-	free(f);
-	return 0;
+	return lazy_fixture_open(state,
+				 &(struct lazy_setup){.copy_on_read = true, .autofetch = true});
 }
 
 static void sleep_ms(long ms)
@@ -101,7 +74,7 @@ static void assert_goes_quiet(struct bdev_channel *ch)
 
 static void test_fetch_wakes_the_channel(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	assert_goes_quiet(f->ch);
 	/* Across two stripes: a fetch even with an image. */
@@ -122,7 +95,7 @@ static void test_fetch_wakes_the_channel(void **state)
  * on the image channel's own eventfd). */
 static void test_image_read_wakes_the_channel(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	assert_int_equal(lazy_read(f->ch, 3 * STRIPE_SECTORS, env->buf, STRIPE_BYTES, 1), 0);
 	expected_fetched(env, 3 * STRIPE_SECTORS, STRIPE_SECTORS, f->expect);
@@ -140,7 +113,7 @@ static void test_image_read_wakes_the_channel(void **state)
  * are woken, the stripe is read from the source once. */
 static void test_two_channels_wait_for_one_stripe(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	struct bdev_channel *other;
 	assert_int_equal(bdev_channel_create(env->lazy, 4, &other), 0);
@@ -164,7 +137,7 @@ static void test_two_channels_wait_for_one_stripe(void **state)
  * worker finishes the fetch, and a new channel finds the stripe fetched. */
 static void test_destroy_with_waiting_requests(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	struct bdev_channel *doomed;
 	assert_int_equal(bdev_channel_create(env->lazy, 4, &doomed), 0);
@@ -186,7 +159,7 @@ static void test_destroy_with_waiting_requests(void **state)
  * the disk and never ask the source again. */
 static void test_autofetch_fills_the_disk(void **state)
 {
-	struct fixture *f = *state;
+	struct lazy_fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	for (int waited = 0;; waited += 10) {
 		uint64_t total, source, fetched;
@@ -209,22 +182,24 @@ int main(void)
 {
 	log_init();
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_fetch_wakes_the_channel, setup_uring, teardown),
+	    cmocka_unit_test_setup_teardown(test_fetch_wakes_the_channel, setup_uring,
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_fetch_wakes_the_channel, setup_uring_image,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_fetch_wakes_the_channel, setup_sync, teardown),
+					    lazy_fixture_close),
+	    cmocka_unit_test_setup_teardown(test_fetch_wakes_the_channel, setup_sync,
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_fetch_wakes_the_channel, setup_sync_image,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_image_read_wakes_the_channel, setup_uring_image,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_image_read_wakes_the_channel, setup_sync_image,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_two_channels_wait_for_one_stripe, setup_uring,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_destroy_with_waiting_requests, setup_uring,
-					    teardown),
+					    lazy_fixture_close),
 	    cmocka_unit_test_setup_teardown(test_autofetch_fills_the_disk, setup_autofetch,
-					    teardown),
+					    lazy_fixture_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,41 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool takes_direct_io(const char *dir)
-{
-	char path[TEST_PATH_MAX];
-	snprintf(path, sizeof(path), "%s/meta-probe-XXXXXX", dir);
-	int fd = mkstemp(path);
-	if (fd < 0)
-		return false;
-	close(fd);
-	fd = open(path, O_RDWR | O_DIRECT);
-	unlink(path);
-	if (fd < 0)
-		return false;
-	close(fd);
-	return true;
-}
-
-static const char *scratch_dir(void)
-{
-	static const char *dir;
-	if (dir)
-		return dir;
-	const char *candidates[] = {getenv("TMPDIR"), getenv("META_TEST_DIR")};
-	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
-		if (candidates[i] && candidates[i][0] && takes_direct_io(candidates[i])) {
-			dir = candidates[i];
-			return dir;
-		}
-	}
-	fail_msg("no scratch directory taking O_DIRECT (set TMPDIR or META_TEST_DIR)");
-	return NULL;
-}
-
 void meta_test_file(char path[TEST_PATH_MAX], const void *data, size_t len)
 {
-	snprintf(path, TEST_PATH_MAX, "%s/meta-test-XXXXXX", scratch_dir());
+	snprintf(path, TEST_PATH_MAX, "%s/meta-test-XXXXXX", test_scratch_dir());
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	if (data)

@@ -1,5 +1,5 @@
 /* Scratch files for the metadata tests: on a filesystem that takes O_DIRECT
- * (TMPDIR if it does, else the build folder meson passes in META_TEST_DIR). */
+ * (TMPDIR if it does, else the build folder meson passes in BDEV_TEST_DIR). */
 #ifndef META_TEST_UTIL_H
 #define META_TEST_UTIL_H
 
@@ -7,8 +7,7 @@
 #include <stdint.h>
 
 #include "bdev/bdev.h"
-
-#define TEST_PATH_MAX 512
+#include "../bdev/bdev_test_util.h" /* TEST_PATH_MAX, test_scratch_dir */
 
 /* Creates a new file holding `len` bytes of `data` (zeros when data is NULL). */
 void meta_test_file(char path[TEST_PATH_MAX], const void *data, size_t len);

@@ -105,7 +105,7 @@ static void refuses_to_reset_metadata_without_force(void **state)
 	struct metadata fresh;
 	assert_int_equal(meta_create(&fresh, 11, 10, 6), 0);
 	assert_int_equal(init_file(path, &fresh, false, NULL, err), -EEXIST);
-	char expected[ERR_LEN];
+	char expected[TEST_PATH_MAX + 128];
 	snprintf(expected, sizeof(expected),
 		 "%s is already initialised (2 of 6 stripes fetched); use --force to reset it",
 		 path);
