@@ -44,6 +44,26 @@ ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_a-z])")
 def clean(text):
     return ANSI.sub("", text.replace("\r", ""))
 
+
+# The guest covers the host's /tmp and /run with tmpfs of its own (init.sh),
+# so files it must read from the host through 9p cannot live there.
+GUEST_HIDDEN_DIRS = ("/tmp", "/run")
+
+
+def scratch_dir(prefix, build_dir, keep=False):
+    """(handle, path) of a temporary folder for a guest test: TMPDIR or the
+    build folder (a real filesystem: O_DIRECT), or /var/tmp when that lies
+    where the guest cannot see it (a checkout under /tmp). With keep the
+    folder is not removed and handle is None; else handle.cleanup() removes it."""
+    base = os.path.realpath(os.environ.get("TMPDIR") or build_dir)
+    if any(base == d or base.startswith(d + "/") for d in GUEST_HIDDEN_DIRS):
+        base = "/var/tmp"
+    os.makedirs(base, exist_ok=True)
+    if keep:
+        return None, tempfile.mkdtemp(prefix=prefix, dir=base)
+    handle = tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+    return handle, handle.name
+
 # Shell helpers prepended to every guest script. Output of a check goes to the
 # console between its BEGIN and PASS/FAIL markers (run_guest keeps it as the
 # check's detail).

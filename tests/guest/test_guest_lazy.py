@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -270,13 +269,7 @@ class Session:
         t = time.monotonic()
         kernel, initrd = run_guest.prepare()
         self.timings["prepare"] = time.monotonic() - t
-        if self.keep:  # same place as harness.scratch_dir, but not removed
-            base = os.environ.get("TMPDIR") or harness.BUILD_DIR
-            os.makedirs(base, exist_ok=True)
-            scratch, tmp = None, tempfile.mkdtemp(prefix="ubiblk-guest-lazy-", dir=base)
-        else:
-            scratch = harness.scratch_dir("ubiblk-guest-lazy-")
-            tmp = scratch.name
+        scratch, tmp = run_guest.scratch_dir("ubiblk-guest-lazy-", harness.BUILD_DIR, keep=self.keep)
         try:
             self._scenario(tmp, kernel, initrd, timeout)
         except Exception:  # noqa: BLE001 - reported by the first test

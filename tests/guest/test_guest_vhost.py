@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,13 +201,7 @@ class Session:
         t = time.monotonic()
         kernel, initrd = run_guest.prepare()
         self.timings["prepare"] = time.monotonic() - t
-        if self.keep:  # same place as harness.scratch_dir, but not removed
-            base = os.environ.get("TMPDIR") or harness.BUILD_DIR
-            os.makedirs(base, exist_ok=True)
-            scratch, tmp = None, tempfile.mkdtemp(prefix="ubiblk-guest-", dir=base)
-        else:
-            scratch = harness.scratch_dir("ubiblk-guest-")
-            tmp = scratch.name
+        scratch, tmp = run_guest.scratch_dir("ubiblk-guest-", harness.BUILD_DIR, keep=self.keep)
         try:
             self.disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_BYTES)
             if self.backend == "qsd":
