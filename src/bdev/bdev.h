@@ -62,6 +62,11 @@ uint64_t bdev_sector_count(const struct bdev *dev);
 /* Alignment bounce buffers should use for this device: max(4096, fs block size). */
 uint32_t bdev_buffer_alignment(const struct bdev *dev);
 bool bdev_is_read_only(const struct bdev *dev);
+/* Whether discard and write-zeroes can work: the file's filesystem punches
+ * holes (probed once at open, past the end of the file so nothing changes),
+ * or the block device zeroes ranges. Front ends advertise the two operations
+ * only when this is true. Layers report their lower device's answer. */
+bool bdev_supports_discard(const struct bdev *dev);
 /* The queue_depth given at open (0 for bdev_open_null). */
 uint32_t bdev_queue_depth(const struct bdev *dev);
 

@@ -41,6 +41,7 @@ struct bdev {
 	bool read_only;
 	bool direct;
 	bool write_through;
+	bool supports_discard;
 	uint32_t queue_depth;
 	uint32_t alignment;
 	uint64_t sectors;

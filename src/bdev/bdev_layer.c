@@ -170,6 +170,7 @@ int bdev_layer_open(const struct bdev_layer_ops *ops, const void *layer, size_t 
 	dev->read_only = below->read_only;
 	dev->direct = below->direct;
 	dev->write_through = below->write_through;
+	dev->supports_discard = below->supports_discard;
 	dev->queue_depth = below->queue_depth;
 	dev->alignment = below->alignment;
 	dev->sectors = below->sectors;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -103,6 +104,40 @@ static int buffer_alignment_for(const char *path, uint32_t *alignment, char *err
 	return 0;
 }
 
+/* Whether hole punching (discard) and range zeroing can work on the file.
+ * A regular file is asked directly: punching a hole past its end changes
+ * nothing, but a filesystem without the operation refuses it. A block device
+ * zeroes ranges when its queue says it can write zeroes. */
+static bool probe_discard(const struct bdev *dev)
+{
+	if (dev->read_only)
+		return false;
+	struct stat st;
+	if (stat(dev->path, &st) < 0)
+		return false;
+	if (S_ISBLK(st.st_mode)) {
+		char sysfs[96];
+		snprintf(sysfs, sizeof(sysfs), "/sys/dev/block/%u:%u/queue/write_zeroes_max_bytes",
+			 major(st.st_rdev), minor(st.st_rdev));
+		FILE *f = fopen(sysfs, "re");
+		unsigned long long max_bytes = 0;
+		if (f) {
+			if (fscanf(f, "%llu", &max_bytes) != 1)
+				max_bytes = 0;
+			fclose(f);
+		}
+		return max_bytes > 0;
+	}
+	int fd = open(dev->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	off_t past_end = (off_t)(dev->sectors * SECTOR_SIZE) + BUFFER_ALIGNMENT;
+	bool ok = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, past_end,
+			    BUFFER_ALIGNMENT) == 0;
+	close(fd);
+	return ok;
+}
+
 /* Opens the file once the way channels will, so that permissions, a
  * read-only mount or a filesystem without O_DIRECT show up now. */
 static int check_channel_open(const struct bdev *dev, char *err, size_t err_len)
@@ -171,6 +206,9 @@ int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, char
 			bdev_close(dev);
 			return rc;
 		}
+		dev->supports_discard = probe_discard(dev);
+	} else {
+		dev->supports_discard = true;
 	}
 	*out = dev;
 	return 0;
@@ -185,6 +223,7 @@ int bdev_open_null(uint64_t sectors, struct bdev **out)
 	dev->engine = BDEV_ENGINE_NULL;
 	dev->alignment = BUFFER_ALIGNMENT;
 	dev->sectors = sectors;
+	dev->supports_discard = true;
 	*out = dev;
 	return 0;
 }
@@ -212,6 +251,11 @@ uint32_t bdev_buffer_alignment(const struct bdev *dev)
 bool bdev_is_read_only(const struct bdev *dev)
 {
 	return dev->read_only;
+}
+
+bool bdev_supports_discard(const struct bdev *dev)
+{
+	return dev->supports_discard;
 }
 
 uint32_t bdev_queue_depth(const struct bdev *dev)

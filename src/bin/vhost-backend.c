@@ -2,18 +2,14 @@
  * vhost-user-blk device. Start-up order follows ubiblk 0.4: arguments, KEK,
  * config, then the device and the socket. SIGINT/SIGTERM finish in-flight
  * requests, remove the socket and exit 0. */
-#include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "backend/backend.h"
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "common_args.h"
+#include "daemon.h"
 #include "config/config.h"
 #include "vhost/vhost.h"
 
@@ -93,28 +89,10 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	return -1;
 }
 
-static void on_stop_signal(int sig)
-{
-	(void)sig;
-	vhost_blk_request_stop();
-}
-
-static int install_signal_handlers(void)
-{
-	struct sigaction ignore = {.sa_handler = SIG_IGN};
-	struct sigaction stop = {.sa_handler = on_stop_signal};
-	sigemptyset(&ignore.sa_mask);
-	sigemptyset(&stop.sa_mask);
-	/* Peers that went away must not kill us while we write to them. */
-	if (sigaction(SIGPIPE, &ignore, NULL) < 0 || sigaction(SIGINT, &stop, NULL) < 0 ||
-	    sigaction(SIGTERM, &stop, NULL) < 0)
-		return -errno;
-	return 0;
-}
-
 /* Checks of the config that only this front end needs. */
-static int check_vhost_config(const struct device_config *cfg)
+static int check_vhost_config(const struct device_config *cfg, void *ctx)
 {
+	(void)ctx;
 	if (!cfg->socket) {
 		log_error("socket must be specified for the vhost backend");
 		return -1;
@@ -126,15 +104,9 @@ static int check_vhost_config(const struct device_config *cfg)
 	return 0;
 }
 
-static int run(const struct device_config *cfg)
+static int serve_vhost(const struct device_config *cfg, struct backend_env *env, void *ctx)
 {
-	log_info("Starting vhost-user-blk backend. Process ID: %d", (int)getpid());
-	struct backend_env env;
-	char err[512] = "";
-	if (backend_env_open(cfg, &env, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		return 1;
-	}
+	(void)ctx;
 	struct vhost_blk_options opts = {
 	    .socket_path = cfg->socket,
 	    .num_queues = cfg->num_queues,
@@ -144,12 +116,10 @@ static int run(const struct device_config *cfg)
 	    .poll_queue_timeout_us = cfg->poll_queue_timeout_us,
 	    .write_through = cfg->write_through,
 	    .cpus = cfg->cpus,
-	    .trackers = env.trackers,
+	    .trackers = env->trackers,
 	};
 	snprintf(opts.device_id, sizeof(opts.device_id), "%s", cfg->device_id);
-	int ret = vhost_blk_serve(&opts, env.frontend);
-	backend_env_close(&env);
-	return ret < 0 ? 1 : 0;
+	return vhost_blk_serve(&opts, env->frontend);
 }
 
 int main(int argc, char **argv)
@@ -159,16 +129,11 @@ int main(int argc, char **argv)
 	int status = parse_args(argc, argv, &args);
 	if (status >= 0)
 		return status;
-
-	forbid_core_dumps();
-	if (install_signal_handlers() < 0) {
-		log_error("cannot install signal handlers: %s", strerror(errno));
-		return 1;
-	}
-	struct device_config cfg;
-	if (common_args_load_config(&args.common, &cfg) < 0)
-		return 1;
-	status = check_vhost_config(&cfg) < 0 ? 1 : run(&cfg);
-	device_config_free(&cfg);
-	return status;
+	static const struct daemon_frontend vhost = {
+	    .name = "vhost-user-blk",
+	    .request_stop = vhost_blk_request_stop,
+	    .prepare = check_vhost_config,
+	    .serve = serve_vhost,
+	};
+	return daemon_run(&vhost, &args.common, NULL);
 }

@@ -1,0 +1,65 @@
+#include "daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+static void (*stop_frontend)(void);
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	if (stop_frontend)
+		stop_frontend();
+}
+
+static int install_signal_handlers(void (*request_stop)(void))
+{
+	stop_frontend = request_stop;
+	struct sigaction ignore = {.sa_handler = SIG_IGN};
+	struct sigaction stop = {.sa_handler = on_stop_signal};
+	sigemptyset(&ignore.sa_mask);
+	sigemptyset(&stop.sa_mask);
+	/* Peers that went away must not kill us while we write to them. */
+	if (sigaction(SIGPIPE, &ignore, NULL) < 0 || sigaction(SIGINT, &stop, NULL) < 0 ||
+	    sigaction(SIGTERM, &stop, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+static int serve_stack(const struct daemon_frontend *fe, const struct device_config *cfg, void *ctx)
+{
+	log_info("Starting %s backend. Process ID: %d", fe->name, (int)getpid());
+	struct backend_env env;
+	char err[512] = "";
+	if (backend_env_open(cfg, &env, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	int rc = fe->serve(cfg, &env, ctx);
+	backend_env_close(&env);
+	return rc < 0 ? 1 : 0;
+}
+
+int daemon_run(const struct daemon_frontend *fe, const struct common_args *args, void *ctx)
+{
+	forbid_core_dumps();
+	if (install_signal_handlers(fe->request_stop) < 0) {
+		log_error("cannot install signal handlers: %s", strerror(errno));
+		return 1;
+	}
+	struct device_config cfg;
+	if (common_args_load_config(args, &cfg) < 0)
+		return 1;
+	int status = 1;
+	if (!fe->prepare || fe->prepare(&cfg, ctx) == 0) {
+		status = serve_stack(fe, &cfg, ctx);
+		if (fe->finish)
+			fe->finish(ctx);
+	}
+	device_config_free(&cfg);
+	return status;
+}

@@ -1,0 +1,111 @@
+/* /dev/ublk-control: opening it (with the messages an operator needs when
+ * the driver is missing) and issuing control commands on a small io_uring
+ * with 128-byte SQEs. Used by the main thread only. */
+#include "ublk/ublk_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+#define CONTROL_RING_ENTRIES 16
+
+int ublk_control_open(struct ublk_control **out, char *err, size_t err_len)
+{
+	int fd = open(UBLK_CONTROL_PATH, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			snprintf(err, err_len,
+				 "%s does not exist: the ublk driver is not loaded (run `modprobe "
+				 "ublk_drv`; the kernel needs CONFIG_BLK_DEV_UBLK)",
+				 UBLK_CONTROL_PATH);
+		else if (e == EACCES || e == EPERM)
+			snprintf(err, err_len,
+				 "%s: %s (ublk needs root, or a udev rule that grants access)",
+				 UBLK_CONTROL_PATH, strerror(e));
+		else
+			snprintf(err, err_len, "%s: %s", UBLK_CONTROL_PATH, strerror(e));
+		return -e;
+	}
+	struct ublk_control *ctrl = calloc(1, sizeof(*ctrl));
+	if (!ctrl) {
+		close(fd);
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	ctrl->fd = fd;
+	int rc = io_uring_queue_init(CONTROL_RING_ENTRIES, &ctrl->ring, IORING_SETUP_SQE128);
+	if (rc < 0) {
+		snprintf(err, err_len,
+			 "cannot create an io_uring with 128-byte entries for %s: %s (ublk needs "
+			 "Linux 6.0 or later)",
+			 UBLK_CONTROL_PATH, strerror(-rc));
+		close(fd);
+		free(ctrl);
+		return rc;
+	}
+	*out = ctrl;
+	return 0;
+}
+
+void ublk_control_close(struct ublk_control *ctrl)
+{
+	if (!ctrl)
+		return;
+	io_uring_queue_exit(&ctrl->ring);
+	close(ctrl->fd);
+	free(ctrl);
+}
+
+static int issue(struct ublk_control *ctrl, uint32_t opcode, const struct ublk_wire_ctrl_cmd *cmd)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ctrl->ring);
+	if (!sqe)
+		return -EBUSY; /* never: one command at a time */
+	memset(sqe, 0, 2 * sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = ctrl->fd;
+	sqe->cmd_op = opcode;
+	sqe->user_data = opcode;
+	memcpy(sqe->cmd, cmd, sizeof(*cmd));
+	int rc = io_uring_submit(&ctrl->ring);
+	if (rc < 0)
+		return rc;
+	struct io_uring_cqe *cqe;
+	do
+		rc = io_uring_wait_cqe(&ctrl->ring, &cqe);
+	while (rc == -EINTR);
+	if (rc < 0)
+		return rc;
+	int res = cqe->res;
+	io_uring_cqe_seen(&ctrl->ring, cqe);
+	return res;
+}
+
+int ublk_control_command(struct ublk_control *ctrl, enum ublk_wire_ctrl_nr nr, uint32_t dev_id,
+			 uint64_t data0, void *buf, uint16_t len)
+{
+	struct ublk_wire_ctrl_cmd cmd = {
+	    .dev_id = dev_id,
+	    .queue_id = UBLK_WIRE_NO_QUEUE,
+	    .len = len,
+	    .addr = (uint64_t)(uintptr_t)buf,
+	    .data = {data0},
+	};
+	int res = issue(ctrl, ublk_wire_ctrl_opcode(nr), &cmd);
+	/* Kernels before 6.3 only know the legacy opcodes; -EBUSY is a real
+	 * answer (the device is in use), not an unknown command. */
+	if (res < 0 && res != -EBUSY && nr <= UBLK_WIRE_LAST_LEGACY_CTRL) {
+		int legacy = issue(ctrl, (uint32_t)nr, &cmd);
+		log_debug("ublk control command 0x%x: %s with the ioctl opcode, %s with the legacy "
+			  "one",
+			  (unsigned)nr, strerror(-res), legacy < 0 ? strerror(-legacy) : "ok");
+		res = legacy;
+	}
+	return res;
+}
