@@ -9,6 +9,7 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,6 +121,41 @@ static void test_empty_file_has_no_sectors(void **state)
 	unlink(path);
 }
 
+/* The scratch folder is a real filesystem that punches holes (ext4, xfs,
+ * tmpfs); a read-only device never offers discard; the null device always
+ * does (it does nothing). The probe must not change the file. */
+static void test_supports_discard(void **state)
+{
+	char path[TEST_PATH_MAX], err[512] = "";
+	make_test_file(path, 64 * 1024, 0xab);
+	struct bdev_file_options o = options(path, BDEV_ENGINE_SYNC);
+	struct bdev *dev = NULL;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), 0);
+	assert_true(bdev_supports_discard(dev));
+	bdev_close(dev);
+
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 64 * 1024);
+	unsigned char buf[512];
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, sizeof(buf), 64 * 1024 - 512), 512);
+	close(fd);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0xab);
+
+	o.read_only = true;
+	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), 0);
+	assert_false(bdev_supports_discard(dev));
+	bdev_close(dev);
+	unlink(path);
+
+	assert_int_equal(bdev_open_null(8, &dev), 0);
+	assert_true(bdev_supports_discard(dev));
+	bdev_close(dev);
+}
+
 static void test_iov_direct_alignment(void **state)
 {
 	static _Alignas(4096) char buf[8192];
@@ -145,6 +181,7 @@ int main(void)
 	    cmocka_unit_test(test_no_path),
 	    cmocka_unit_test(test_empty_file_has_no_sectors),
 	    cmocka_unit_test(test_iov_direct_alignment),
+	    cmocka_unit_test(test_supports_discard),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
