@@ -41,7 +41,9 @@ struct queue {
 	bool ring_ready;
 	const struct ublk_wire_io_desc *descs; /* the kernel's, read-only */
 	size_t descs_map_len;
-	uint8_t *buffers; /* depth x buf_bytes */
+	uint8_t *buffers; /* depth x buf_bytes, inside buffers_map */
+	void *buffers_map;
+	size_t buffers_map_len;
 	struct iovec *iovs;
 	struct ublk_request *requests; /* what each tag asked for */
 	struct bdev_channel *ch;
@@ -313,12 +315,32 @@ static int create_ring(struct queue *q)
 	return io_uring_register_files(&q->ring, &q->cfg->char_fd, 1);
 }
 
+/* The tags' buffers: anonymous memory, so pages are only used once a request
+ * of that size came (a malloc'ed and cleared block would cost the whole
+ * queue_size x seg_size_max at once), and the kernel's overcommit check
+ * refuses an impossible size here rather than the OOM killer later. Aligned
+ * to the device's O_DIRECT alignment, which may exceed a page. */
+static int map_buffers(struct queue *q, size_t bytes)
+{
+	size_t alignment = bdev_buffer_alignment(q->cfg->dev);
+	if (bytes > SIZE_MAX - alignment)
+		return -ENOMEM;
+	size_t len = bytes + alignment;
+	void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	q->buffers_map = map;
+	q->buffers_map_len = len;
+	uintptr_t start = ((uintptr_t)map + alignment - 1) & ~(uintptr_t)(alignment - 1);
+	q->buffers = (uint8_t *)start;
+	return 0;
+}
+
 static int allocate(struct queue *q)
 {
 	uint32_t depth = q->cfg->depth;
 	size_t bytes = (size_t)depth * q->cfg->limits.buf_bytes;
-	q->buffers = buffer_alloc(bdev_buffer_alignment(q->cfg->dev), bytes);
-	if (!q->buffers) {
+	if (map_buffers(q, bytes) < 0) {
 		log_error("ublk queue %u: cannot allocate %u I/O buffers of %u bytes (%zu MiB): "
 			  "lower queue_size or seg_size_max",
 			  q->cfg->q_id, depth, q->cfg->limits.buf_bytes, bytes >> 20);
@@ -392,7 +414,8 @@ static void tear_down(struct queue *q)
 		bdev_channel_destroy(q->ch);
 	if (q->descs)
 		munmap((void *)q->descs, q->descs_map_len);
-	buffer_free(q->buffers);
+	if (q->buffers_map)
+		munmap(q->buffers_map, q->buffers_map_len);
 	free(q->iovs);
 	free(q->requests);
 }
