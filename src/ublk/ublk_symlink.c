@@ -34,7 +34,7 @@ static int make_parents(const char *path)
 
 void ublk_symlink_create(const char *path, const char *target)
 {
-	if (make_parents(path) < 0)
+	if (!path || !path[0] || make_parents(path) < 0)
 		return;
 	struct stat st;
 	if (lstat(path, &st) == 0) {
