@@ -49,6 +49,12 @@ struct queue {
 	struct bdev_channel *ch;
 	int completion_fd;
 	bool wake_armed;
+	/* Wait by reading the completion fd inside the ring (an eventfd: the
+	 * read consumes its count without a syscall of ours), or, for an fd
+	 * that cannot be read so (the lazy layer's epoll fd), by polling it
+	 * and reading it afterwards. */
+	bool wake_by_poll;
+	uint64_t wake_count; /* the in-ring read's buffer */
 	uint32_t fetch_opcode;
 	uint32_t commit_opcode;
 	uint32_t commands_in_kernel; /* FETCH / COMMIT_AND_FETCH not completed */
@@ -195,6 +201,14 @@ static void handle_cqe(struct queue *q, const struct io_uring_cqe *cqe)
 	}
 	if (kind == CQE_DEVICE_WAKE) {
 		q->wake_armed = false;
+		/* EINVAL: not readable (an epoll fd); EAGAIN: the kernel
+		 * does not wait on a non-blocking fd for us. Poll instead. */
+		if ((cqe->res == -EINVAL || cqe->res == -EAGAIN) && !q->wake_by_poll) {
+			log_debug("ublk queue %u: waiting on the completion fd by poll (%s)",
+				  q->cfg->q_id, strerror(-cqe->res));
+			q->wake_by_poll = true;
+			return;
+		}
 		if (cqe->res < 0) {
 			log_warn("ublk queue %u: cannot wait on the device's completion fd (%s); "
 				 "polling it instead",
@@ -202,9 +216,11 @@ static void handle_cqe(struct queue *q, const struct io_uring_cqe *cqe)
 			q->completion_fd = -1;
 			return;
 		}
+		if (!q->wake_by_poll)
+			return;
+		/* The lazy layer's epoll fd refuses the read and drains its
+		 * members itself. */
 		uint64_t count;
-		/* Consumes an eventfd's count; the lazy layer's epoll fd
-		 * refuses the read and drains its members itself. */
 		if (read(q->completion_fd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
 		    errno != EINVAL)
 			log_debug("ublk queue %u: draining the completion fd: %s", q->cfg->q_id,
@@ -236,7 +252,10 @@ static void arm_device_wake(struct queue *q)
 	struct io_uring_sqe *sqe = get_sqe(q);
 	if (!sqe)
 		return; /* the loop spins instead */
-	io_uring_prep_poll_add(sqe, q->completion_fd, POLLIN);
+	if (q->wake_by_poll)
+		io_uring_prep_poll_add(sqe, q->completion_fd, POLLIN);
+	else
+		io_uring_prep_read(sqe, q->completion_fd, &q->wake_count, sizeof(q->wake_count), 0);
 	sqe->user_data = (uint64_t)CQE_DEVICE_WAKE << 32;
 	q->wake_armed = true;
 }
