@@ -5,17 +5,22 @@
 #   scripts/bench.sh --hydration [OPTIONS]  lazy hydration vs cp (scripts/bench_hydration.py)
 #   scripts/bench.sh --crypt [OPTIONS]      encrypted vs plain, and OpenSSL's XTS speed
 #                                           (scripts/bench_crypt.py)
-# --help after either lists its options; --markdown docs/benchmarks.md records the run.
+#   scripts/bench.sh --ublk [OPTIONS]       ublk-backend vs loop --direct-io in a QEMU
+#                                           guest (scripts/bench_ublk.py)
+# --help after any of them lists its options; --markdown docs/benchmarks.md records the run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 scripts/install-deps.sh bench
 [ -d build-bench ] || meson setup build-bench -Dbuildtype=release -Dtests=false >/dev/null
-ninja -C build-bench src/bin/vhost-backend src/bin/ubiblk-bench src/bin/init-metadata \
-	src/bin/dump-metadata >/dev/null
+targets=(src/bin/vhost-backend src/bin/ubiblk-bench src/bin/init-metadata src/bin/dump-metadata)
 script=scripts/bench.py
 case "${1:-}" in
 --hydration) script=scripts/bench_hydration.py; shift ;;
 --crypt) script=scripts/bench_crypt.py; shift ;;
+# The guest runs ublk-backend from build-bench over 9p; tests/guest/prepare.sh
+# (run by the script) installs QEMU and what else the guest needs.
+--ublk) script=scripts/bench_ublk.py; targets=(src/bin/ublk-backend); shift ;;
 esac
+ninja -C build-bench "${targets[@]}" >/dev/null
 UBIBLK_BUILD_DIR="$top/build-bench" exec python3 "$script" "$@"

@@ -18,8 +18,11 @@ set -eu
 KVER=${UBIBLK_GUEST_KVER:-6.12.117+deb12-amd64}
 KPKG=linux-image-$KVER
 # Modules the guest loads at boot, in any order; their dependencies are
-# resolved with modules.dep. virtio_pci is built into this kernel.
-MODULES="virtio_blk virtio_pci 9pnet 9pnet_virtio netfs 9p ublk_drv"
+# resolved with modules.dep. virtio_pci is built into this kernel. ext4 and
+# loop are for the ublk test and benchmark (a real filesystem under the disk
+# file, and the loop device ublk is compared with); ext4 asks the crypto API
+# for "crc32c" at mount time, which nothing would load for it here.
+MODULES="virtio_blk virtio_pci 9pnet 9pnet_virtio netfs 9p ublk_drv ext4 crc32c_generic loop"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${UBIBLK_GUEST_CACHE:-/var/cache/ubiblk-guest}
@@ -42,7 +45,8 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 # Host packages: the guest chroots into the host root, so what the tests run
-# in the guest (fio, blkdiscard, cmp, sha256sum) must be installed here.
+# in the guest (fio, blkdiscard, cmp, sha256sum; mkfs.ext4 and losetup for
+# the ublk test and benchmark) must be installed here.
 need_pkgs=""
 need() { # need <command> <package>
 	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ||
@@ -57,6 +61,8 @@ need zstd zstd
 need depmod kmod
 need blkdiscard util-linux
 need sha256sum coreutils
+need mkfs.ext4 e2fsprogs
+need losetup util-linux
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod && ldd /bin/busybox 2>&1 |
 	grep -q "not a dynamic" || need_pkgs="$need_pkgs busybox-static"
 if [ -n "$need_pkgs" ]; then

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Boot a Linux guest under QEMU (TCG) attached to vhost-user-blk sockets.
+"""Boot a Linux guest under QEMU (TCG) attached to vhost-user-blk sockets
+and/or plain virtio-blk drives backed by host files.
 
 Library (used by the guest tests):
 
     kernel, initrd = prepare()
     result = run_guest(workdir, [socket], script_body, timeout=300)
+    result = run_guest(workdir, [], script_body, drives=[scratch_file])
     result.checks          # {name: Check(passed, detail)}, in guest order
     result.values          # {name: value} from `value NAME VALUE` lines
 
@@ -19,6 +21,7 @@ CLI (manual checks, see docs/testing-guest.md):
     run_guest.py --socket SOCK --interactive      # a shell in the guest
     run_guest.py --socket SOCK --script FILE      # run a script, print results
     run_guest.py --socket SOCK --print-cmd        # the QEMU command line only
+    run_guest.py --drive FILE --interactive       # FILE as a plain virtio-blk disk
 """
 
 import argparse
@@ -165,11 +168,14 @@ def prepare(timeout=900):
 
 
 def qemu_argv(kernel, initrd, sockets, append="", mem_mb=1024, smp=2, num_queues=2,
-              queue_size=128, extra=(), tcg_thread=None):
+              queue_size=128, extra=(), tcg_thread=None, drives=()):
     """QEMU command line: TCG, shared memfd memory (vhost-user needs it), one
-    vhost-user-blk-pci device per socket (vda, vdb, ...), the host root over
-    9p read-only, serial console on stdio. queue_size must not exceed the
-    backend's (vhost-backend: queue_size in its config, default 64).
+    vhost-user-blk-pci device per socket (vda, vdb, ...), then one plain
+    virtio-blk-pci device per host file in drives (raw, cache=none,
+    aio=threads; after the sockets' disks, so /dev/vda... in order when there
+    are no sockets), the host root over 9p read-only, serial console on
+    stdio. queue_size must not exceed the backend's (vhost-backend:
+    queue_size in its config, default 64).
     tcg_thread="single" runs all vCPUs in one host thread (-accel
     tcg,thread=single): still smp vCPUs and queues, but no early-boot
     "Oops: int3" from the kernel patching its text while another vCPU runs it
@@ -192,6 +198,14 @@ def qemu_argv(kernel, initrd, sockets, append="", mem_mb=1024, smp=2, num_queues
         argv += ["-chardev", f"socket,id=vu{i},path={sock}",
                  "-device", f"vhost-user-blk-pci,chardev=vu{i},num-queues={num_queues},"
                             f"queue-size={queue_size}"]
+    for i, path in enumerate(drives):
+        # cache=none: the guest's flushes and O_DIRECT reach the host file as
+        # they would a real disk; the host page cache does not flatter it.
+        path = os.path.abspath(path)
+        if "," in path:
+            raise ValueError(f"drive path with a comma (QEMU option syntax): {path}")
+        argv += ["-drive", f"file={path},format=raw,if=none,id=d{i},cache=none,aio=threads",
+                 "-device", f"virtio-blk-pci,drive=d{i}"]
     return argv + list(extra)
 
 
@@ -249,9 +263,10 @@ def _log_has(path, needle):
 
 def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_size=128,
               kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90, tag=None,
-              tcg_thread=None):
+              tcg_thread=None, drives=()):
     """Boot one guest that runs GUEST_LIB + script_body, wait for it to power
-    off and parse the markers. QEMU is killed by pid after `timeout` seconds,
+    off and parse the markers. sockets may be empty; drives are host files
+    attached as plain virtio-blk disks after the sockets' disks. QEMU is killed by pid after `timeout` seconds,
     or after `ready_timeout` if the guest has not reached the script by then
     (it boots in a few seconds; a backend that breaks the device setup would
     otherwise cost the whole timeout). The script, console log and QEMU
@@ -268,7 +283,7 @@ def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_si
     log = os.path.join(workdir, f"console{suffix}.log")
     argv = qemu_argv(kernel, initrd, sockets, append=f"ubiblk.script={os.path.abspath(script)}",
                      num_queues=num_queues, queue_size=queue_size, smp=smp, mem_mb=mem_mb,
-                     tcg_thread=tcg_thread)
+                     tcg_thread=tcg_thread, drives=drives)
     with open(os.path.join(workdir, f"qemu{suffix}.cmd"), "w") as f:
         f.write(shlex.join(argv) + "\n")
     result = GuestResult(console_log=log)
@@ -331,6 +346,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--socket", action="append", default=[],
                     help="vhost-user-blk socket (repeat for vdb, vdc...)")
+    ap.add_argument("--drive", action="append", default=[],
+                    help="host file attached as a plain virtio-blk disk, after the sockets' "
+                         "disks (repeat for more)")
     ap.add_argument("--num-queues", type=int, default=2)
     ap.add_argument("--queue-size", type=int, default=128,
                     help="virtqueue size; at most the backend's queue_size")
@@ -352,7 +370,7 @@ def main():
     if args.print_cmd or args.interactive:
         argv = qemu_argv(kernel, initrd, args.socket, append="ubiblk.shell=1",
                          num_queues=args.num_queues, queue_size=args.queue_size, smp=args.smp,
-                         mem_mb=args.mem_mb, tcg_thread=args.tcg_thread)
+                         mem_mb=args.mem_mb, tcg_thread=args.tcg_thread, drives=args.drive)
         if args.print_cmd:
             print(shlex.join(argv))
             return 0
@@ -366,7 +384,8 @@ def main():
     result = run_guest(workdir, args.socket, body, timeout=args.timeout,
                        num_queues=args.num_queues, queue_size=args.queue_size,
                        kernel=kernel, initrd=initrd,
-                       smp=args.smp, mem_mb=args.mem_mb, tcg_thread=args.tcg_thread)
+                       smp=args.smp, mem_mb=args.mem_mb, tcg_thread=args.tcg_thread,
+                       drives=args.drive)
     for name, value in result.values.items():
         print(f"value {name} = {value}")
     failed = report(result)
