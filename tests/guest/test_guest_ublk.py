@@ -40,6 +40,9 @@ checks in the guest:
     huge   queue_size 4096 x seg_size_max 1 MiB (4 GiB of buffers per
            queue in a 1 GiB guest): exit 1 with an error, no /dev/ublk[bc]*
            left, nothing hangs
+    partial  fd limits (ulimit -n) from 10 to 26: each run ends, exit 1
+           whenever a queue failed, no device left; at least one run had one
+           queue serving (its tags fetched) while the other failed
     end    no ublk-backend process and no ublk device node left; no kernel
            BUG/WARNING/hung task
 
@@ -785,6 +788,39 @@ huge_start_fails() {
 	return $bad
 }
 
+# partial: one queue starts (its tags fetched, so the kernel holds its
+# commands) while the other cannot. Which fd limit gives that depends on the
+# build, so scan a range: every run must end, exit 1 when a queue failed, and
+# leave no device; at least one run must have had exactly one queue failing.
+partial_start_fails() {
+	trap 'ublk_kill partial' EXIT
+	# The limit applies to ublk-backend alone: the shell needs fds >= 10
+	# for its own redirections.
+	printf '#!/bin/sh\nulimit -n "$NOFILE" && exec "$REAL_UBLK" "$@"\n' >/tmp/ublk-nofile.sh
+	chmod +x /tmp/ublk-nofile.sh
+	export REAL_UBLK="$UBLK"
+	partial=0 started=0
+	for n in $(seq 10 26); do
+		(export NOFILE=$n UBLK=/tmp/ublk-nofile.sh && ublk_start partial "$CFG/partial.yaml") >/dev/null
+		wait_until $START_TIMEOUT "ublk-backend partial (nofile $n) to start or exit" \
+			ublk_up partial || { tail -n 20 /tmp/partial.log; return 1; }
+		if [ ! -e /tmp/partial.rc ]; then
+			started=$((started + 1))
+			ublk_stop partial >/dev/null || { echo "nofile $n: no clean stop"; return 1; }
+		fi
+		rc=$(cat /tmp/partial.rc)
+		failed=$(grep -c "ublk queue [0-9]*: cannot" /tmp/partial.log || true)
+		echo "nofile $n: exit status $rc, $failed queue(s) failed to start"
+		if grep -q "a queue could not start" /tmp/partial.log; then
+			[ "$rc" -eq 1 ] || { echo "exit status $rc after a queue failed"; return 1; }
+			[ "$failed" -ne 1 ] || partial=$((partial + 1))
+		fi
+		[ -z "$(ublk_nodes)" ] || { echo "nofile $n: device nodes left: $(ublk_nodes)"; return 1; }
+	done
+	echo "$partial run(s) with exactly one of two queues failing, $started run(s) serving"
+	[ "$partial" -ge 1 ] && [ "$started" -ge 1 ]
+}
+
 # ---- the end ----
 
 no_leftovers() {
@@ -848,6 +884,8 @@ ublk_cleanup
 check bad-path-start-fails bad_path_start_fails
 check huge-start-fails huge_start_fails
 ublk_cleanup
+check partial-start-fails partial_start_fails
+ublk_cleanup
 check no-leftovers no_leftovers
 check kernel-log kernel_log
 '''
@@ -864,7 +902,7 @@ GUEST_CHECKS = ["scratch-ext4",
                 "lazy-start", "lazy-hydrate", "lazy-read", "lazy-stop", "lazy-disk-file",
                 "fail-setup", "fail-start", "fail-eio", "fail-good-read", "fail-rpc",
                 "fail-stop", "busy-stop", "deleted-from-outside",
-                "bad-path-start-fails", "huge-start-fails",
+                "bad-path-start-fails", "huge-start-fails", "partial-start-fails",
                 "no-leftovers", "kernel-log"]
 
 # In the guest: the ext4 on the scratch drive, and the RPC sockets on /run.
@@ -907,6 +945,7 @@ def configs(keys):
         "badpath": dict(path=f"{EXT}/no-such-file.raw"),
         "huge": dict(path=f"{EXT}/huge.raw", num_queues=2, queue_size=4096,
                      seg_size_max=1048576),
+        "partial": dict(path=f"{EXT}/plain.raw", num_queues=2, queue_size=16),
     }
 
 
