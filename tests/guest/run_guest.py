@@ -319,6 +319,19 @@ def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_si
     return result
 
 
+def assert_check_passed(result, name):
+    """For a host-side test per guest check: raises AssertionError unless the
+    check `name` ran in the guest and passed (with the tail of its output)."""
+    if result is None:
+        raise AssertionError("the guest did not run")
+    check = result.checks.get(name)
+    if check is None:
+        raise AssertionError("not run in the guest")
+    if not check.passed:
+        raise AssertionError("\n" + "\n".join(
+            "     | " + line for line in check.detail.splitlines()[-40:]))
+
+
 def report(result, expected=()):
     """Print one line per check (and the detail of failures); returns the
     number of failures, counting missing expected checks and a broken run."""

@@ -42,10 +42,8 @@ at-rest checks must then fail). Set UBIBLK_GUEST_TIMEOUT (seconds, default
 300) for slow builds."""
 
 import argparse
-import base64
 import contextlib
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -297,19 +295,6 @@ def stripes_text(stripes):
     return ", ".join(out) or "none"
 
 
-def random_keys():
-    """Two different random 32-byte keys: key1 (data), key2 (tweak)."""
-    while True:
-        k1, k2 = os.urandom(32), os.urandom(32)
-        if k1 != k2:
-            return k1, k2
-
-
-def key_field(keys):
-    """The config's encryption_key: a YAML flow list of two quoted base64 strings."""
-    return [json.dumps(base64.b64encode(k).decode()) for k in keys]
-
-
 def xts_decrypt(keys, data, first_sector):
     """AES-256-XTS decryption as ubiblk 0.4 stores sectors (docs/encryption.md):
     one data unit per 512-byte sector, key1 || key2, tweak = 8 zero bytes
@@ -429,8 +414,8 @@ class Session:
         os.makedirs(workdir)
         disk = harness.make_disk(os.path.join(workdir, "disk.raw"), disk_bytes)
         if self.encrypt:
-            self.keys[name] = random_keys()
-            fields["encryption_key"] = key_field(self.keys[name])
+            self.keys[name] = harness.random_xts_keys()
+            fields["encryption_key"] = harness.encryption_key_field(*self.keys[name])
         be = harness.VhostBackend(workdir, disk, num_queues=NUM_QUEUES, queue_size=QUEUE_SIZE,
                                   device_id=f"ubiblk-crypt-{name}", **fields)
         self.configs[name] = be.config
@@ -579,12 +564,7 @@ def make_tests(s):
         def test():
             if s.guest is None:
                 ran("the guest")
-            check = s.guest.checks.get(name)
-            if check is None:
-                raise AssertionError("not run in the guest")
-            if not check.passed:
-                raise AssertionError("\n" + "\n".join(
-                    "     | " + line for line in check.detail.splitlines()[-40:]))
+            run_guest.assert_check_passed(s.guest, name)
         test.__name__ = "guest_" + name.replace("-", "_")
         return test
 

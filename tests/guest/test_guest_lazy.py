@@ -418,12 +418,7 @@ def make_tests(s):
             result = s.g1 if tag == "1" else s.g2
             if result is None:
                 ran(f"boot {tag}")
-            check = result.checks.get(name)
-            if check is None:
-                raise AssertionError("not run in the guest")
-            if not check.passed:
-                raise AssertionError("\n" + "\n".join(
-                    "     | " + line for line in check.detail.splitlines()[-40:]))
+            run_guest.assert_check_passed(result, name)
         test.__name__ = f"guest{tag}_" + name.replace("-", "_")
         return test
 

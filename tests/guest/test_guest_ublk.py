@@ -53,9 +53,7 @@ configs, the scratch drive). Set UBIBLK_GUEST_TIMEOUT (seconds, default 600)
 for slow builds."""
 
 import argparse
-import base64
 import hashlib
-import json
 import os
 import sys
 import time
@@ -909,19 +907,6 @@ GUEST_CHECKS = ["scratch-ext4",
 EXT = "/tmp/ext"
 
 
-def random_keys():
-    """Two different random 32-byte keys: key1 (data), key2 (tweak)."""
-    while True:
-        k1, k2 = os.urandom(32), os.urandom(32)
-        if k1 != k2:
-            return k1, k2
-
-
-def key_field(keys):
-    """The config's encryption_key: a YAML flow list of two quoted base64 strings."""
-    return [json.dumps(base64.b64encode(k).decode()) for k in keys]
-
-
 def configs(keys):
     """name -> config fields, paths as the guest sees them."""
     def lazy(name, image, **fields):
@@ -931,7 +916,7 @@ def configs(keys):
         "plain": dict(path=f"{EXT}/plain.raw", num_queues=2, queue_size=64,
                       seg_size_max=65536, rpc_socket_path="/run/ublk-plain.sock"),
         "crypt": dict(path=f"{EXT}/crypt.raw", num_queues=2, queue_size=64,
-                      encryption_key=key_field(keys)),
+                      encryption_key=harness.encryption_key_field(*keys)),
         "lazy-cold": lazy("lazy", "lazy-image.raw", num_queues=2, queue_size=64,
                           copy_on_read=False),
         "lazy": lazy("lazy", "lazy-image.raw", num_queues=2, queue_size=64, copy_on_read=True,
@@ -996,7 +981,7 @@ class Session:
             f.write(MARKER * (MARKER_LEN // len(MARKER)))
         cfg_dir = os.path.join(tmp, "cfg")
         os.mkdir(cfg_dir)
-        for name, fields in configs(random_keys()).items():
+        for name, fields in configs(harness.random_xts_keys()).items():
             harness.write_config(os.path.join(cfg_dir, f"{name}.yaml"), fields)
         body = run_guest.substitute(GUEST_SCRIPT.replace("@XTS_CHECK@", XTS_CHECK if
                                                          self.with_xts else ""), {
@@ -1050,12 +1035,7 @@ def make_tests(s):
         def test():
             if s.result is None:
                 raise AssertionError("the guest did not run")
-            check = s.result.checks.get(name)
-            if check is None:
-                raise AssertionError("not run in the guest")
-            if not check.passed:
-                raise AssertionError("\n" + "\n".join(
-                    "     | " + line for line in check.detail.splitlines()[-40:]))
+            run_guest.assert_check_passed(s.result, name)
         test.__name__ = "guest_" + name.replace("-", "_")
         return test
 

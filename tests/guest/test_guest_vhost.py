@@ -270,12 +270,7 @@ def make_tests(session, backend):
         def test():
             if session.result is None:
                 raise AssertionError("guest did not run")
-            check = session.result.checks.get(name)
-            if check is None:
-                raise AssertionError("not run in the guest")
-            if not check.passed:
-                raise AssertionError("\n" + "\n".join(
-                    "     | " + line for line in check.detail.splitlines()[-40:]))
+            run_guest.assert_check_passed(session.result, name)
         test.__name__ = "guest_" + name.replace("-", "_")
         return test
 

@@ -4,7 +4,7 @@ Every test starts the servers it needs inside a temporary folder and stops
 them by pid whatever happens (context managers). Every wait has a timeout so a
 broken backend fails the test instead of hanging CI."""
 
-import contextlib
+import base64
 import json
 import os
 import signal
@@ -57,6 +57,19 @@ def write_config(path, fields):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def random_xts_keys():
+    """Two different random 32-byte AES-XTS keys: key1 (data), key2 (tweak)."""
+    while True:
+        k1, k2 = os.urandom(32), os.urandom(32)
+        if k1 != k2:
+            return k1, k2
+
+
+def encryption_key_field(k1, k2):
+    """The config's encryption_key as write_config prints lists: quoted base64."""
+    return [json.dumps(base64.b64encode(k).decode()) for k in (k1, k2)]
 
 
 def wait_for(predicate, timeout, what):

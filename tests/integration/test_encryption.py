@@ -37,18 +37,6 @@ def expect(cond, what):
         raise AssertionError(what)
 
 
-def random_keys():
-    while True:
-        k1, k2 = os.urandom(32), os.urandom(32)
-        if k1 != k2:
-            return k1, k2
-
-
-def key_field(k1, k2):
-    """encryption_key as write_config prints lists: quoted base64 strings."""
-    return [json.dumps(base64.b64encode(k).decode()) for k in (k1, k2)]
-
-
 def reference(action, k1, k2, src, dst, first=0):
     tool = os.path.join(harness.BUILD_DIR, "tests", "unit", "crypto", "xts-reference")
     proc = subprocess.run([tool, action, k1.hex(), k2.hex(), str(first), src, dst],
@@ -101,11 +89,11 @@ def write_kek(tmp):
 
 def test_written_disk_is_ciphertext_of_what_was_read():
     with harness.scratch_dir() as tmp:
-        k1, k2 = random_keys()
+        k1, k2 = harness.random_xts_keys()
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), 32 * MiB)
         offset, size, seed = 4 * MiB, 8 * MiB, 7
         with harness.VhostBackend(tmp, disk, num_queues=2, queue_size=64,
-                                  encryption_key=key_field(k1, k2)) as be:
+                                  encryption_key=harness.encryption_key_field(k1, k2)) as be:
             code, _, err = harness.run_bench(["--socket", be.socket, "--mode", "verify",
                                               "--queues", "2", "--iodepth", "8", "--bs", "16k",
                                               "--offset", str(offset), "--size", str(size),
@@ -129,7 +117,7 @@ def test_written_disk_is_ciphertext_of_what_was_read():
         xts_tool = os.path.join(harness.BUILD_DIR, "src", "bin", "xts")
         if os.path.exists(xts_tool):
             cfg = harness.write_config(os.path.join(tmp, "xts.yaml"),
-                                       {"path": disk, "encryption_key": key_field(k1, k2)})
+                                       {"path": disk, "encryption_key": harness.encryption_key_field(k1, k2)})
             out = os.path.join(tmp, "xts.raw")
             proc = subprocess.run([xts_tool, "-f", cfg, "--action", "decode", disk, out],
                                   capture_output=True, timeout=120)
@@ -139,7 +127,7 @@ def test_written_disk_is_ciphertext_of_what_was_read():
 
 def test_lazy_encrypted_disk_from_plain_image():
     with harness.scratch_dir() as tmp:
-        k1, k2 = random_keys()
+        k1, k2 = harness.random_xts_keys()
         stripe, disk_size, image_size = MiB, 24 * MiB, 10 * MiB + 300 * 1024
         source_stripes = (image_size + stripe - 1) // stripe
         image = harness.random_file(os.path.join(tmp, "image.raw"), image_size, seed=99)
@@ -149,7 +137,7 @@ def test_lazy_encrypted_disk_from_plain_image():
         rpc = os.path.join(tmp, "rpc.sock")
         be = harness.VhostBackend(tmp, disk, image_path=image, metadata_path=meta,
                                   rpc_socket_path=rpc, copy_on_read=True, num_queues=2,
-                                  queue_size=64, encryption_key=key_field(k1, k2))
+                                  queue_size=64, encryption_key=harness.encryption_key_field(k1, k2))
         harness.init_metadata(be.config)
         expect(read(meta)[:8] != b"BDEV_UBI", "init-metadata wrote plaintext metadata")
         fetched_end = source_stripes * stripe
@@ -182,7 +170,7 @@ def test_lazy_encrypted_disk_from_plain_image():
                in err, f"dump-metadata without keys: {code} {err!r}")
         other = harness.write_config(os.path.join(tmp, "other.yaml"),
                                      {"path": disk, "image_path": image, "metadata_path": meta,
-                                      "encryption_key": key_field(*random_keys())})
+                                      "encryption_key": harness.encryption_key_field(*harness.random_xts_keys())})
         code, _, err = run_tool("dump-metadata", other)
         expect(code == 1 and "wrong encryption_key" in err, f"with other keys: {err!r}")
         # The backend refuses the file without keys too, with the same hint.
@@ -224,14 +212,14 @@ def test_init_metadata_refuses_to_reset_in_use_files():
     """--force still protects a file in use through the crypt layer, and an
     unencrypted file in use is not mistaken for garbage once keys are set."""
     with harness.scratch_dir() as tmp:
-        k1, k2 = random_keys()
+        k1, k2 = harness.random_xts_keys()
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), 4 * MiB)
         meta = os.path.join(tmp, "disk.meta")
         plain_cfg = harness.write_config(os.path.join(tmp, "plain.yaml"),
                                          {"path": disk, "metadata_path": meta})
         enc_cfg = harness.write_config(os.path.join(tmp, "enc.yaml"),
                                        {"path": disk, "metadata_path": meta,
-                                        "encryption_key": key_field(k1, k2)})
+                                        "encryption_key": harness.encryption_key_field(k1, k2)})
         harness.init_metadata(plain_cfg)
         before = read(meta)
         expect(before[:8] == b"BDEV_UBI", "plaintext metadata expected")
@@ -258,7 +246,7 @@ def test_bad_keys_are_refused_at_start():
         cfg = harness.write_config(os.path.join(tmp, "same.yaml"),
                                    {"path": disk, "socket": os.path.join(tmp, "s.sock"),
                                     "metadata_path": meta,
-                                    "encryption_key": key_field(same, same)})
+                                    "encryption_key": harness.encryption_key_field(same, same)})
         message = "encryption_key: the two keys must differ"
         proc = subprocess.run([harness.binary("vhost-backend"), "-f", cfg],
                               capture_output=True, timeout=30)
