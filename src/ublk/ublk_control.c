@@ -71,20 +71,35 @@ static int issue(struct ublk_control *ctrl, uint32_t opcode, const struct ublk_w
 	sqe->opcode = IORING_OP_URING_CMD;
 	sqe->fd = ctrl->fd;
 	sqe->cmd_op = opcode;
-	sqe->user_data = opcode;
+	uint64_t id = ++ctrl->last_id;
+	sqe->user_data = id;
 	memcpy(sqe->cmd, cmd, sizeof(*cmd));
 	int rc = io_uring_submit(&ctrl->ring);
 	if (rc < 0)
 		return rc;
-	struct io_uring_cqe *cqe;
-	do
-		rc = io_uring_wait_cqe(&ctrl->ring, &cqe);
-	while (rc == -EINTR);
-	if (rc < 0)
-		return rc;
-	int res = cqe->res;
-	io_uring_cqe_seen(&ctrl->ring, cqe);
-	return res;
+	/* Only this command's answer counts: one left over from a command
+	 * whose wait failed must not be taken for it. */
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		do
+			rc = io_uring_wait_cqe(&ctrl->ring, &cqe);
+		while (rc == -EINTR);
+		if (rc < 0)
+			return rc;
+		bool ours = cqe->user_data == id;
+		int res = cqe->res;
+		io_uring_cqe_seen(&ctrl->ring, cqe);
+		if (ours)
+			return res;
+	}
+}
+
+/* What a kernel answers to an opcode it does not know: -ENOTSUPP (524, the
+ * kernel-internal code 6.1 returns for unknown control commands) or
+ * -EOPNOTSUPP. */
+static bool unknown_opcode(int res)
+{
+	return res == -524 || res == -EOPNOTSUPP;
 }
 
 int ublk_control_command(struct ublk_control *ctrl, enum ublk_wire_ctrl_nr nr, uint32_t dev_id,
@@ -98,9 +113,10 @@ int ublk_control_command(struct ublk_control *ctrl, enum ublk_wire_ctrl_nr nr, u
 	    .data = {data0},
 	};
 	int res = issue(ctrl, ublk_wire_ctrl_opcode(nr), &cmd);
-	/* Kernels before 6.3 only know the legacy opcodes; -EBUSY is a real
-	 * answer (the device is in use), not an unknown command. */
-	if (res < 0 && res != -EBUSY && nr <= UBLK_WIRE_LAST_LEGACY_CTRL) {
+	/* Kernels before 6.3 only know the legacy opcodes. Any other failure
+	 * is the kernel's answer to the command itself, and is kept: retrying
+	 * could hide it (or, for ADD_DEV, add a second device). */
+	if (unknown_opcode(res) && nr <= UBLK_WIRE_LAST_LEGACY_CTRL) {
 		int legacy = issue(ctrl, (uint32_t)nr, &cmd);
 		log_debug("ublk control command 0x%x: %s with the ioctl opcode, %s with the legacy "
 			  "one",

@@ -17,6 +17,7 @@
 struct ublk_control {
 	int fd;		      /* /dev/ublk-control */
 	struct io_uring ring; /* 128-byte SQEs: control payloads are 32 bytes */
+	uint64_t last_id;     /* user_data of the last command issued */
 };
 
 /* One control command, waited for. `buf`/`len` is the command's buffer (may

@@ -62,6 +62,11 @@ struct queue {
 	bool added_since_submit;
 	bool stopping; /* the kernel aborted a command: the queue is going away */
 	bool quitting; /* the main thread said so: stop waiting for the kernel */
+	/* The kernel may still hold FETCH commands naming the buffers (the
+	 * loop failed, or was told to quit before the kernel gave them back;
+	 * closing the ring cancels them only later): then they stay mapped
+	 * until the process exits. */
+	bool keep_buffers;
 };
 
 static void *tag_buffer(const struct queue *q, uint16_t tag)
@@ -359,7 +364,7 @@ static int allocate(struct queue *q)
 {
 	uint32_t depth = q->cfg->depth;
 	size_t bytes = (size_t)depth * q->cfg->limits.buf_bytes;
-	if (map_buffers(q, bytes) < 0) {
+	if (bytes / depth != q->cfg->limits.buf_bytes || map_buffers(q, bytes) < 0) {
 		log_error("ublk queue %u: cannot allocate %u I/O buffers of %u bytes (%zu MiB): "
 			  "lower queue_size or seg_size_max",
 			  q->cfg->q_id, depth, q->cfg->limits.buf_bytes, bytes >> 20);
@@ -433,7 +438,7 @@ static void tear_down(struct queue *q)
 		bdev_channel_destroy(q->ch);
 	if (q->descs)
 		munmap((void *)q->descs, q->descs_map_len);
-	if (q->buffers_map)
+	if (q->buffers_map && !q->keep_buffers)
 		munmap(q->buffers_map, q->buffers_map_len);
 	free(q->iovs);
 	free(q->requests);
@@ -469,6 +474,7 @@ void *ublk_queue_thread_main(void *arg)
 	}
 	set_phase(qt, UBLK_QUEUE_READY);
 	qt->exit_result = serve(&q);
+	q.keep_buffers = qt->exit_result < 0 || q.commands_in_kernel > 0;
 	tear_down(&q);
 	log_debug("ublk queue %u: ended", qt->cfg.q_id);
 	eventfd_write(qt->exit_fd, 1);

@@ -29,6 +29,8 @@
 #define MAX_DISCARD_SECTORS 0x3fffffu
 
 static volatile sig_atomic_t stop_requested;
+/* Created by the first ublk_serve and never closed: a signal handler on any
+ * thread may be about to write to it, and a closed number could be reused. */
 static volatile int stop_fd = -1;
 
 void ublk_request_stop(void)
@@ -111,10 +113,13 @@ static int add_device(struct device *d)
 	if (d->info.nr_hw_queues != d->opts->num_queues)
 		log_warn("ublk device %u: the kernel gave %u queues (num_queues is %u)",
 			 d->info.dev_id, d->info.nr_hw_queues, d->opts->num_queues);
-	if (d->info.nr_hw_queues == 0 || d->info.queue_depth == 0 ||
-	    d->info.queue_depth > d->opts->queue_depth ||
-	    d->info.max_io_buf_bytes > d->opts->max_io_buf_bytes ||
-	    d->info.max_io_buf_bytes < SECTOR_SIZE) {
+	/* Only ever less than we asked for, and still page-sized buffers: the
+	 * stride and the O_DIRECT alignment of the tags' buffers. */
+	long page = sysconf(_SC_PAGESIZE);
+	if (d->info.nr_hw_queues == 0 || d->info.nr_hw_queues > d->opts->num_queues ||
+	    d->info.queue_depth == 0 || d->info.queue_depth > d->opts->queue_depth ||
+	    d->info.max_io_buf_bytes > d->opts->max_io_buf_bytes || d->info.max_io_buf_bytes == 0 ||
+	    page <= 0 || d->info.max_io_buf_bytes % (uint32_t)page != 0) {
 		log_error("ublk device %u: the kernel answered %u queues of %u tags, %u-byte "
 			  "buffers: not usable",
 			  d->info.dev_id, d->info.nr_hw_queues, d->info.queue_depth,
@@ -350,17 +355,17 @@ int ublk_serve(struct ublk_control *ctrl, const struct ublk_options *opts, struc
 		return rc;
 	}
 	struct device d = {.ctrl = ctrl, .opts = opts, .dev = dev, .char_fd = -1};
+	if (stop_fd < 0)
+		stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d.exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d.quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	int own_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (d.exit_fd < 0 || d.quit_fd < 0 || own_stop_fd < 0) {
+	if (d.exit_fd < 0 || d.quit_fd < 0 || stop_fd < 0) {
 		rc = -errno;
 		log_error("cannot create eventfds: %s", strerror(errno));
 		goto out;
 	}
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_cond_init(&d.changed, NULL);
-	stop_fd = own_stop_fd;
 
 	rc = bring_up(&d);
 	if (rc == 0)
@@ -368,7 +373,6 @@ int ublk_serve(struct ublk_control *ctrl, const struct ublk_options *opts, struc
 	int queue_rc = tear_down(&d);
 	if (rc == 0)
 		rc = queue_rc;
-	stop_fd = -1;
 	pthread_cond_destroy(&d.changed);
 	pthread_mutex_destroy(&d.lock);
 out:
@@ -376,7 +380,5 @@ out:
 		close(d.exit_fd);
 	if (d.quit_fd >= 0)
 		close(d.quit_fd);
-	if (own_stop_fd >= 0)
-		close(own_stop_fd);
 	return rc;
 }

@@ -105,7 +105,8 @@ enum ublk_wire_io_op {
 	UBLK_WIRE_OP_DISCARD = 3,
 	UBLK_WIRE_OP_WRITE_ZEROES = 5,
 };
-#define UBLK_WIRE_IO_F_NOUNMAP (1u << 18)
+/* WRITE_ZEROES: keep the range allocated (FALLOC_FL_ZERO_RANGE, not a hole). */
+#define UBLK_WIRE_IO_F_NOUNMAP (1u << 15)
 
 /* Where queue q's descriptor array is in the char device's mmap space: each
  * queue has room for the largest depth, rounded up to pages. */

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FILE_SECTORS 256u
@@ -129,6 +130,34 @@ static void assert_zeroes(struct fixture *f, uint64_t sector, uint32_t count)
 	free(got);
 }
 
+static uint64_t allocated_blocks(struct fixture *f)
+{
+	struct stat st;
+	assert_int_equal(stat(f->path, &st), 0);
+	return (uint64_t)st.st_blocks;
+}
+
+/* The kernel's UBLK_IO_F_NOUNMAP: WRITE_ZEROES that must keep the space
+ * (BLKZEROOUT, fallocate -z) leaves the file allocated; without it the range
+ * may become a hole. Both read back as zeroes. */
+static void test_write_zeroes_unmap_flag(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(UBLK_WIRE_IO_F_NOUNMAP, 1u << 15);
+	uint64_t full = allocated_blocks(f);
+	struct ublk_request keep = {.op = UBLK_WIRE_OP_WRITE_ZEROES,
+				    .flags = UBLK_WIRE_IO_F_NOUNMAP,
+				    .sector = 0,
+				    .sectors = 128};
+	assert_int_equal(run(f, &keep), 0);
+	assert_zeroes(f, 0, 128);
+	assert_int_equal(allocated_blocks(f), full);
+	struct ublk_request unmap = {.op = UBLK_WIRE_OP_WRITE_ZEROES, .sector = 0, .sectors = 128};
+	assert_int_equal(run(f, &unmap), 0);
+	assert_zeroes(f, 0, 128);
+	assert_true(allocated_blocks(f) < full);
+}
+
 static void test_discard_and_write_zeroes_read_back_zeroes(void **state)
 {
 	struct fixture *f = *state;
@@ -220,6 +249,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_flush_commits_zero, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_discard_and_write_zeroes_read_back_zeroes, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_write_zeroes_unmap_flag, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_larger_than_buffer_is_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outside_the_disk_is_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsupported_ops, setup, teardown),
