@@ -2,6 +2,8 @@
 
 #include "common/common.h"
 
+#include <stdio.h>
+
 bool common_args_take(struct common_args *a, int opt, const char *arg)
 {
 	switch (opt) {
@@ -38,4 +40,12 @@ int common_args_load_config(const struct common_args *a, struct device_config *c
 		return -1;
 	}
 	return 0;
+}
+
+int tool_usage_error(const char *tool, const char *usage_line, const char *why)
+{
+	if (why)
+		fprintf(stderr, "%s: %s\n", tool, why);
+	fprintf(stderr, "%sTry '%s --help' for more information.\n", usage_line, tool);
+	return EXIT_USAGE;
 }

@@ -6,6 +6,9 @@
 
 #include <stdbool.h>
 
+/* The exit status of a bad command line (clap's convention in ubiblk 0.4). */
+#define EXIT_USAGE 2
+
 #include "config/config.h"
 
 struct common_args {
@@ -18,6 +21,10 @@ struct common_args {
 bool common_args_take(struct common_args *a, int opt, const char *arg);
 /* After the getopt loop: NULL, or what is wrong with the command line. */
 const char *common_args_problem(const struct common_args *a, int argc, int optind_now);
+/* A bad command line: "<tool>: <why>" (why may be NULL when getopt already
+ * said it), the usage line (ending in a newline) and the --help hint, all on
+ * stderr. Returns EXIT_USAGE. */
+int tool_usage_error(const char *tool, const char *usage_line, const char *why);
 /* KEK file, then the config (device_config_load_with_kek); logs the one-line
  * error and returns -1 on failure. */
 int common_args_load_config(const struct common_args *a, struct device_config *cfg);

@@ -16,7 +16,6 @@
 #include "crypto/crypto.h"
 #include "meta/meta.h"
 
-#define EXIT_USAGE  2
 #define ERROR_MAX   512
 #define SOURCE_MAX  4096
 #define IMAGE_DEPTH 64 /* the reference checks the image as an io_uring device */
@@ -64,11 +63,9 @@ static void print_help(FILE *out)
 
 static int usage_error(const char *why)
 {
-	if (why)
-		fprintf(stderr, "dump-metadata: %s\n", why);
-	fprintf(stderr, "Usage: dump-metadata -f <CONFIG> [-k <KEK> [-u]] [--map [--width <N>]]\n"
-			"Try 'dump-metadata --help' for more information.\n");
-	return EXIT_USAGE;
+	return tool_usage_error(
+	    "dump-metadata",
+	    "Usage: dump-metadata -f <CONFIG> [-k <KEK> [-u]] [--map [--width <N>]]\n", why);
 }
 
 static bool parse_width(const char *text, uint32_t *out)

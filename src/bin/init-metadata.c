@@ -18,7 +18,6 @@
 #include "crypto/crypto.h"
 #include "meta/meta.h"
 
-#define EXIT_USAGE  2
 #define ERROR_MAX   (META_ERROR_MAX + 4096) /* room for paths */
 #define IMAGE_DEPTH 64			    /* the reference's raw-image ring size */
 #define OPT_FORCE   256
@@ -66,12 +65,9 @@ static void print_help(FILE *out)
 
 static int usage_error(const char *why)
 {
-	if (why)
-		fprintf(stderr, "init-metadata: %s\n", why);
-	fprintf(stderr,
-		"Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n"
-		"Try 'init-metadata --help' for more information.\n");
-	return EXIT_USAGE;
+	return tool_usage_error(
+	    "init-metadata",
+	    "Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n", why);
 }
 
 /* The reference takes any u8 here; the 6..16 rule is checked after the config

@@ -12,7 +12,6 @@
 #include "daemon.h"
 #include "ublk/ublk.h"
 
-#define EXIT_USAGE	   2
 #define OPT_DEVICE_SYMLINK 256 /* long option only, as in ubiblk 0.4 */
 
 struct cli_args {
@@ -61,10 +60,7 @@ static void print_help(FILE *out)
 
 static int usage_error(const char *why)
 {
-	if (why)
-		fprintf(stderr, "ublk-backend: %s\n", why);
-	fprintf(stderr, "%sTry 'ublk-backend --help' for more information.\n", usage_line);
-	return EXIT_USAGE;
+	return tool_usage_error("ublk-backend", usage_line, why);
 }
 
 /* Returns -1 to go on, or the exit status. */

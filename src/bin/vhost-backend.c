@@ -13,8 +13,6 @@
 #include "config/config.h"
 #include "vhost/vhost.h"
 
-#define EXIT_USAGE 2
-
 struct cli_args {
 	struct common_args common;
 };
@@ -52,11 +50,8 @@ static void print_help(FILE *out)
 
 static int usage_error(const char *why)
 {
-	if (why)
-		fprintf(stderr, "vhost-backend: %s\n", why);
-	fprintf(stderr, "Usage: vhost-backend -f <CONFIG> [-k <KEK> [-u]]\n"
-			"Try 'vhost-backend --help' for more information.\n");
-	return EXIT_USAGE;
+	return tool_usage_error("vhost-backend",
+				"Usage: vhost-backend -f <CONFIG> [-k <KEK> [-u]]\n", why);
 }
 
 /* Returns -1 to go on, or the exit status. */

@@ -81,7 +81,6 @@ enum ublk_queue_phase {
 struct ublk_queue_thread {
 	struct ublk_queue_config cfg;
 	pthread_t thread;
-	bool started;
 	pid_t tid;		     /* for sched_setaffinity; set before the phase changes */
 	enum ublk_queue_phase phase; /* under the shared lock */
 	int exit_result;	     /* 0 after the kernel ended the queue, else -errno */

@@ -35,7 +35,6 @@ enum cqe_kind { CQE_IO_COMMAND = 1, CQE_DEVICE_WAKE = 2, CQE_QUIT = 3 };
 #define COMPLETIONS_PER_POLL 64
 
 struct queue {
-	struct ublk_queue_thread *qt;
 	const struct ublk_queue_config *cfg;
 	struct io_uring ring;
 	bool ring_ready;
@@ -463,7 +462,7 @@ void *ublk_queue_thread_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	qt->tid = gettid();
 
-	struct queue q = {.qt = qt, .cfg = &qt->cfg, .completion_fd = -1};
+	struct queue q = {.cfg = &qt->cfg, .completion_fd = -1};
 	int rc = set_up(&q);
 	if (rc < 0) {
 		qt->exit_result = rc;

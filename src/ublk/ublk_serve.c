@@ -180,7 +180,6 @@ static int start_queues(struct device *d)
 			log_error("ublk queue %u: cannot start its thread: %s", i, strerror(rc));
 			return -rc;
 		}
-		qt->started = true;
 		d->queue_count++;
 	}
 	/* START_DEV waits for every tag of every queue to be fetched: only

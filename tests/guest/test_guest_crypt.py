@@ -280,21 +280,6 @@ GUEST_CHECKS = (["devices", "plain-write", "plain-read-direct", "plain-read-cach
                  ("image-sha256", "image-cmp", "write", "readback", "after-write-sha256")])
 
 
-def stripes_text(stripes):
-    """{1, 2, 3, 7} -> '1-3, 7' (dump-metadata's notation)."""
-    out, run = [], []
-    for s in sorted(stripes):
-        if run and s == run[-1] + 1:
-            run.append(s)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [s]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ", ".join(out) or "none"
-
-
 def xts_decrypt(keys, data, first_sector):
     """AES-256-XTS decryption as ubiblk 0.4 stores sectors (docs/encryption.md):
     one data unit per 512-byte sector, key1 || key2, tweak = 8 zero bytes
@@ -666,23 +651,23 @@ def make_tests(s):
                 ran("dump-metadata")
             fetched, written = meta.get("fetched", set()), meta.get("written", set())
             source = meta.get("has-source", set())
-            print(f"     {d.name}: dump-metadata: fetched {stripes_text(fetched)}; written "
-                  f"{stripes_text(written)}; has-source {stripes_text(source)}", flush=True)
+            print(f"     {d.name}: dump-metadata: fetched {harness.stripes_text(fetched)}; written "
+                  f"{harness.stripes_text(written)}; has-source {harness.stripes_text(source)}", flush=True)
             bad = []
             all_source = set(range(d.source_stripes))
             if d.fields.get("autofetch"):
                 if fetched != all_source:
-                    bad.append(f"fetched {stripes_text(fetched)}, want {stripes_text(all_source)}")
+                    bad.append(f"fetched {harness.stripes_text(fetched)}, want {harness.stripes_text(all_source)}")
             else:
                 # Reads inside one stripe with copy_on_read false fetch
                 # nothing; the writes fetched their stripes.
                 if not d.written <= fetched or fetched - d.written:
-                    bad.append(f"fetched {stripes_text(fetched)}, want the written stripes "
-                               f"{stripes_text(d.written)}")
+                    bad.append(f"fetched {harness.stripes_text(fetched)}, want the written stripes "
+                               f"{harness.stripes_text(d.written)}")
             if written != d.written:
-                bad.append(f"written {stripes_text(written)}, want {stripes_text(d.written)}")
+                bad.append(f"written {harness.stripes_text(written)}, want {harness.stripes_text(d.written)}")
             if source != all_source:
-                bad.append(f"has-source {stripes_text(source)}, want {stripes_text(all_source)}")
+                bad.append(f"has-source {harness.stripes_text(source)}, want {harness.stripes_text(all_source)}")
             if bad:
                 raise AssertionError("; ".join(bad))
         test.__name__ = f"{d.name}_dump_metadata_reads_it"

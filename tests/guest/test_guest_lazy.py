@@ -195,21 +195,6 @@ GUEST2_CHECKS = ["device", "written-sha256", "image-before-write", "image-after-
                  "zeroes-past-image", "disk-sha256"]
 
 
-def stripes_text(stripes):
-    """{1, 2, 3, 7} -> '1-3, 7' (dump-metadata's notation)."""
-    out, run = [], []
-    for s in sorted(stripes):
-        if run and s == run[-1] + 1:
-            run.append(s)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [s]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ", ".join(out) or "none"
-
-
 class StatusMonitor:
     """Samples the RPC status in a thread: [(seconds since start, fetched)]."""
 
@@ -374,7 +359,7 @@ class Session:
             bad = sorted({i // STRIPE for i in range(0, len(data), 4096)
                           if data[i:i + 4096] != expected[i:i + 4096]})
             self.disk_mismatch = (f"stripes differing from image + pattern + zeroes: "
-                                  f"{stripes_text(bad)}")
+                                  f"{harness.stripes_text(bad)}")
 
 
 def make_tests(s):
@@ -449,22 +434,22 @@ def make_tests(s):
         if s.meta1 is None:
             ran("dump-metadata after boot 1")
         fetched, written = s.meta1.get("fetched", set()), s.meta1.get("written", set())
-        info = (f"fetched {stripes_text(fetched)}; written {stripes_text(written)}; "
+        info = (f"fetched {harness.stripes_text(fetched)}; written {harness.stripes_text(written)}; "
                 f"RPC status before the stop: {s.status1}")
         print(f"     after boot 1 (copy_on_read false): {info}", flush=True)
         if written != WRITTEN:
-            raise AssertionError(f"written stripes {stripes_text(written)}, "
-                                 f"want {stripes_text(WRITTEN)}")
+            raise AssertionError(f"written stripes {harness.stripes_text(written)}, "
+                                 f"want {harness.stripes_text(WRITTEN)}")
         if not WRITTEN <= fetched:
-            raise AssertionError(f"written but not fetched: {stripes_text(WRITTEN - fetched)}")
+            raise AssertionError(f"written but not fetched: {harness.stripes_text(WRITTEN - fetched)}")
         # copy_on_read false and only stripe-contained O_DIRECT reads: nothing
         # else is fetched but the stripe the read crossing the image end hit;
         # so the written stripes were fetched by the writes themselves.
         extra = fetched - WRITTEN - {SOURCE_STRIPES - 1}
         if extra:
-            raise AssertionError(f"reads fetched {stripes_text(extra)} with copy_on_read false")
+            raise AssertionError(f"reads fetched {harness.stripes_text(extra)} with copy_on_read false")
         if s.meta1.get("has-source") != set(range(SOURCE_STRIPES)):
-            raise AssertionError(f"has-source {stripes_text(s.meta1.get('has-source', ()))}")
+            raise AssertionError(f"has-source {harness.stripes_text(s.meta1.get('has-source', ()))}")
 
     def restarted_backend_autofetches_to_source():
         if s.monitor is None:
@@ -495,10 +480,10 @@ def make_tests(s):
             ran("dump-metadata at the end")
         fetched, written = s.meta2.get("fetched", set()), s.meta2.get("written", set())
         if fetched != set(range(SOURCE_STRIPES)):
-            raise AssertionError(f"fetched {stripes_text(fetched)}, "
+            raise AssertionError(f"fetched {harness.stripes_text(fetched)}, "
                                  f"want 0-{SOURCE_STRIPES - 1}")
         if written != WRITTEN:
-            raise AssertionError(f"written {stripes_text(written)}, want {stripes_text(WRITTEN)}")
+            raise AssertionError(f"written {harness.stripes_text(written)}, want {harness.stripes_text(WRITTEN)}")
 
     def host_disk_file_is_image_plus_write():
         if s.disk_mismatch is None:

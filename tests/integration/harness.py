@@ -304,6 +304,22 @@ def dump_metadata(config, *extra):
     return proc.stdout.decode()
 
 
+def stripes_text(stripes):
+    """{1, 2, 3, 7} -> '1-3, 7' (dump-metadata's notation; parse_stripe_list
+    reads it back)."""
+    out, run = [], []
+    for s in sorted(stripes):
+        if run and s == run[-1] + 1:
+            run.append(s)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [s]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out) or "none"
+
+
 def parse_stripe_list(text):
     """'0-3, 7, 9' -> {0, 1, 2, 3, 7, 9}"""
     result = set()
