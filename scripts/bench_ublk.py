@@ -139,13 +139,14 @@ def measurements(reps):
 
 def run(args):
     kernel, initrd = run_guest.prepare()
-    ublk = harness.binary("ublk-backend")
     scratch, tmp = run_guest.scratch_dir("ubiblk-ublk-bench-", harness.BUILD_DIR)
     try:
+        ublk, = run_guest.guest_visible([harness.binary("ublk-backend")],
+                                        os.path.join(tmp, "bin"))
         drive = harness.make_disk(os.path.join(tmp, "scratch.img"),
                                   (args.size_mib + 1024) * MiB)
         body = run_guest.substitute(GUEST_SCRIPT, {
-            "UBLK": os.path.realpath(ublk), "SIZE_MIB": args.size_mib,
+            "UBLK": ublk, "SIZE_MIB": args.size_mib,
             "RUNTIME": args.runtime, "MEASUREMENTS": measurements(args.reps)})
         timeout = 300 + args.reps * len(CASES) * len(PEERS) * (args.runtime + 30)
         t = time.monotonic()

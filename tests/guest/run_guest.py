@@ -28,6 +28,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,20 @@ def scratch_dir(prefix, build_dir, keep=False):
         return None, tempfile.mkdtemp(prefix=prefix, dir=base)
     handle = tempfile.TemporaryDirectory(prefix=prefix, dir=base)
     return handle, handle.name
+
+def guest_visible(paths, folder):
+    """Copies of host files the guest must run (binaries, scripts): a
+    checkout under /tmp or /run is hidden from the guest by its own tmpfs,
+    so they are copied into `folder` (from scratch_dir, which the guest
+    sees), modes kept. Returns the copies' paths, in order."""
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for path in paths:
+        copy = os.path.join(folder, os.path.basename(path))
+        shutil.copy2(path, copy)
+        out.append(copy)
+    return out
+
 
 # Shell helpers prepended to every guest script. Output of a check goes to the
 # console between its BEGIN and PASS/FAIL markers (run_guest keeps it as the

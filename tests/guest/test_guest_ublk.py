@@ -964,14 +964,16 @@ class Session:
 
     def _scenario(self, tmp, kernel, initrd, timeout):
         t = time.monotonic()
-        bin_dir = os.path.realpath(os.path.dirname(harness.binary("ublk-backend")))
-        for name in ("init-metadata", "dump-metadata"):
-            harness.binary(name)
-        if any(bin_dir == d or bin_dir.startswith(d + "/") for d in run_guest.GUEST_HIDDEN_DIRS):
-            raise RuntimeError(f"{bin_dir} is hidden in the guest by its own tmpfs; "
-                               "build outside /tmp and /run")
+        build_bin = os.path.dirname(harness.binary("ublk-backend"))
+        tools = [harness.binary(name) for name in ("ublk-backend", "init-metadata",
+                                                   "dump-metadata")]
+        self.with_xts = os.path.exists(os.path.join(build_bin, "xts"))
+        if self.with_xts:
+            tools.append(os.path.join(build_bin, "xts"))
+        bin_dir = os.path.join(tmp, "bin")
+        run_guest.guest_visible(tools, bin_dir)
+        ublk_ctl, = run_guest.guest_visible([os.path.join(HERE, "ublk_ctl.py")], bin_dir)
         xts = os.path.join(bin_dir, "xts")
-        self.with_xts = os.path.exists(xts)
         scratch_drive = harness.make_disk(os.path.join(tmp, "scratch.img"), SCRATCH_BYTES)
         image = harness.random_file(os.path.join(tmp, "image.raw"), IMAGE_BYTES, seed=5309)
         with open(image, "rb") as f:
@@ -986,7 +988,7 @@ class Session:
         body = run_guest.substitute(GUEST_SCRIPT.replace("@XTS_CHECK@", XTS_CHECK if
                                                          self.with_xts else ""), {
             "BIN": bin_dir, "XTS": xts, "CFG": cfg_dir, "VERSION": "0.4.0",
-            "UBLK_CTL": os.path.join(HERE, "ublk_ctl.py"),
+            "UBLK_CTL": ublk_ctl,
             "START_TIMEOUT": START_TIMEOUT, "STOP_TIMEOUT": STOP_TIMEOUT,
             "READ_TIMEOUT": READ_TIMEOUT, "HYDRATE_TIMEOUT": HYDRATE_TIMEOUT,
             "PLAIN_BYTES": PLAIN_BYTES, "FIO_JOB_MIB": FIO_JOB_MIB,
