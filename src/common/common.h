@@ -34,6 +34,34 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 			log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
 	} while (0)
 
+/* ---- errors ----
+ * The one error convention of the project. A function that can fail returns
+ * 0 or a negative errno. When a person may need to know why, it also takes
+ * `struct error *err` as its last parameter (NULL allowed: the caller does not
+ * care) and fills it with one line that names what failed and why, without a
+ * trailing period or newline. Callers add context with error_prefix() on the
+ * way up; the caller that can show it to a person (a tool's main, a daemon's
+ * start-up, an RPC reply) prints err->text once. Nothing logs and returns the
+ * same failure: one or the other. */
+#define ERROR_TEXT_MAX 512
+
+struct error {
+	char text[ERROR_TEXT_MAX];
+};
+
+/* Formats the message into err (truncating; NULL err is fine) and returns
+ * `code`, so a failure reads `return error_set(err, -EINVAL, "...", ...)`. */
+int error_set(struct error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Replaces the text with "<prefix><text>": context from the caller. A cut
+ * keeps the start of the line, which names the thing. Call error_default()
+ * first where the callee may have left the text empty. */
+void error_prefix(struct error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After a failure that may not have explained itself (an allocation's
+ * -ENOMEM): an empty text becomes strerror(-code). Nothing when code is 0. */
+void error_default(struct error *err, int code);
+void error_clear(struct error *err);
+
 /* ---- buffers ----
  * Zero-filled memory aligned to `alignment` (a power of two); NULL on failure.
  * Free with buffer_free(). */
