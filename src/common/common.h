@@ -3,6 +3,7 @@
 #ifndef UBIBLK_COMMON_H
 #define UBIBLK_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -85,6 +86,14 @@ static inline bool is_power_of_two(uint64_t v)
  * keys calls this first (PR_SET_DUMPABLE 0, RLIMIT_CORE 0; failures are
  * warned, not fatal). */
 void forbid_core_dumps(void);
+
+/* ---- threads ----
+ * The one way to start a thread: every signal is blocked in the new thread
+ * (set before it runs, so no signal can land in it in between), so SIGINT,
+ * SIGTERM and friends always reach the main thread, which owns shutdown.
+ * `name` (at most 15 characters, shown by ps/top) may be NULL. Returns 0 or
+ * a negative errno. */
+int thread_start(pthread_t *thread, const char *name, void *(*main)(void *), void *arg);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
