@@ -1,4 +1,4 @@
-/* The back-end environment shared by vhost-backend (and later ublk-backend):
+/* The back-end environment shared by vhost-backend and ublk-backend:
  * from a loaded device config, build the device stack the front end serves
  *
  *   front end -> lazy (when metadata_path is set) -> crypt (when
@@ -6,8 +6,8 @@
  *
  * plus the shared stripe state, the background fetch worker, one I/O tracker
  * per queue and the RPC server. Everything that can fail does so here, at
- * start-up, with one line explaining why (ubiblk 0.4 only logged a failing
- * fetch worker and served I/O that then failed). */
+ * start-up, with one line explaining why: a fetch worker that cannot start
+ * stops the back end rather than leave it serving I/O that would fail. */
 #ifndef UBIBLK_BACKEND_H
 #define UBIBLK_BACKEND_H
 

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The raw image's read path and the fetch worker's source read a plaintext
- * file; this depth matches ubiblk 0.4's raw-image device. */
+/* Depth of the raw image device the fetch worker's source reads: the worker
+ * has at most 16 stripes in flight, so 64 is ample. (The lazy device's
+ * direct reads of the image, with copy_on_read false, open their own device
+ * at queue_size.) */
 #define IMAGE_QUEUE_DEPTH 64u
 
 enum bdev_engine backend_engine(enum io_engine engine)
@@ -172,8 +174,9 @@ static int open_trackers(const struct device_config *cfg, struct backend_env *en
 	if (!env->trackers)
 		return -ENOMEM;
 	env->num_queues = cfg->num_queues;
-	/* A few spare slots: requests beyond the ring size (edk2's oversized
-	 * I/O gets extra slots in ubiblk 0.4) are still shown. */
+	/* Eight slots more than a ring has: vhost slots and ublk tags stay below
+	 * queue_size, so this is a margin; a slot beyond the tracker would only
+	 * be counted, not shown in `queues`. */
 	for (uint32_t i = 0; i < cfg->num_queues; i++) {
 		env->trackers[i] = io_tracker_create(cfg->queue_size + 8);
 		if (!env->trackers[i])

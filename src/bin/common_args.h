@@ -1,12 +1,13 @@
-/* The options every tool of ubiblk 0.4 shares ("CommonArgs"): -f/--config,
- * -k/--kek, -u/--unlink-kek, and the loading they imply. Each tool keeps its
- * own getopt loop (its options differ) and hands these three over. */
+/* The options the device tools share: -f/--config, -k/--kek,
+ * -u/--unlink-kek, and the loading they imply. Each tool keeps its own
+ * getopt loop (its options differ) and hands these three over. */
 #ifndef UBIBLK_BIN_COMMON_ARGS_H
 #define UBIBLK_BIN_COMMON_ARGS_H
 
 #include <stdbool.h>
 
-/* The exit status of a bad command line (clap's convention in ubiblk 0.4). */
+/* The exit status of a bad command line; every other failure exits 1, as
+ * scripts written for ubiblk's tools expect. */
 #define EXIT_USAGE 2
 
 #include "config/config.h"

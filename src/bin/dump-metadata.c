@@ -1,7 +1,7 @@
-/* dump-metadata: prints the metadata file of a device config exactly as
- * ubiblk 0.4 does (seven lines), and with --map a picture of the disk showing
- * what has been fetched and written. Read-only: it never changes a file and
- * never contacts a remote source. See docs/metadata.md. */
+/* dump-metadata: prints the metadata file of a device config in the seven
+ * lines scripts reading ubiblk's dumps expect, and with --map a picture of
+ * the disk showing what has been fetched and written. Read-only: it never
+ * changes a file and never contacts a remote source. See docs/metadata.md. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@
 
 #define ERROR_MAX   512
 #define SOURCE_MAX  4096
-#define IMAGE_DEPTH 64 /* the reference checks the image as an io_uring device */
+#define IMAGE_DEPTH 64 /* the image is opened as the backend opens it, io_uring */
 #define META_DEPTH  4
 #define OPT_MAP	    256
 #define OPT_WIDTH   257
@@ -151,7 +151,8 @@ static const char *or_none(const char *s)
 	return s ? s : "None";
 }
 
-/* The reference's source line; a remote or archive source is not contacted. */
+/* The dump's "source" line: the raw image's path and size, or the remote or
+ * archive settings from the config (such a source is not contacted). */
 static int describe_source(const struct stripe_source_config *src, char *out, size_t len)
 {
 	const struct archive_source_config *a = &src->archive;
@@ -210,7 +211,8 @@ static int load_metadata(const struct device_config *cfg, struct metadata *m)
 	struct bdev *file = open_read_only(cfg->metadata_path, engine, META_DEPTH, "metadata file");
 	if (!file)
 		return -1;
-	/* Encrypted with the disk's keys (storage.md §2.4). */
+	/* The metadata file of an encrypted disk is encrypted with the disk's
+	 * keys, every sector tweaked with its own sector number. */
 	struct bdev *dev = file;
 	if (cfg->has_encryption_key) {
 		char why[CRYPTO_ERROR_MAX] = "";

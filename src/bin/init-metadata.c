@@ -1,9 +1,9 @@
 /* init-metadata: writes a fresh metadata file (format 1.0) for the disk and
  * stripe source of a device config, so vhost-backend can fetch the disk
- * lazily. Beyond ubiblk 0.4 it creates the file when missing, extends it when
- * too small, and refuses to reset a file that is already in use unless
- * --force is given (the reference silently threw away every FETCHED and
- * WRITTEN flag). See docs/metadata.md. */
+ * lazily. It creates the file when missing, extends it when too small, and
+ * refuses to reset a file that is already in use unless --force is given:
+ * a reset throws away every FETCHED and WRITTEN flag, and a disk whose
+ * stripes were written would then be fetched over. See docs/metadata.md. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -19,7 +19,7 @@
 #include "meta/meta.h"
 
 #define ERROR_MAX   (META_ERROR_MAX + 4096) /* room for paths */
-#define IMAGE_DEPTH 64			    /* the reference's raw-image ring size */
+#define IMAGE_DEPTH 64			    /* as the backend's image device */
 #define OPT_FORCE   256
 
 struct cli_args {
@@ -70,8 +70,8 @@ static int usage_error(const char *why)
 	    "Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n", why);
 }
 
-/* The reference takes any u8 here; the 6..16 rule is checked after the config
- * is loaded and is an ordinary error (exit 1). */
+/* Any u8 parses here (anything else is a usage error, exit 2); the 6..16 rule
+ * is checked after the config is loaded and is an ordinary error (exit 1). */
 static bool parse_u8(const char *text, unsigned *out)
 {
 	if (!text[0] || text[0] == '-' || strlen(text) > 3)
@@ -136,8 +136,9 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	return -1;
 }
 
-/* Checks in the reference's order; features whose layer has not landed are
- * refused rather than producing metadata the backend cannot use. */
+/* Checks in a fixed order, so a config with several problems always reports
+ * the same one. Remote and archive sources are not implemented yet: refused
+ * rather than producing metadata the backend cannot use. */
 static int check_config(const struct cli_args *args, const struct device_config *cfg)
 {
 	if (args->shift < META_MIN_SHIFT || args->shift > META_MAX_INIT_SHIFT) {
@@ -157,8 +158,8 @@ static int check_config(const struct cli_args *args, const struct device_config 
 	return 0;
 }
 
-/* meta_init_options.wrap: the metadata file is encrypted with the disk's
- * keys (storage.md §2.4). */
+/* meta_init_options.wrap: the metadata file of an encrypted disk is
+ * encrypted with the disk's keys. */
 static int wrap_crypt(void *ctx, struct bdev *file, struct bdev **out, char *err, size_t err_len)
 {
 	const struct device_config *cfg = ctx;

@@ -12,7 +12,7 @@
 #include "daemon.h"
 #include "ublk/ublk.h"
 
-#define OPT_DEVICE_SYMLINK 256 /* long option only, as in ubiblk 0.4 */
+#define OPT_DEVICE_SYMLINK 256 /* --device-symlink has no short form */
 
 struct cli_args {
 	struct common_args common;

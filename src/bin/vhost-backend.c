@@ -1,7 +1,9 @@
 /* vhost-backend: serves a disk file to a VMM (QEMU, cloud-hypervisor) as a
- * vhost-user-blk device. Start-up order follows ubiblk 0.4: arguments, KEK,
- * config, then the device and the socket. SIGINT/SIGTERM finish in-flight
- * requests, remove the socket and exit 0. */
+ * vhost-user-blk device. Start-up order: arguments, KEK, config, then the
+ * device and the socket, so --unlink-kek has removed the KEK before a config
+ * error can stop start-up, and nothing is created before the config is
+ * known to be good. SIGINT/SIGTERM finish in-flight requests, remove the
+ * socket and exit 0. */
 #include <getopt.h>
 #include <stdio.h>
 

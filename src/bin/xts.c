@@ -1,9 +1,8 @@
 /* xts: encrypts or decrypts sectors of a disk image with the AES-XTS keys of
- * a device config, exactly as vhost-backend stores them (ubiblk 0.4's `xts`
- * tool, spec crypto-config-cli.md §5.3). Beyond the reference: progress on a
- * terminal, refusing to write over the input, core dumps off while the keys
- * are in memory, and --wrap to wrap secrets under a KEK. See
- * docs/encryption.md. */
+ * a device config, exactly as vhost-backend stores them, with the command
+ * line of ubiblk's `xts` tool. It also shows progress on a terminal, refuses
+ * to write over its input, keeps core dumps off while the keys are in
+ * memory, and wraps secrets under a KEK (--wrap). See docs/encryption.md. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -234,7 +233,7 @@ static int open_cipher(const struct cli_args *args, struct xts_cipher **cipher)
 	char cipher_err[CRYPTO_ERROR_MAX] = "";
 	struct device_config cfg;
 
-	/* The KEK is never unlinked by xts (the reference has no such option). */
+	/* xts takes no --unlink-kek: it never deletes the KEK file. */
 	if (device_config_load_with_kek(args->config_path, args->kek_path, false, &cfg, err) < 0) {
 		log_error("%s", err);
 		return -1;

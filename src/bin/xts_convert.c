@@ -1,5 +1,6 @@
-/* The sector conversion of the xts tool, with ubiblk 0.4's checks, messages
- * and output layouts (spec crypto-config-cli.md §5.3). Plain pread/pwrite
+/* The sector conversion of the xts tool, with the checks, messages and output
+ * layouts of ubiblk's xts command: decode packs the sectors from offset 0,
+ * encode writes each at its own offset (docs/encryption.md). Plain pread/pwrite
  * rather than a bdev: the tool makes one pass over a file, and buffered I/O
  * asks no alignment of the input or the output. */
 #include "xts.h"
@@ -96,7 +97,8 @@ static int input_bytes(struct conversion *cv, uint64_t *bytes)
 	return fail(cv, "%s is neither a regular file nor a block device", path);
 }
 
-/* ubiblk 0.4's checks, in its order and words. */
+/* The range checks, in a fixed order and with the texts users of the xts
+ * command already know. */
 static int check_range(struct conversion *cv, uint64_t bytes)
 {
 	const struct xts_job *job = cv->job;
@@ -127,9 +129,10 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
-/* Created (0666 & ~umask, as the reference) or truncated only now, after the
- * checks, so a mistyped range leaves an existing output alone. Opened without
- * O_TRUNC first: writing over the input itself is refused, not half done. */
+/* Created (0666 & ~umask, as a shell redirection would) or truncated only
+ * now, after the checks, so a mistyped range leaves an existing output
+ * alone. Opened without O_TRUNC first: writing over the input itself is
+ * refused, not half done. */
 static int open_output(struct conversion *cv)
 {
 	const char *path = cv->job->output;

@@ -1,11 +1,12 @@
 /* xts --wrap: turns plain secrets into what a config holds under a KEK, so an
  * operator can write an encrypted disk's config without a third-party tool
- * (`openssl enc` cannot do GCM). Beyond ubiblk 0.4, which ships no such helper.
+ * (`openssl enc` cannot do GCM).
  *
- * A KEK with an init_vector wraps in the 0.4 format (ciphertext || tag under
- * that fixed nonce): readable by ubiblk 0.4, but every secret shares the
- * nonce. A KEK without one gets a fresh random nonce per secret (nonce ||
- * ciphertext || tag, the later upstream form), which config_secrets accepts. */
+ * A KEK with an init_vector wraps in the fixed-nonce form (ciphertext || tag
+ * under that nonce): the form every reader of this config format accepts,
+ * but every secret shares the nonce. A KEK without one gets a fresh random
+ * nonce per secret (nonce || ciphertext || tag), which config_secrets
+ * accepts and older readers do not. */
 #include "xts.h"
 
 #include <errno.h>

@@ -1,5 +1,8 @@
-/* RFC 4648 base64, standard alphabet, with the two strictness levels of spec
- * crypto-config-cli.md §3.1. Messages follow the reference's decoder. */
+/* RFC 4648 base64, standard alphabet, at two strictness levels: config
+ * secrets need canonical padding (length a multiple of 4), KEK fields accept
+ * padded, unpadded and partly padded text; both refuse whitespace and
+ * non-zero unused trailing bits. The messages ("Invalid symbol 37, offset
+ * 0.") are the ones users of this config format already see. */
 #include "config/config.h"
 
 #include "common/common.h"

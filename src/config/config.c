@@ -1,5 +1,5 @@
-/* The device config (spec crypto-config-cli.md §4): defaults, the top-level
- * fields, and the load pipeline read -> parse -> unwrap -> validate. */
+/* The device config: defaults, the top-level fields, and the load pipeline
+ * read -> parse -> unwrap -> validate. */
 #include "config_internal.h"
 
 #include "common/common.h"

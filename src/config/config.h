@@ -1,4 +1,4 @@
-/* Device configuration (YAML, ubiblk 0.4 format) and the key-encryption-key
+/* Device configuration (ubiblk's YAML format) and the key-encryption-key
  * (KEK) file. Every field of the format is parsed and validated at load time;
  * see docs/config.md. Errors are reported as one line naming the field. */
 #ifndef UBIBLK_CONFIG_H
@@ -117,19 +117,20 @@ int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX]);
 int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX]);
 void kek_free(struct kek *kek);
 
-/* Secrets under a KEK (spec crypto-config-cli.md §2.3/§2.4). method none returns
- * a copy; aes256-gcm decrypts ct||tag with the KEK's fixed nonce, or, when the
- * KEK has no init_vector or that fails, nonce||ct||tag (later upstream form).
- * err gets the reference text, e.g. "Key is required". out must be freed with
+/* Secrets under a KEK. method none returns a copy; aes256-gcm decrypts
+ * ct||tag with the KEK's fixed nonce, or, when the KEK has no init_vector or
+ * that fails, nonce||ct||tag (a fresh nonce per secret). err gets the
+ * format's text, e.g. "Key is required". out must be freed with
  * bytes_free(). */
 int kek_unwrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
 	       char err[CONFIG_ERROR_MAX]);
-/* The inverse in the 0.4 format (ct||tag under the KEK's init_vector), as the
- * archive tool stores per-archive keys; method none returns a copy. */
+/* The inverse in the fixed-nonce form (ct||tag under the KEK's init_vector),
+ * the form the archive format stores per-archive keys in; method none
+ * returns a copy. */
 int kek_wrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
 	     char err[CONFIG_ERROR_MAX]);
 
-/* Standalone configs of the remote and archive tools (spec §4.5). */
+/* Standalone configs of the remote and archive tools. */
 /* Listen/server config: top-level address, psk_identity, psk_secret. */
 int remote_config_load(const char *path, const struct kek *kek, struct remote_source_config *out,
 		       char err[CONFIG_ERROR_MAX]);

@@ -1,6 +1,6 @@
-/* The load order every tool shares (ubiblk 0.4's CommonArgs): the KEK file
- * first (and unlinked at once when asked, before anything else can fail),
- * then the device config, unwrapped with it. */
+/* The load order every tool shares: the KEK file first (and unlinked at once
+ * when asked, before anything else can fail, so a config mistake never
+ * leaves the KEK behind), then the device config, unwrapped with it. */
 #include "config/config.h"
 
 #include <errno.h>

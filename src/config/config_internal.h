@@ -1,6 +1,6 @@
 /* Pieces of the config layer shared between its files (internal to
  * src/config). The load pipeline is: read file -> YAML tree -> structs with
- * secrets still wrapped -> unwrap with the KEK -> validate (spec §4.3). */
+ * secrets still wrapped -> unwrap with the KEK -> validate. */
 #ifndef UBIBLK_CONFIG_INTERNAL_H
 #define UBIBLK_CONFIG_INTERNAL_H
 
@@ -40,8 +40,8 @@ void remote_source_free(struct remote_source_config *remote);
 void archive_source_free(struct archive_source_config *archive);
 void stripe_source_free(struct stripe_source_config *source);
 
-/* Unwrapping of every secret in a source, in the reference's order. prefix
- * names the map in messages ("stripe_source." or ""). */
+/* Unwrapping of every secret in a source, in the order config_secrets.c
+ * describes. prefix names the map in messages ("stripe_source." or ""). */
 int remote_source_unwrap(struct remote_source_config *remote, const struct kek *kek,
 			 const char *prefix, char err[CONFIG_ERROR_MAX]);
 int archive_source_unwrap(struct archive_source_config *archive, struct wrapped_credentials *creds,

@@ -1,5 +1,8 @@
 /* Unwrapping every secret of a parsed config with the command-line KEK, in
- * the reference's order (spec crypto-config-cli.md §2.5, §4.3 step 3). */
+ * one fixed order: encryption_key[0], [1], then the source's psk_secret, or
+ * archive_kek.key, .init_vector, .auth_data, credentials.access_key_id,
+ * .secret_access_key. A config with several bad secrets thus always names
+ * the same one first. */
 #include "config_internal.h"
 
 #include "common/common.h"

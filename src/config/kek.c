@@ -1,5 +1,7 @@
-/* The key-encryption-key file (spec crypto-config-cli.md §2.1/§2.2). Values
- * are checked lazily, when a secret is unwrapped (kek_cipher.c). */
+/* The key-encryption-key file: a YAML map of method, key, init_vector and
+ * auth_data, read to EOF so a FIFO or /dev/stdin works. Values are checked
+ * lazily, when a secret is unwrapped (kek_cipher.c), so a KEK without a key
+ * still serves a config without secrets. */
 #include "config_internal.h"
 
 #include "common/common.h"
@@ -81,10 +83,11 @@ int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERR
 	return ret;
 }
 
-/* Beyond ubiblk 0.4: a KEK in a regular file that others may read is no
- * secret. The descriptor already opened is checked, so the file cannot be
- * swapped between check and read. FIFOs, pipes on /dev/stdin and other
- * non-regular files carry the key only once and are accepted. */
+/* A KEK in a regular file that others may read is no secret, so it is
+ * refused (see docs/differences.md). The descriptor already opened is
+ * checked, so the file cannot be swapped between check and read. FIFOs,
+ * pipes on /dev/stdin and other non-regular files carry the key only once
+ * and are accepted. */
 static int kek_check_mode(int fd, const char *path, char err[CONFIG_ERROR_MAX])
 {
 	struct stat st;

@@ -1,5 +1,9 @@
-/* Wrapping and unwrapping secrets with a KEK: AES-256-GCM through OpenSSL EVP
- * (spec crypto-config-cli.md §2.3/§2.4 and the compatible path of §8). */
+/* Wrapping and unwrapping secrets with a KEK: AES-256-GCM through OpenSSL EVP,
+ * with the KEK's auth_data as AAD. Two stored forms: ct||tag under the KEK's
+ * fixed init_vector (the form every existing config uses) and
+ * nonce||ct||tag with a fresh 12-byte nonce per secret, tried when the KEK
+ * has no init_vector or the first form does not authenticate (GCM's tag
+ * makes that second try safe). */
 #include "config/config.h"
 
 #include "common/common.h"
@@ -76,8 +80,10 @@ static int gcm_encrypt(const uint8_t *key, const uint8_t *nonce, const struct by
 	return ok ? 0 : -EIO;
 }
 
-/* Checks 1-5 of §2.3, in the reference's order. Without an init_vector the
- * later upstream form nonce||ct||tag is still possible if long enough. */
+/* The KEK's values, checked in a fixed order with the format's messages, so
+ * a KEK with several problems always reports the same one. Without an
+ * init_vector the fresh-nonce form nonce||ct||tag is still possible if the
+ * secret is long enough. */
 static int check_gcm_kek(const struct kek *kek, bool nonce_form_possible,
 			 char err[CONFIG_ERROR_MAX])
 {

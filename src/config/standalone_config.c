@@ -1,6 +1,6 @@
-/* The standalone configs of the remote and archive tools (spec
- * crypto-config-cli.md §4.5): the same fields as the matching stripe source,
- * at the top level of their own file, with their own message prefixes. */
+/* The standalone configs of the remote and archive tools: the same fields as
+ * the matching stripe source, at the top level of their own file, with their
+ * own message prefixes. */
 #include "config_internal.h"
 
 #include "common/common.h"

@@ -1,6 +1,6 @@
-/* The `stripe_source` variants raw / remote / archive (spec
- * crypto-config-cli.md §4.2). Secrets stay KEK-wrapped here; see
- * config_secrets.c. */
+/* The `stripe_source` variants raw / remote / archive, a map tagged by its
+ * `source` key (archive has a second tag, `type`). Secrets stay KEK-wrapped
+ * here; see config_secrets.c. */
 #include "config_internal.h"
 
 #include "common/common.h"

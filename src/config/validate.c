@@ -1,7 +1,8 @@
-/* Every load-time check of a device config, in one place. The reference's
- * rules #1-#5 (spec crypto-config-cli.md §4.4) come first with their exact
- * texts; then the ranges the reference left unchecked (frontends.md §1.6,
- * spec §8), so a bad value is one line at startup, not a misbehaving queue. */
+/* Every load-time check of a device config, in one place. The five stripe
+ * source rules come first, in a fixed order and with the exact texts that
+ * operators and scripts of this config format know; then the ranges of the
+ * tuning fields, so a bad value is one line at startup, not a misbehaving
+ * queue or a huge allocation (see docs/differences.md). */
 #include "config_internal.h"
 
 #include "common/common.h"
@@ -56,7 +57,8 @@ int remote_source_validate(const struct remote_source_config *remote, const char
 		    "%spsk_identity: Both psk_identity and psk_secret must be specified "
 		    "together.",
 		    prefix);
-	/* The reference found these only when building TLS credentials. */
+	/* Checked here, not when TLS credentials are built at the first
+	 * connection, so a bad PSK stops start-up with one line. */
 	if (remote->psk_identity && remote->psk_identity[0] == '\0')
 		return config_error(err, "%spsk_identity: PSK identity must not be empty", prefix);
 	if (remote->psk_secret.present && remote->psk_secret.len < PSK_SECRET_MIN)
@@ -83,7 +85,8 @@ int archive_source_validate(const struct archive_source_config *archive, const c
 	return check_range(field, archive->connections, 1, S3_CONNECTIONS_MAX, err);
 }
 
-/* Rules #1-#5, in the reference's order and with its messages. */
+/* The five stripe source rules. Their order decides which one a config that
+ * breaks several reports, and their texts are the format's: keep both. */
 static int check_source_rules(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
 {
 	enum stripe_source_kind kind = cfg->source.kind;

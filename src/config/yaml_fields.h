@@ -1,6 +1,6 @@
-/* Typed reading of YAML mapping fields with the serde_yaml 0.9 rules the
- * reference configs were written against (spec crypto-config-cli.md §3.2).
- * Internal to src/config.
+/* Typed reading of YAML mapping fields with serde_yaml 0.9's typing rules,
+ * which existing configs of this format were written against (booleans,
+ * integers and nulls as docs/config.md lists them). Internal to src/config.
  *
  * Every reader returns 0 when the field is absent (output untouched) or was
  * read, and a negative errno with one line in err otherwise, of the form

@@ -1,5 +1,7 @@
-/* Classification of plain YAML scalars, matching serde_yaml 0.9 as described
- * in spec crypto-config-cli.md §3.2 (which also admits True/TRUE/Null/NULL). */
+/* Classification of plain YAML scalars, matching serde_yaml 0.9, which
+ * existing configs of this format were written for: true/True/TRUE,
+ * false/False/FALSE, null/Null/NULL/~ or nothing, integers in decimal, 0x,
+ * 0o and 0b. */
 #include "yaml_fields.h"
 
 #include "common/common.h"

@@ -1,4 +1,4 @@
-/* AES-256-XTS at rest, byte-compatible with ubiblk 0.4 (docs/encryption.md):
+/* AES-256-XTS at rest, in ubiblk's on-disk format (docs/encryption.md):
  * every 512-byte sector is its own XTS data unit; the 64-byte XTS key is
  * key1 (data) || key2 (tweak); the initial tweak is 8 zero bytes followed by
  * the sector number as u64 little-endian (bytes 8..15). Implemented over

@@ -32,7 +32,7 @@
 #include "meta/meta.h"
 
 struct lazy_options {
-	/* The disk (later crypt-wrapped). The lazy device has its size,
+	/* The disk (crypt-wrapped when encrypted). The lazy device has its size,
 	 * read-only flag, alignment and queue depth. */
 	struct bdev *base;
 	/* The raw image (plaintext) to serve single-stripe reads of unfetched

@@ -1,7 +1,7 @@
-/* Where each request of a lazy channel goes (storage.md §5.2–5.6): straight
- * to the disk when its stripes are there, to the raw image for a one-stripe
- * read of an unfetched stripe, to the channel's FIFO (after asking the worker
- * for the stripes) when it must wait, or back to the caller with -EIO. */
+/* Where each request of a lazy channel goes: straight to the disk when its
+ * stripes are there, to the raw image for a one-stripe read of an unfetched
+ * stripe, to the channel's FIFO (after asking the worker for the stripes)
+ * when it must wait, or back to the caller with -EIO. */
 #include "lazy/lazy_internal.h"
 
 #include "common/common.h"
@@ -277,7 +277,8 @@ void lazy_add_fallocate(void *lch, bool punch_hole, uint64_t sector, uint64_t co
 }
 
 /* Does not wait for queued writes: they have not completed, so a flush need
- * not cover them (virtio's rule, and the reference's). */
+ * not cover them (virtio's rule: a flush covers the writes completed before
+ * it was submitted). */
 void lazy_add_flush(void *lch, uint64_t id)
 {
 	struct lazy_channel *ch = lch;
@@ -315,7 +316,7 @@ void lazy_process_queue(struct lazy_channel *ch)
 	if (issued) {
 		/* What the kernel did not take stays queued in the disk channel,
 		 * which retries it and completes it exactly once: failing the
-		 * requests here would complete them twice (storage.md §9.10). */
+		 * requests here would complete them twice. */
 		int rc = bdev_submit(ch->base);
 		if (rc < 0)
 			log_debug("lazy: disk submit: %s (retried)", strerror(-rc));

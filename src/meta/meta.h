@@ -1,11 +1,12 @@
-/* Metadata file format 1.0 (byte-compatible with ubiblk 0.4) and the shared
+/* ubiblk's metadata file format 1.0 (byte for byte) and the shared
  * in-memory stripe state built from it. See docs/metadata.md.
  *
  * File layout: sector 0 = magic "BDEV_UBI\0", version 1.0 (u16 LE each),
  * stripe_sector_count_shift (u8), zeros; from byte 512 one header byte per
  * stripe (FETCHED 0x01, WRITTEN 0x02, HAS_SOURCE 0x04). Stripe i's header is
  * in file sector 1 + i / 512. Load and save go through a bdev, so the
- * encryption layer can be stacked under them later. */
+ * crypt layer can be stacked under them: an encrypted disk's metadata file
+ * is encrypted with the disk's keys. */
 #ifndef UBIBLK_META_H
 #define UBIBLK_META_H
 

@@ -1,7 +1,7 @@
-/* Writing a fresh metadata file (init-metadata). ubiblk 0.4 required an
- * existing file of the right size and overwrote whatever it held; here the
- * file is created or extended as needed, and a file that is in use (or is
- * the disk itself) is never reset by accident. */
+/* Writing a fresh metadata file (init-metadata). The file is created or
+ * extended as needed, and a file that already holds metadata (or is the
+ * disk itself) is never reset by accident: a reset throws away every
+ * FETCHED and WRITTEN bit, so it needs --force (see docs/differences.md). */
 #include "meta/meta.h"
 
 #include "common/common.h"

@@ -74,7 +74,8 @@ int meta_serialize(const struct metadata *m, uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* "[66, 68, 69, ...]": the reference prints byte arrays this way. */
+/* "[66, 68, 69, ...]": the magic mismatch message of this format has always
+ * shown the bytes this way, and operators' scripts may match it. */
 static void format_bytes(char *out, size_t out_len, const uint8_t *bytes, size_t n)
 {
 	size_t used = 0;
@@ -116,7 +117,8 @@ int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, char er
 			 META_VERSION_MAJOR, META_VERSION_MINOR, major, minor);
 		return -EPROTONOSUPPORT;
 	}
-	/* The reference trusts this byte; a corrupt one gives absurd stripes. */
+	/* A corrupt shift byte would give absurd stripe sizes (64 or more
+	 * even overflows), so only META_MIN_SHIFT..META_MAX_LOAD_SHIFT load. */
 	uint8_t shift = buf[PREFIX_SHIFT_OFFSET];
 	if (!shift_is_valid(shift)) {
 		snprintf(err, META_ERROR_MAX,

@@ -1,6 +1,6 @@
 /* Loading and saving the whole metadata file through a struct bdev, so that
- * the encryption layer can later be stacked under it without touching this
- * code. Each request is waited for with a deadline: a hung device makes the
+ * the crypt layer can be stacked under it without this code knowing. Each
+ * request is waited for with a deadline: a hung device makes the
  * tool or the backend fail with a message instead of hanging. */
 #include "meta/meta.h"
 
@@ -18,7 +18,8 @@
 #define CHANNEL_DEPTH	 2 /* one transfer, one flush */
 #define REQUEST_TRANSFER 0
 #define REQUEST_FLUSH	 1
-/* One request covers the file; the reference counts its sectors in a u32. */
+/* One request covers the file and its sector count is a u32: 2 TiB of
+ * headers, far more than any disk needs. */
 #define MAX_SECTORS UINT32_MAX
 
 /* Sleeps until the channel may have a completion, at most IDLE_WAIT_MS. The

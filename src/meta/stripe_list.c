@@ -1,6 +1,7 @@
-/* dump-metadata's stripe lists, byte for byte as ubiblk 0.4 prints them:
- * ascending runs, "a" / "a, b" / "a-b", joined by ", ". Written straight to
- * the stream so a million-stripe file needs no big string. */
+/* dump-metadata's stripe lists, in the exact text that scripts reading
+ * ubiblk's dumps expect: ascending runs, "a" / "a, b" / "a-b", joined by
+ * ", ". Written straight to the stream so a million-stripe file needs no
+ * big string. */
 #include "meta/meta.h"
 
 static void print_run(FILE *out, uint64_t first, uint64_t last, bool *any)

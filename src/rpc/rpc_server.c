@@ -5,11 +5,12 @@
  * connected, a new connection is accepted and closed at once, so the client
  * sees EOF instead of hanging in the backlog.
  *
- * Start-up differs from ubiblk 0.4 on purpose: only a stale socket is removed
- * from the path (never a regular file or a directory, and never the socket
- * of a server that still answers), and the umask is left alone, because
- * other threads (the fetch worker) already run: the socket gets 0600 before
- * bind() and 0660 by chmod() after it. */
+ * Start-up: only a stale socket is removed from the path (never a regular
+ * file or a directory, so a typo in the config cannot delete a disk image,
+ * and never the socket of a server that still answers), and the umask is
+ * left alone, because other threads (the fetch worker) already run and
+ * would create files under it: the socket gets 0600 before bind() and 0660
+ * by chmod() after it. */
 #include "rpc/rpc_internal.h"
 
 #include <errno.h>

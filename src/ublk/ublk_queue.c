@@ -8,8 +8,9 @@
  * buffer: the kernel copied a write's data there before handing the request
  * over, and copies a read's data out of it when we commit.
  *
- * Every request is committed exactly once, failures with a negative errno
- * (ubiblk 0.4 dropped failed requests and lost their tags for good). */
+ * Every request is committed exactly once, failures with a negative errno:
+ * a request never committed hangs in the kernel and its tag is lost for the
+ * life of the device. */
 #include "ublk/ublk_internal.h"
 
 #include <errno.h>

@@ -6,7 +6,8 @@
  *   from outside, or a queue failed) -> STOP_DEV -> threads end -> DEL_DEV
  *
  * A queue thread that cannot start makes start-up stop there and delete the
- * device (ubiblk 0.4 waited in START_DEV forever). */
+ * device: START_DEV waits until every tag of every queue is fetched, so
+ * without that check a failed queue would leave it waiting forever. */
 #include "ublk/ublk_internal.h"
 
 #include <errno.h>

@@ -108,7 +108,8 @@ int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev,
 		/* With VHOST_USER_F_PROTOCOL_FEATURES a ring starts disabled;
 		 * SET_FEATURES enables every ring when that bit is not acked. */
 		queue_worker_set_enabled(ctl->vrings[i].worker, false);
-		/* Like ubiblk 0.4, a ring is queue_size long until SET_VRING_NUM. */
+		/* A ring is queue_size long until SET_VRING_NUM: a front end
+		 * that never sends it still gets the size the config set. */
 		ret = queue_worker_set_num(ctl->vrings[i].worker, opts->queue_size);
 		if (ret < 0) {
 			log_error("queue_size %u is not usable: %s", opts->queue_size,

@@ -13,8 +13,9 @@
 #include "bdev/bdev.h"
 #include "vhost/vhost_user_wire.h"
 
-/* Virtio feature bits offered by the device (ubiblk 0.4's 0x170001E46 plus
- * DISCARD and WRITE_ZEROES). */
+/* Virtio feature bits offered by the device: SIZE_MAX, SEG_MAX, BLK_SIZE,
+ * FLUSH, TOPOLOGY, CONFIG_WCE, MQ, DISCARD, WRITE_ZEROES, INDIRECT_DESC,
+ * EVENT_IDX, VHOST_USER_F_PROTOCOL_FEATURES and VERSION_1. */
 #define VHOST_BLK_FEATURES	    0x170007E46ull
 #define VHOST_BLK_PROTOCOL_FEATURES 0x8209ull
 

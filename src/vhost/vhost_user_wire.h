@@ -118,7 +118,9 @@ struct vhost_user_config_header {
 	uint32_t flags;
 } __attribute__((packed));
 
-/* virtio-blk config space (virtio 1.2 §5.2.4), 60 bytes as ubiblk fills it. */
+/* virtio-blk config space (virtio 1.2 §5.2.4), the first 60 bytes: up to
+ * write_zeroes_may_unmap, the last field of a feature this device offers.
+ * GET_CONFIG pads a longer read with zeros. */
 struct virtio_blk_config_space {
 	uint64_t capacity;
 	uint32_t size_max;
