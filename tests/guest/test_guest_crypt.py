@@ -67,7 +67,7 @@ MiB = 1 << 20
 SECTOR = 512
 NUM_QUEUES = 2
 QUEUE_SIZE = 128
-TCG_THREAD = "single"   # QEMU 7.2 multi-threaded TCG crashes a few boots (testing-guest.md)
+TCG_THREAD = "single"   # QEMU 7.2 multi-threaded TCG crashes a few boots (docs/testing-guest.md)
 HYDRATE_TIMEOUT = 60
 SHIFT = 9                                   # 256 KiB stripes
 STRIPE = (1 << SHIFT) * SECTOR
@@ -281,7 +281,7 @@ GUEST_CHECKS = (["devices", "plain-write", "plain-read-direct", "plain-read-cach
 
 
 def xts_decrypt(keys, data, first_sector):
-    """AES-256-XTS decryption as ubiblk 0.4 stores sectors (docs/encryption.md):
+    """AES-256-XTS decryption as ubiblk's format stores sectors (docs/encryption.md):
     one data unit per 512-byte sector, key1 || key2, tweak = 8 zero bytes
     then the sector number as u64 little-endian."""
     key = keys[0] + keys[1]

@@ -20,8 +20,9 @@ MiB = 1 << 20
 SECTOR = 512
 STAMP_MAGIC = b"UBIBENCH"  # ubiblk-bench's per-sector stamp (src/bench/block_pattern.h)
 
-# crypto-config-cli.md §1.6 and §2.7: the keys, and the same keys wrapped
-# under the README's KEK.
+# The test keys (key1 = 0123456789abcdef and key2 = fedcba9876543210, each
+# repeated 4 times), and the same keys wrapped under the example KEK of
+# ubiblk's README (fixed-nonce form).
 SPEC_KEY1 = bytes.fromhex("0123456789abcdef" * 4)
 SPEC_KEY2 = bytes.fromhex("fedcba9876543210" * 4)
 KEY1_WRAPPED = "rpltzOClkMIifQ4wCaIU7Wt0yu2qWzzpz8KdPEyzoCNy/VSYqfHH1lClpTAe+cjF"
@@ -181,7 +182,7 @@ def test_lazy_encrypted_disk_from_plain_image():
 
 
 def test_kek_wrapped_keys():
-    """The §2.7 wrapped keys with the README's KEK file are the §1.6 keys:
+    """The wrapped test keys with the README's example KEK are the test keys:
     init-metadata, dump-metadata and vhost-backend with -k, and the files
     decrypt with the unwrapped keys."""
     with harness.scratch_dir() as tmp:

@@ -1,9 +1,9 @@
-"""The KEK file through the real binaries (spec crypto-config-cli.md §2.2,
-§2.3): every loading and unwrapping error of vhost-backend and xts, the
-permission check (beyond the reference: a regular KEK file others may
-access is refused; FIFOs and pipes are fine), and when --unlink-kek deletes
-the file: after a KEK that parsed, whatever fails later; never after a KEK
-that did not. Each failure is one error line and exit 1 (usage: exit 2)."""
+"""The KEK file through the real binaries: every loading and unwrapping
+error of vhost-backend and xts, the permission check (a regular KEK file
+others may access is refused; FIFOs and pipes are fine), and when
+--unlink-kek deletes the file: after a KEK that parsed, whatever fails
+later; never after a KEK that did not. Each failure is one error line and
+exit 1 (usage: exit 2)."""
 
 import os
 import subprocess
@@ -160,14 +160,15 @@ def test_flipped_tag_string_is_valid_base64():
 
 
 def test_good_kek_through_xts():
-    """The §2.7 KEK unwraps the §1.6 keys: sector 1 of 'Hello, world!'
-    encrypts to the spec's digest; the KEK file stays (xts never unlinks)."""
+    """The example KEK of ubiblk's README unwraps the test keys: sector 1 of
+    'Hello, world!' encrypts to the known digest; the KEK file stays (xts
+    never unlinks)."""
     import hashlib
     with harness.scratch_dir() as tmp:
         s = Setup(tmp)
         kek = s.kek()
         status, err = s.run("xts", s.config(), kek)
-        expect(status == 0, f"xts with the §2.7 KEK: {err}")
+        expect(status == 0, f"xts with the example KEK: {err}")
         with open(s.out, "rb") as f:
             data = f.read()
         expect(hashlib.sha256(data[512:1024]).hexdigest() == SECTOR1_SHA256, "wrong keys")

@@ -1,4 +1,4 @@
-"""init-metadata and dump-metadata end to end: the exact dump of ubiblk 0.4,
+"""init-metadata and dump-metadata end to end: the exact seven-line dump,
 the file they write byte for byte, the --force rule, creating and extending
 the file, --map, and every error path (one line, exit 1; usage: exit 2)."""
 

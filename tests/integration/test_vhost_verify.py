@@ -50,8 +50,8 @@ def test_verify_4_queues_sync():
 
 
 def test_verify_requests_beyond_advertised_segment_limits():
-    # The reference e2e test: 64 KiB requests against seg_size_max 4096,
-    # seg_count_max 1. Limits are advisory; such requests must still work.
+    # 64 KiB requests against seg_size_max 4096, seg_count_max 1, as
+    # libblkio sends them. Limits are advisory; such requests must still work.
     verify_with("io_uring", 2, bs="64k", iodepth=4, seg_size_max=4096, seg_count_max=1)
 
 

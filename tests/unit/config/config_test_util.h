@@ -18,14 +18,15 @@
 
 #include "config/config.h"
 
-/* The §2.7 KEK (the README's example). */
+/* The example KEK of ubiblk's README (fixed-nonce form). */
 #define TEST_KEK_YAML                                                                              \
 	"method: aes256-gcm\n"                                                                     \
 	"key: \"wHKSFBsRXW/VPLsJKl/mnsMs7X3Pt8NWjzZkch8Ku60=\"\n"                                  \
 	"init_vector: \"UEt+wI+Ldq1UgQ/P\"\n"                                                      \
 	"auth_data: \"dm0zamdlejhfMA==\"\n"
 
-/* §1.6 keys: plain base64 and wrapped under TEST_KEK_YAML. */
+/* The test keys (key1 = 0123456789abcdef, key2 = fedcba9876543210, each
+ * repeated 4 times): plain base64 and wrapped under TEST_KEK_YAML. */
 #define KEY1_B64	 "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8="
 #define KEY2_B64	 "/ty6mHZUMhD+3LqYdlQyEP7cuph2VDIQ/ty6mHZUMhA="
 #define KEY1_WRAPPED_B64 "rpltzOClkMIifQ4wCaIU7Wt0yu2qWzzpz8KdPEyzoCNy/VSYqfHH1lClpTAe+cjF"

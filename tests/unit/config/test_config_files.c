@@ -1,6 +1,5 @@
 /* Loading from files: the device config (read/parse error texts with path,
- * line and column) and the standalone remote and archive configs (spec
- * crypto-config-cli.md §4.3, §4.5). */
+ * line and column) and the standalone remote and archive configs. */
 #include "config_test_util.h"
 
 /* err must start with "config <path>: " and contain `rest`. */

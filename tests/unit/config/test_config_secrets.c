@@ -1,5 +1,5 @@
-/* Secrets in the device config unwrapped with the KEK at load (spec
- * crypto-config-cli.md §2.3-§2.5, §4.3 step 3), with the §2.7 vectors. */
+/* Secrets in the device config unwrapped with the KEK at load, in their fixed
+ * order, with known wrapped values under the README's example KEK. */
 #include "config_test_util.h"
 
 static const uint8_t key1[32] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45,

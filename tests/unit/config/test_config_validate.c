@@ -1,6 +1,5 @@
-/* Load-time validation (validate.c): the reference rules #1-#5 of spec
- * crypto-config-cli.md §4.4 with their texts, then the ranges this port
- * checks at load (frontends.md §1.6, spec §8). */
+/* Load-time validation (validate.c): the five stripe source rules in their
+ * order and with their texts, then the ranges checked at load. */
 #include "config_test_util.h"
 
 #define SOURCE_HEAD "path: d\nmetadata_path: m\ncopy_on_read: true\n"

@@ -1,6 +1,6 @@
-/* YAML typing rules of the device config (spec crypto-config-cli.md §3.2):
- * booleans, unsigned integers, optional fields, literal strings at the top
- * level versus typed strings inside stripe_source, encryption_key shapes. */
+/* YAML typing rules of the device config (serde_yaml 0.9's): booleans,
+ * unsigned integers, optional fields, literal strings at the top level
+ * versus typed strings inside stripe_source, encryption_key shapes. */
 #include "config_test_util.h"
 
 static void test_booleans(void **state)
@@ -216,7 +216,7 @@ static void test_encryption_key_shapes(void **state)
 	parse_fails("path: d\nencryption_key: [\"" KEY1_B64 "\", \"" KEY2_B64 "\", \"" KEY1_B64
 		    "\"]\n",
 		    "encryption_key: invalid length 3, expected sequence of 2 elements");
-	/* The reference's exact decoder text, for either element. */
+	/* The base64 decoder's exact text, for either element. */
 	parse_fails("path: d\nencryption_key: [\"%%%\", \"" KEY2_B64 "\"]\n",
 		    "encryption_key[0]: Invalid symbol 37, offset 0. at line 2 column 18");
 	parse_fails("path: d\nencryption_key: [\"" KEY1_B64 "\", \"%%%\"]\n",

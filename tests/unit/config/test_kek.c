@@ -1,5 +1,6 @@
-/* The KEK file (spec crypto-config-cli.md §2.1/§2.2) and wrapping secrets
- * with it (§2.3/§2.4), checked against the worked vectors of §2.7. */
+/* The KEK file and wrapping secrets with it, checked against known wrapped
+ * values: the test keys and others wrapped under ubiblk's README example KEK
+ * and an archive_kek. */
 #include "config_test_util.h"
 
 static const uint8_t key1[32] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45,
@@ -192,7 +193,8 @@ static void test_wrap_is_deterministic_and_matches_vectors(void **state)
 	free(text);
 	bytes_free(&wrapped);
 
-	/* The §2.7 archive_kek wrapping key1 for metadata.json. */
+	/* An archive_kek (key 32 x 0x33, nonce 12 x 0x44) wrapping key1 as an
+	 * archive's metadata.json stores it. */
 	kek_from_yaml("method: aes256-gcm\n"
 		      "key: MzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM\n"
 		      "init_vector: RERERERERERERERE\n"
@@ -285,8 +287,8 @@ static void test_method_none_returns_input(void **state)
 	bytes_free(&out);
 }
 
-/* Later upstream stores nonce||ct||tag (spec §8); accepted when the KEK has
- * no init_vector, or when the fixed-nonce form does not authenticate. */
+/* The fresh-nonce form nonce||ct||tag: accepted when the KEK has no
+ * init_vector, or when the fixed-nonce form does not authenticate. */
 static void test_unwrap_nonce_prefixed_form(void **state)
 {
 	(void)state;

@@ -1,8 +1,7 @@
-/* The KEK file on disk: the permission check (beyond ubiblk 0.4: a regular
- * file others may access is refused, checked on the opened descriptor) and
- * the order of device_config_load_with_kek (spec crypto-config-cli.md §2.2:
- * KEK read and parsed, then unlinked, then the config), which decides when
- * --unlink-kek deletes the file. */
+/* The KEK file on disk: the permission check (a regular file others may
+ * access is refused, checked on the opened descriptor) and the order of
+ * device_config_load_with_kek (KEK read and parsed, then unlinked, then the
+ * config), which decides when --unlink-kek deletes the file. */
 #include "config_test_util.h"
 
 #include <fcntl.h>

@@ -104,7 +104,8 @@ static void round_trip_matches_reference(void **state)
 }
 
 /* Writes are encrypted into the layer's own pages: the caller's buffer
- * still holds the plaintext afterwards (ubiblk 0.4 encrypted it in place). */
+ * still holds the plaintext afterwards (a guest must never see ciphertext in
+ * its own memory). */
 static void write_leaves_caller_buffer_plaintext(void **state)
 {
 	struct fixture *f = setup_with(state, true, 4);

@@ -115,7 +115,7 @@ static void stack_close(struct stack *s)
  * last stripe (fetched stripes are zero-filled), and past that what the
  * disk file holds decrypted. The file starts as zeroes, which decrypt to
  * noise: an encrypted disk never reads as zeroes where nothing was written
- * (as in ubiblk 0.4 and dm-crypt). */
+ * (as with dm-crypt). */
 static void expected(const struct stack *s, uint64_t sector, uint64_t count, uint8_t *out)
 {
 	memset(out, 0, count * SECTOR_SIZE);

@@ -1,5 +1,7 @@
-/* The cipher against published vectors: the spec's worked vectors
- * (crypto-config-cli.md §1.6, ubiblk's tweak layout) and IEEE 1619-2007
+/* The cipher against known vectors: worked vectors in ubiblk's tweak layout
+ * (the test keys on a 'Hello, world!' sector, computed with an independent
+ * IEEE 1619 implementation, OpenSSL's EVP_aes_256_xts and isa-l_crypto,
+ * which agree) and IEEE 1619-2007
  * XTS-AES-256 vectors 10 to 14 (512-byte data units, fed with IEEE's tweak
  * layout through xts_crypt_unit), plus the refusal of equal key halves and
  * agreement with the independent EVP_aes_256_xts reference. */
@@ -45,7 +47,8 @@ static void sha256(const uint8_t *data, size_t len, uint8_t out[32])
 	assert_int_equal(n, 32);
 }
 
-/* ---- crypto-config-cli.md §1.6 ---- */
+/* ---- worked vectors: key1 = 0123456789abcdef, key2 = fedcba9876543210,
+ * each repeated 4 times; sector 0, 1 and 0x0102030405060708 ---- */
 
 static uint8_t spec_key1[32], spec_key2[32];
 

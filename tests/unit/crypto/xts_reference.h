@@ -1,6 +1,7 @@
 /* An independent AES-256-XTS for the tests, written apart from src/crypto
  * and sharing no code with it: OpenSSL's EVP_aes_256_xts, one data unit per
- * call, the tweak laid out as the spec says (crypto-config-cli.md §1.2).
+ * call, the tweak laid out as ubiblk's disk format has it (8 zero bytes,
+ * then the sector number as u64 little-endian).
  * The crypt layer's output is checked against this byte for byte. */
 #ifndef UBIBLK_TEST_XTS_REFERENCE_H
 #define UBIBLK_TEST_XTS_REFERENCE_H

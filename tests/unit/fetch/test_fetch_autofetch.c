@@ -144,7 +144,7 @@ static void test_stop_with_fetches_in_flight(void **state)
 }
 
 /* Every stripe already fetched: the source is not needed, not even checked
- * against the disk (as in 0.4), and closed at once. */
+ * against the disk (nothing will be read from it), and closed at once. */
 static void test_finished_disk_drops_source_at_start(void **state)
 {
 	struct fixture fx;

@@ -1,6 +1,6 @@
 /* Requests that must fail (or succeed without touching anything) instead of
  * crashing or waiting forever: failed stripes, no worker, a worker shut down,
- * zero-length and out-of-range requests (storage.md §9.1–9.2, §9.7). */
+ * zero-length and out-of-range requests, a submission the kernel refuses. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -141,7 +141,7 @@ static void test_queued_requests_fail_once(void **state)
 /* Queued requests issued to the disk when their stripe arrives, with the
  * kernel refusing the submission for a while: each still completes exactly
  * once, successfully, and meanwhile the channel says it must not sleep
- * (storage.md §9.10: the reference could complete them twice). */
+ * (failing them on the refused submit would complete them twice). */
 static void test_refused_submit_completes_once(void **state)
 {
 	struct fixture *f = *state;

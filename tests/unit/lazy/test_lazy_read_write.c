@@ -1,5 +1,5 @@
 /* The lazy device over a real fetch worker: where reads and writes go for
- * each stripe state and option (storage.md §5.3–5.4, §10 "Lazy device"). */
+ * each stripe state and option (copy_on_read, track_written, a raw image). */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* Metadata format 1.0 in memory: golden bytes written by hand from the
- * specification (storage.md §2.1), round trips, every rejection, geometry. */
+ * format's layout (meta.h), round trips, every rejection, geometry. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* dump-metadata's views: the reference's run-compressed stripe lists and the
+/* dump-metadata's views: the run-compressed stripe lists ("a, b", "a-b") and the
  * --map picture with its legend. */
 #include <stdarg.h>
 #include <setjmp.h>

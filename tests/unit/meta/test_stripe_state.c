@@ -1,6 +1,6 @@
-/* The shared stripe state (storage.md §2.8 and §10 "Shared state"), plus the
- * hardening: stripes past the disk read as Failed / not written, and a file
- * with fewer headers than the disk has stripes is refused. */
+/* The shared stripe state (states from the headers, counts, transitions),
+ * plus the hardening: stripes past the disk read as Failed / not written,
+ * and a file with fewer headers than the disk has stripes is refused. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>

@@ -41,7 +41,7 @@ static void test_new_tracker_is_empty(void **state)
 	io_tracker_destroy(t);
 }
 
-/* The reference test: flush@0, read@1 (2,3), write@2 (4,5), flush@3. */
+/* Four slots: flush@0, read@1 (2,3), write@2 (4,5), flush@3. */
 static void test_snapshot_in_slot_order(void **state)
 {
 	struct io_tracker *t = io_tracker_create(8);

@@ -1,6 +1,6 @@
 /* The RPC commands and their errors, one request line at a time, without a
- * socket: the replies of frontends.md §5.3-5.4 (and the reference tests of
- * §7 "RPC"), `stats`, and hostile lines. */
+ * socket: `version`, `status`, `queues` and `stats` replies byte for byte,
+ * the error replies, and hostile lines. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -57,7 +57,7 @@ static void test_status_without_stripes(void **state)
 	expect_reply(&empty_ctx, "{\"command\":\"status\"}", "{\"status\":null}");
 }
 
-/* The reference test: 64 stripes, 16 with a source, stripes 0 and 2 fetched. */
+/* 64 stripes, 16 with a source, stripes 0 and 2 fetched. */
 static void test_status_with_stripes(void **state)
 {
 	uint8_t headers[64] = {0};
@@ -80,7 +80,7 @@ static void test_status_with_stripes(void **state)
 	stripe_state_destroy(stripes);
 }
 
-/* The reference test: {flush@0, read@1 (2,3), write@2 (4,5), flush@3},
+/* Three queues: {flush@0, read@1 (2,3), write@2 (4,5), flush@3},
  * {write@2 (10,20)}, {}. */
 static void test_queues(void **state)
 {
@@ -179,7 +179,7 @@ static void test_unknown_command_echo_is_bounded(void **state)
 static void test_invalid_requests(void **state)
 {
 	const char *lines[] = {
-	    "{ not valid json }",				/* the reference test */
+	    "{ not valid json }",				/* not JSON at all */
 	    "{\"command\":\"version\"",				/* truncated */
 	    "{\"command\":\"version\"} trailing",		/* trailing garbage */
 	    "{\"command\":\"version\"}{}",			/* two values */

@@ -793,7 +793,7 @@ static void test_started_queue_serves_get_id(void **state)
 	serve_get_id(*state, RING_SIZE);
 }
 
-/* Without SET_VRING_NUM the ring is queue_size long (ubiblk 0.4). */
+/* Without SET_VRING_NUM the ring is queue_size long. */
 static void test_ring_size_defaults_to_queue_size(void **state)
 {
 	serve_get_id(*state, 0);
