@@ -92,7 +92,9 @@ static int listen_socket_create(const char *path, int *out)
 		return ret;
 	}
 	remove_stale_socket(path);
-	/* umask is process-wide; this runs before any other thread exists. */
+	/* umask is process-wide, and the fetch worker and the RPC thread may
+	 * already run here; neither creates files, so the brief change cannot
+	 * reach them. */
 	mode_t old_mask = umask(0117);
 	int ret = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
 	umask(old_mask);
