@@ -268,8 +268,8 @@ int bench_run(const struct bench_options *opts, struct bench_report *report)
 {
 	memset(report, 0, sizeof(*report));
 	struct run r = {.opts = opts, .job = {.done_fd = -1, .dump_fd = -1}};
-	uint64_t optional = (opts->event_idx ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0) |
-			    (opts->indirect ? 1ull << VIRTIO_RING_F_INDIRECT_DESC : 0);
+	uint64_t optional = (opts->event_idx ? VHOST_FEATURE(VIRTIO_RING_F_EVENT_IDX) : 0) |
+			    (opts->indirect ? VHOST_FEATURE(VIRTIO_RING_F_INDIRECT_DESC) : 0);
 	int rc = frontend_connect(&r.fe, opts->socket_path, optional);
 	if (rc < 0)
 		return rc;

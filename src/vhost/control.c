@@ -12,8 +12,8 @@
 #include "common/common.h"
 #include "vhost/guest_memory.h"
 #include "vhost/queue_worker.h"
+#include "vhost/virtqueue.h"
 
-#define VIRTIO_RING_F_EVENT_IDX 29
 /* Discard requests are aligned to 4 KiB: the file system frees whole blocks. */
 #define DISCARD_SECTOR_ALIGNMENT 8u
 
@@ -153,7 +153,7 @@ static int fail(char *err, size_t err_len, const struct vhost_user_message *msg,
 
 static bool protocol_feature_acked(const struct vhost_control *ctl, unsigned int bit)
 {
-	return ctl->acked_protocol_features & (1ull << bit);
+	return ctl->acked_protocol_features & VHOST_FEATURE(bit);
 }
 
 static bool reply_ack_enabled(const struct vhost_control *ctl)
@@ -226,8 +226,8 @@ static int handle_set_features(struct vhost_control *ctl, const struct vhost_use
 			    "features 0x%" PRIx64 " include bits not offered (0x%" PRIx64 ")",
 			    features, (uint64_t)(features & ~VHOST_BLK_FEATURES));
 	ctl->acked_features = features;
-	bool protocol_features = features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
-	bool event_idx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+	bool protocol_features = features & VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES);
+	bool event_idx = features & VHOST_FEATURE(VIRTIO_RING_F_EVENT_IDX);
 	for (uint32_t i = 0; i < ctl->num_queues; i++) {
 		/* Without protocol features there is no SET_VRING_ENABLE: rings
 		 * are enabled from the start (vhost-user spec). */
@@ -403,7 +403,7 @@ static int handle_set_vring_addr(struct vhost_control *ctl, const struct vhost_u
 	 * log address is ignored. */
 	if (a->flags & ~1u)
 		return fail(err, err_len, msg, EBADMSG, "unknown flags 0x%x", a->flags);
-	if ((a->desc_user_addr & 15) || (a->avail_user_addr & 1) || (a->used_user_addr & 3))
+	if (!virtqueue_rings_aligned(a->desc_user_addr, a->avail_user_addr, a->used_user_addr))
 		return fail(err, err_len, msg, EBADMSG, "queue %u: misaligned ring address",
 			    a->index);
 	if (!ctl->mem)
@@ -538,7 +538,7 @@ static int handle_set_vring_enable(struct vhost_control *ctl, const struct vhost
 				   char *err, size_t err_len)
 {
 	const struct vhost_user_vring_state *s = &msg->payload.state;
-	if (!(ctl->acked_features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)))
+	if (!(ctl->acked_features & VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES)))
 		return fail(err, err_len, msg, EPROTO,
 			    "VHOST_USER_F_PROTOCOL_FEATURES was not acked");
 	int ret = check_vring_index(ctl, msg, s->index, err, err_len);

@@ -63,7 +63,5 @@ bool vhost_user_request_may_carry_fds(uint32_t request);
 /* The exact payload size of a fixed-size request, or -1 when the size is
  * variable (checked by its handler) or the request is unknown. */
 int vhost_user_fixed_payload_size(uint32_t request);
-/* "SET_MEM_TABLE" etc.; "UNKNOWN" for codes this server does not know. */
-const char *vhost_user_request_name(uint32_t request);
 
 #endif

@@ -130,7 +130,7 @@ int queue_worker_set_addr(struct queue_worker *qw, uint64_t desc_gpa, uint64_t a
 {
 	if (qw->started)
 		return -EBUSY;
-	if (desc_gpa % 16 != 0 || avail_gpa % 2 != 0 || used_gpa % 4 != 0)
+	if (!virtqueue_rings_aligned(desc_gpa, avail_gpa, used_gpa))
 		return -EINVAL;
 	pthread_mutex_lock(&qw->lock);
 	qw->want.desc_gpa = desc_gpa;

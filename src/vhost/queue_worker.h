@@ -27,7 +27,7 @@ struct queue_worker_config {
 	uint32_t seg_count_max;
 	uint64_t poll_timeout_us;
 	int cpu;	       /* pin to this CPU at start, or -1 */
-	const char *device_id; /* up to 20 bytes */
+	const char *device_id; /* up to VIRTIO_BLK_ID_BYTES */
 	bool write_through;
 	struct bdev *dev;
 	/* Reads, writes and flushes are recorded here by slot index (NULL:
@@ -48,8 +48,8 @@ void queue_worker_destroy(struct queue_worker *qw);
  * event_idx, memory) return once the worker has applied them.
  *
  * Ring setup; -EBUSY while the queue is started, -EINVAL for bad values
- * (num 0 or above max_queue_size; desc not 16-, avail not 2-, used not
- * 4-byte aligned). */
+ * (num 0 or above max_queue_size; rings not aligned as
+ * virtqueue_rings_aligned() requires). */
 int queue_worker_set_num(struct queue_worker *qw, uint32_t num);
 int queue_worker_set_addr(struct queue_worker *qw, uint64_t desc_gpa, uint64_t avail_gpa,
 			  uint64_t used_gpa);

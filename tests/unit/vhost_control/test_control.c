@@ -697,13 +697,6 @@ static void test_get_vring_base_of_stopped_ring(void **state)
 #define VRING_F_NEXT  1
 #define VRING_F_WRITE 2
 
-struct vring_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
-
 static void put_desc(uint8_t *ram, unsigned int i, uint64_t off, uint32_t len, uint16_t flags,
 		     uint16_t next)
 {
