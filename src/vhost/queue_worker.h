@@ -9,12 +9,13 @@
  * The control thread configures the ring with the setters below while the
  * queue is stopped, then calls queue_worker_start(). queue_worker_stop()
  * (GET_VRING_BASE) returns only once no request of the queue is in flight,
- * so the front end may then reuse the ring memory. Every function here is
- * called from the control thread only. */
+ * so the front end may then reuse the ring memory. Every function here but
+ * queue_worker_get_bounce_stats() is called from the control thread only. */
 #ifndef UBIBLK_VHOST_QUEUE_WORKER_H
 #define UBIBLK_VHOST_QUEUE_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bdev/bdev.h"
@@ -73,5 +74,20 @@ bool queue_worker_started(const struct queue_worker *qw);
 /* Quiesce: wait until nothing is in flight, stop, close the kick and call
  * fds, and return the next available index (GET_VRING_BASE). */
 uint16_t queue_worker_stop(struct queue_worker *qw);
+
+/* Bounce-buffer use of the queue. Requests that miss O_DIRECT alignment (or
+ * whose data is transformed) hold bounce buffers; the queue lets them hold
+ * at most `budget` bytes at once (one larger request runs alone) and pauses
+ * popping until enough is released. `peak` is the most they have held at
+ * once, `waits` how often popping paused: waits that keep rising mean the
+ * guest's misaligned I/O is throttled by the budget. The one function here
+ * that any thread may call, also while the queue runs. */
+struct queue_worker_bounce_stats {
+	size_t budget;
+	size_t peak;
+	uint64_t waits;
+};
+void queue_worker_get_bounce_stats(const struct queue_worker *qw,
+				   struct queue_worker_bounce_stats *out);
 
 #endif
