@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
 #include "vhost/vhost_user_wire.h"
 
 /* GET_CONFIG / SET_CONFIG: the config header and up to the rest of a payload. */
@@ -46,8 +47,7 @@ struct vhost_user_message {
  *   other        a socket error.
  * err always receives one line on failure. No descriptor stays open on
  * failure. */
-int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, char *err,
-		       size_t err_len);
+int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, struct error *err);
 
 /* Sends a reply: header {request, version 1 | REPLY, size} then the payload,
  * no descriptors. Returns 0 or a negative errno. */

@@ -38,7 +38,7 @@ struct fixture {
 	struct vhost_control *ctl;
 	int front;
 	int back;
-	char err[512];
+	struct error err;
 };
 
 static int setup(void **state)
@@ -81,15 +81,15 @@ static int teardown(void **state)
 /* Lets the control plane handle the next message. */
 static int handle(struct fixture *f)
 {
-	f->err[0] = '\0';
-	return vhost_control_process_message(f->ctl, f->back, f->err, sizeof(f->err));
+	error_clear(&f->err);
+	return vhost_control_process_message(f->ctl, f->back, &f->err);
 }
 
 static void expect_ok(struct fixture *f)
 {
 	int ret = handle(f);
 	if (ret != 0)
-		fail_msg("unexpected failure %d: %s", ret, f->err);
+		fail_msg("unexpected failure %d: %s", ret, f->err.text);
 }
 
 /* The request must end the connection, with a reason naming `fragment`. */
@@ -97,8 +97,8 @@ static void expect_end(struct fixture *f, const char *fragment)
 {
 	int ret = handle(f);
 	assert_true(ret < 0);
-	if (!strstr(f->err, fragment))
-		fail_msg("error \"%s\" does not mention \"%s\"", f->err, fragment);
+	if (!strstr(f->err.text, fragment))
+		fail_msg("error \"%s\" does not mention \"%s\"", f->err.text, fragment);
 }
 
 static uint64_t get_u64(struct fixture *f, uint32_t request)
