@@ -345,9 +345,18 @@ static int handle_set_vring_num(struct vhost_control *ctl, const struct vhost_us
 	int ret = check_vring_index(ctl, s->index, err);
 	if (ret < 0)
 		return ret;
-	if (s->num == 0 || s->num > ctl->opts.queue_size || !is_power_of_two(s->num))
-		return error_set(err, -EINVAL, "queue %u: size %u is not a power of two in 1..%u",
-				 s->index, s->num, ctl->opts.queue_size);
+	if (!is_power_of_two(s->num))
+		return error_set(err, -EINVAL, "queue %u: size %u is not a power of two", s->index,
+				 s->num);
+	/* The usual cause is a VMM configured for longer rings than the
+	 * device: say which of the two settings to change. */
+	if (s->num > ctl->opts.queue_size)
+		return error_set(err, -EINVAL,
+				 "queue %u: size %u exceeds the config's queue_size (%u): set "
+				 "queue_size to %u or more in the config, or pass queue-size=%u "
+				 "(or less) to QEMU's vhost-user-blk-pci",
+				 s->index, s->num, ctl->opts.queue_size, s->num,
+				 ctl->opts.queue_size);
 	ret = queue_worker_set_num(ctl->vrings[s->index].worker, s->num);
 	if (ret < 0)
 		return error_set(err, ret, "queue %u: %s", s->index,

@@ -574,11 +574,17 @@ static void test_vring_num_limits(void **state)
 {
 	struct fixture *f = *state;
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, 0);
-	expect_end(f, "power of two");
+	expect_end(f, "size 0 is not a power of two");
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, 48);
-	expect_end(f, "power of two");
+	expect_end(f, "size 48 is not a power of two");
+	/* A power of two longer than the config allows: the reason says so
+	 * and names both settings that fix it. */
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, QUEUE_SIZE * 2);
-	expect_end(f, "power of two");
+	expect_end(f, "SET_VRING_NUM: queue 0: size 128 exceeds the config's queue_size (64)");
+	assert_null(strstr(f->err.text, "power of two"));
+	assert_non_null(strstr(f->err.text, "set queue_size to 128 or more in the config"));
+	assert_non_null(strstr(f->err.text, "queue-size=64"));
+	assert_non_null(strstr(f->err.text, "vhost-user-blk-pci"));
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 1, QUEUE_SIZE);
 	expect_ok(f);
 }
