@@ -475,43 +475,31 @@ static int take_vring_fd(struct vhost_control *ctl, struct vhost_user_message *m
 	return 0;
 }
 
-static int handle_set_vring_kick(struct vhost_control *ctl, struct vhost_user_message *msg,
-				 struct error *err)
+/* SET_VRING_KICK, SET_VRING_CALL and SET_VRING_ERR. */
+static int handle_set_vring_fd(struct vhost_control *ctl, struct vhost_user_message *msg,
+			       struct error *err)
 {
-	uint32_t index;
-	int fd;
+	uint32_t index = 0;
+	int fd = -1;
 	int ret = take_vring_fd(ctl, msg, &index, &fd, err);
 	if (ret < 0)
 		return ret;
-	queue_worker_set_kick_fd(ctl->vrings[index].worker, fd);
-	ctl->vrings[index].has_kick = fd >= 0;
+	struct vring_setup *vr = &ctl->vrings[index];
+	switch (msg->hdr.request) {
+	case VHOST_USER_SET_VRING_KICK:
+		queue_worker_set_kick_fd(vr->worker, fd);
+		vr->has_kick = fd >= 0;
+		break;
+	case VHOST_USER_SET_VRING_CALL:
+		queue_worker_set_call_fd(vr->worker, fd);
+		break;
+	default:
+		/* ERR: a block device has no ring errors to report. */
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
 	return start_vring_if_ready(ctl, index, err);
-}
-
-static int handle_set_vring_call(struct vhost_control *ctl, struct vhost_user_message *msg,
-				 struct error *err)
-{
-	uint32_t index;
-	int fd;
-	int ret = take_vring_fd(ctl, msg, &index, &fd, err);
-	if (ret < 0)
-		return ret;
-	queue_worker_set_call_fd(ctl->vrings[index].worker, fd);
-	return start_vring_if_ready(ctl, index, err);
-}
-
-static int handle_set_vring_err(struct vhost_control *ctl, struct vhost_user_message *msg,
-				struct error *err)
-{
-	uint32_t index;
-	int fd;
-	int ret = take_vring_fd(ctl, msg, &index, &fd, err);
-	if (ret < 0)
-		return ret;
-	/* A block device has no ring errors to report. */
-	if (fd >= 0)
-		close(fd);
-	return 0;
 }
 
 static int handle_set_vring_enable(struct vhost_control *ctl, const struct vhost_user_message *msg,
@@ -626,11 +614,9 @@ static int dispatch(struct vhost_control *ctl, int sock, struct vhost_user_messa
 	case VHOST_USER_GET_VRING_BASE:
 		return handle_get_vring_base(ctl, sock, msg, err);
 	case VHOST_USER_SET_VRING_KICK:
-		return handle_set_vring_kick(ctl, msg, err);
 	case VHOST_USER_SET_VRING_CALL:
-		return handle_set_vring_call(ctl, msg, err);
 	case VHOST_USER_SET_VRING_ERR:
-		return handle_set_vring_err(ctl, msg, err);
+		return handle_set_vring_fd(ctl, msg, err);
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
 		return reply_u64(ctl, sock, msg, VHOST_BLK_PROTOCOL_FEATURES, err);
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
