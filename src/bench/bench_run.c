@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -167,15 +168,20 @@ static void start_and_watch(struct run *r)
 	struct sigaction action = {.sa_handler = on_stop_signal}, old_int, old_term;
 	sigemptyset(&action.sa_mask);
 	stop_signal = 0;
-	/* Queue threads inherit the blocked mask: signals go to this thread. */
+	/* Blocked here except inside watch()'s ppoll, so a stop signal can
+	 * only arrive where it interrupts the wait, never just before it. The
+	 * queue threads block every signal (thread_start): they all come to
+	 * this thread. */
 	pthread_sigmask(SIG_BLOCK, &stop_set, &old_mask);
 	sigaction(SIGINT, &action, &old_int);
 	sigaction(SIGTERM, &action, &old_term);
 	for (uint32_t i = 0; i < r->opts->queues; i++) {
+		char name[32]; /* thread_start keeps the first 15 characters */
+		snprintf(name, sizeof(name), "bench-queue%u", i);
 		int rc =
-		    pthread_create(&r->queues[i].thread, NULL, bench_queue_thread, &r->queues[i]);
-		if (rc != 0) {
-			log_error("cannot start the thread of queue %u: %s", i, strerror(rc));
+		    thread_start(&r->queues[i].thread, name, bench_queue_thread, &r->queues[i]);
+		if (rc < 0) {
+			log_error("cannot start the thread of queue %u: %s", i, strerror(-rc));
 			bench_job_abort(&r->job, BENCH_FAILED);
 			break;
 		}
@@ -268,8 +274,8 @@ int bench_run(const struct bench_options *opts, struct bench_report *report)
 {
 	memset(report, 0, sizeof(*report));
 	struct run r = {.opts = opts, .job = {.done_fd = -1, .dump_fd = -1}};
-	uint64_t optional = (opts->event_idx ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0) |
-			    (opts->indirect ? 1ull << VIRTIO_RING_F_INDIRECT_DESC : 0);
+	uint64_t optional = (opts->event_idx ? VHOST_FEATURE(VIRTIO_RING_F_EVENT_IDX) : 0) |
+			    (opts->indirect ? VHOST_FEATURE(VIRTIO_RING_F_INDIRECT_DESC) : 0);
 	int rc = frontend_connect(&r.fe, opts->socket_path, optional);
 	if (rc < 0)
 		return rc;

@@ -30,9 +30,9 @@ static int negotiate_protocol(struct bench_frontend *fe)
 	int rc = vhost_user_client_get_u64(&fe->client, VHOST_USER_GET_PROTOCOL_FEATURES, &offered);
 	if (rc < 0)
 		return refused(VHOST_USER_GET_PROTOCOL_FEATURES, rc, "");
-	uint64_t wanted = (1ull << VHOST_USER_PROTOCOL_F_MQ) |
-			  (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |
-			  (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
+	uint64_t wanted = VHOST_FEATURE(VHOST_USER_PROTOCOL_F_MQ) |
+			  VHOST_FEATURE(VHOST_USER_PROTOCOL_F_CONFIG) |
+			  VHOST_FEATURE(VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	fe->protocol_features = offered & wanted;
 	rc = vhost_user_client_set_u64(&fe->client, VHOST_USER_SET_PROTOCOL_FEATURES,
 				       fe->protocol_features);
@@ -48,7 +48,7 @@ static int negotiate_features(struct bench_frontend *fe, uint64_t optional_featu
 	int rc = vhost_user_client_get_u64(&fe->client, VHOST_USER_GET_FEATURES, &offered);
 	if (rc < 0)
 		return refused(VHOST_USER_GET_FEATURES, rc, "");
-	if (!(offered & (1ull << VIRTIO_F_VERSION_1))) {
+	if (!(offered & VHOST_FEATURE(VIRTIO_F_VERSION_1))) {
 		log_error("backend does not offer VIRTIO_F_VERSION_1 (features %#llx)",
 			  (unsigned long long)offered);
 		return -EPROTO;
@@ -56,14 +56,14 @@ static int negotiate_features(struct bench_frontend *fe, uint64_t optional_featu
 	rc = vhost_user_client_request(&fe->client, VHOST_USER_SET_OWNER);
 	if (rc < 0)
 		return refused(VHOST_USER_SET_OWNER, rc, "");
-	if (offered & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
+	if (offered & VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES)) {
 		rc = negotiate_protocol(fe);
 		if (rc < 0)
 			return rc;
 	}
-	uint64_t wanted = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_FLUSH) |
-			  (1ull << VIRTIO_BLK_F_MQ) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-			  optional_features;
+	uint64_t wanted = VHOST_FEATURE(VIRTIO_F_VERSION_1) | VHOST_FEATURE(VIRTIO_BLK_F_FLUSH) |
+			  VHOST_FEATURE(VIRTIO_BLK_F_MQ) |
+			  VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES) | optional_features;
 	fe->features = offered & wanted;
 	rc = vhost_user_client_set_u64(&fe->client, VHOST_USER_SET_FEATURES, fe->features);
 	if (rc < 0)
@@ -74,14 +74,14 @@ static int negotiate_features(struct bench_frontend *fe, uint64_t optional_featu
 static int read_geometry(struct bench_frontend *fe)
 {
 	fe->device_queues = 1;
-	if (fe->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_MQ)) {
+	if (fe->protocol_features & VHOST_FEATURE(VHOST_USER_PROTOCOL_F_MQ)) {
 		uint64_t n;
 		int rc = vhost_user_client_get_u64(&fe->client, VHOST_USER_GET_QUEUE_NUM, &n);
 		if (rc < 0)
 			return refused(VHOST_USER_GET_QUEUE_NUM, rc, "");
 		fe->device_queues = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 	}
-	if (!(fe->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_CONFIG)))
+	if (!(fe->protocol_features & VHOST_FEATURE(VHOST_USER_PROTOCOL_F_CONFIG)))
 		return 0;
 	struct virtio_blk_config_space config;
 	int rc = vhost_user_client_get_config(&fe->client, &config, sizeof(config));

@@ -28,44 +28,6 @@ struct message {
 	} payload;
 } __attribute__((packed));
 
-const char *vhost_user_request_name(enum vhost_user_request request)
-{
-	switch (request) {
-	case VHOST_USER_GET_FEATURES:
-		return "GET_FEATURES";
-	case VHOST_USER_SET_FEATURES:
-		return "SET_FEATURES";
-	case VHOST_USER_SET_OWNER:
-		return "SET_OWNER";
-	case VHOST_USER_SET_MEM_TABLE:
-		return "SET_MEM_TABLE";
-	case VHOST_USER_SET_VRING_NUM:
-		return "SET_VRING_NUM";
-	case VHOST_USER_SET_VRING_ADDR:
-		return "SET_VRING_ADDR";
-	case VHOST_USER_SET_VRING_BASE:
-		return "SET_VRING_BASE";
-	case VHOST_USER_GET_VRING_BASE:
-		return "GET_VRING_BASE";
-	case VHOST_USER_SET_VRING_KICK:
-		return "SET_VRING_KICK";
-	case VHOST_USER_SET_VRING_CALL:
-		return "SET_VRING_CALL";
-	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		return "GET_PROTOCOL_FEATURES";
-	case VHOST_USER_SET_PROTOCOL_FEATURES:
-		return "SET_PROTOCOL_FEATURES";
-	case VHOST_USER_GET_QUEUE_NUM:
-		return "GET_QUEUE_NUM";
-	case VHOST_USER_SET_VRING_ENABLE:
-		return "SET_VRING_ENABLE";
-	case VHOST_USER_GET_CONFIG:
-		return "GET_CONFIG";
-	default:
-		return "request";
-	}
-}
-
 int vhost_user_client_connect(struct vhost_user_client *c, const char *path,
 			      unsigned reply_timeout_ms)
 {

@@ -45,6 +45,4 @@ int vhost_user_client_set_mem_table(struct vhost_user_client *c,
 /* GET_CONFIG of `size` bytes at offset 0 into `config`. */
 int vhost_user_client_get_config(struct vhost_user_client *c, void *config, uint32_t size);
 
-const char *vhost_user_request_name(enum vhost_user_request request);
-
 #endif

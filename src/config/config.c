@@ -99,11 +99,11 @@ static int device_id_parse(const struct yaml_map *map, struct device_config *cfg
 	ret = yaml_node_string(map, "device_id", value, map->typed_strings, false, &id, err);
 	if (ret)
 		return ret;
-	if (strlen(id) > DEVICE_ID_MAX_BYTES) {
+	if (strlen(id) > VIRTIO_BLK_ID_BYTES) {
 		free(id);
 		return config_error(
 		    err, "device_id exceeds maximum of %d bytes at line %zu column %zu",
-		    DEVICE_ID_MAX_BYTES, value->start_mark.line + 1, value->start_mark.column + 1);
+		    VIRTIO_BLK_ID_BYTES, value->start_mark.line + 1, value->start_mark.column + 1);
 	}
 	snprintf(cfg->device_id, sizeof(cfg->device_id), "%s", id);
 	free(id);

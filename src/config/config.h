@@ -8,8 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DEVICE_ID_MAX_BYTES 20
-#define CONFIG_ERROR_MAX    512
+#include <linux/virtio_blk.h> /* VIRTIO_BLK_ID_BYTES: the longest device_id */
+
+#define CONFIG_ERROR_MAX 512
 
 /* Byte string owned by its struct (secrets are wiped when freed). */
 struct bytes {
@@ -89,7 +90,7 @@ struct device_config {
 	bool autofetch;
 	bool has_encryption_key;
 	uint8_t encryption_key[2][32]; /* key1 (data), key2 (tweak), after KEK unwrapping */
-	char device_id[DEVICE_ID_MAX_BYTES + 1]; /* default "ubiblk" */
+	char device_id[VIRTIO_BLK_ID_BYTES + 1]; /* default "ubiblk" */
 	enum io_engine io_engine;		 /* default io_uring */
 };
 

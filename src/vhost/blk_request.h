@@ -66,8 +66,8 @@ uint8_t blk_request_parse(struct blk_request *req, const struct virtqueue *vq,
 			  const struct guest_memory *mem, uint16_t head,
 			  const struct blk_request_limits *lim);
 
-/* Executes a parsed GET_ID: writes the first 20 bytes of device_id, zero
- * padded and without terminator when it is 20 bytes long. */
+/* Executes a parsed GET_ID: writes the first VIRTIO_BLK_ID_BYTES (20) bytes
+ * of device_id, zero padded and without terminator when it is that long. */
 uint8_t blk_request_get_id(struct blk_request *req, const char *device_id);
 
 /* Writes the status byte (if the chain has one) and returns the used length:

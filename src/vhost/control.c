@@ -3,8 +3,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,8 +10,8 @@
 #include "common/common.h"
 #include "vhost/guest_memory.h"
 #include "vhost/queue_worker.h"
+#include "vhost/virtqueue.h"
 
-#define VIRTIO_RING_F_EVENT_IDX 29
 /* Discard requests are aligned to 4 KiB: the file system frees whole blocks. */
 #define DISCARD_SECTOR_ALIGNMENT 8u
 
@@ -135,26 +133,9 @@ void vhost_control_destroy(struct vhost_control *ctl)
 
 /* ---- helpers ---- */
 
-static int fail(char *err, size_t err_len, const struct vhost_user_message *msg, int error,
-		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* Writes "<REQUEST>: <why>" into err and returns -error. */
-static int fail(char *err, size_t err_len, const struct vhost_user_message *msg, int error,
-		const char *fmt, ...)
-{
-	int prefix = snprintf(err, err_len, "%s: ", vhost_user_request_name(msg->hdr.request));
-	if (prefix >= 0 && (size_t)prefix < err_len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err + prefix, err_len - (size_t)prefix, fmt, ap);
-		va_end(ap);
-	}
-	return -error;
-}
-
 static bool protocol_feature_acked(const struct vhost_control *ctl, unsigned int bit)
 {
-	return ctl->acked_protocol_features & (1ull << bit);
+	return ctl->acked_protocol_features & VHOST_FEATURE(bit);
 }
 
 static bool reply_ack_enabled(const struct vhost_control *ctl)
@@ -162,30 +143,28 @@ static bool reply_ack_enabled(const struct vhost_control *ctl)
 	return protocol_feature_acked(ctl, VHOST_USER_PROTOCOL_F_REPLY_ACK);
 }
 
-static int require_protocol_feature(const struct vhost_control *ctl,
-				    const struct vhost_user_message *msg, unsigned int bit,
-				    const char *name, char *err, size_t err_len)
+static int require_protocol_feature(const struct vhost_control *ctl, unsigned int bit,
+				    const char *name, struct error *err)
 {
 	if (protocol_feature_acked(ctl, bit))
 		return 0;
-	return fail(err, err_len, msg, EPROTO, "protocol feature %s was not negotiated", name);
+	return error_set(err, -EPROTO, "protocol feature %s was not negotiated", name);
 }
 
-static int check_vring_index(const struct vhost_control *ctl, const struct vhost_user_message *msg,
-			     uint32_t index, char *err, size_t err_len)
+static int check_vring_index(const struct vhost_control *ctl, uint32_t index, struct error *err)
 {
 	if (index < ctl->num_queues)
 		return 0;
-	return fail(err, err_len, msg, EINVAL, "vring index %u out of range (%u queues)", index,
-		    ctl->num_queues);
+	return error_set(err, -EINVAL, "vring index %u out of range (%u queues)", index,
+			 ctl->num_queues);
 }
 
 static int reply_u64(struct vhost_control *ctl, int sock, const struct vhost_user_message *msg,
-		     uint64_t value, char *err, size_t err_len)
+		     uint64_t value, struct error *err)
 {
 	int ret = vhost_user_send_u64_reply(sock, ctl->abort_fd, msg->hdr.request, value);
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "cannot send the reply: %s", strerror(-ret));
+		return error_set(err, ret, "cannot send the reply: %s", strerror(-ret));
 	return 0;
 }
 
@@ -202,16 +181,14 @@ static void publish_memory(struct vhost_control *ctl, struct guest_memory *mem)
 
 /* Starts a ring once it has addresses, memory and a kick fd, whatever the
  * order in which the front end sent them. */
-static int start_vring_if_ready(struct vhost_control *ctl, const struct vhost_user_message *msg,
-				uint32_t index, char *err, size_t err_len)
+static int start_vring_if_ready(struct vhost_control *ctl, uint32_t index, struct error *err)
 {
 	struct vring_setup *vr = &ctl->vrings[index];
 	if (queue_worker_started(vr->worker) || !vr->has_addr || !vr->has_kick || !ctl->mem)
 		return 0;
 	int ret = queue_worker_start(vr->worker);
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "cannot start queue %u: %s", index,
-			    strerror(-ret));
+		return error_set(err, ret, "cannot start queue %u: %s", index, strerror(-ret));
 	log_debug("queue %u started", index);
 	return 0;
 }
@@ -219,16 +196,16 @@ static int start_vring_if_ready(struct vhost_control *ctl, const struct vhost_us
 /* ---- features and ownership ---- */
 
 static int handle_set_features(struct vhost_control *ctl, const struct vhost_user_message *msg,
-			       char *err, size_t err_len)
+			       struct error *err)
 {
 	uint64_t features = msg->payload.u64;
 	if (features & ~VHOST_BLK_FEATURES)
-		return fail(err, err_len, msg, EINVAL,
-			    "features 0x%" PRIx64 " include bits not offered (0x%" PRIx64 ")",
-			    features, (uint64_t)(features & ~VHOST_BLK_FEATURES));
+		return error_set(err, -EINVAL,
+				 "features 0x%" PRIx64 " include bits not offered (0x%" PRIx64 ")",
+				 features, (uint64_t)(features & ~VHOST_BLK_FEATURES));
 	ctl->acked_features = features;
-	bool protocol_features = features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
-	bool event_idx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+	bool protocol_features = features & VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES);
+	bool event_idx = features & VHOST_FEATURE(VIRTIO_RING_F_EVENT_IDX);
 	for (uint32_t i = 0; i < ctl->num_queues; i++) {
 		/* Without protocol features there is no SET_VRING_ENABLE: rings
 		 * are enabled from the start (vhost-user spec). */
@@ -241,24 +218,22 @@ static int handle_set_features(struct vhost_control *ctl, const struct vhost_use
 }
 
 static int handle_set_protocol_features(struct vhost_control *ctl,
-					const struct vhost_user_message *msg, char *err,
-					size_t err_len)
+					const struct vhost_user_message *msg, struct error *err)
 {
 	uint64_t features = msg->payload.u64;
 	if (features & ~VHOST_BLK_PROTOCOL_FEATURES)
-		return fail(err, err_len, msg, EINVAL,
-			    "protocol features 0x%" PRIx64 " include bits not offered (0x%" PRIx64
-			    ")",
-			    features, (uint64_t)(features & ~VHOST_BLK_PROTOCOL_FEATURES));
+		return error_set(err, -EINVAL,
+				 "protocol features 0x%" PRIx64
+				 " include bits not offered (0x%" PRIx64 ")",
+				 features, (uint64_t)(features & ~VHOST_BLK_PROTOCOL_FEATURES));
 	ctl->acked_protocol_features = features;
 	return 0;
 }
 
-static int handle_set_owner(struct vhost_control *ctl, const struct vhost_user_message *msg,
-			    char *err, size_t err_len)
+static int handle_set_owner(struct vhost_control *ctl, struct error *err)
 {
 	if (ctl->owned)
-		return fail(err, err_len, msg, EBUSY, "the session already has an owner");
+		return error_set(err, -EBUSY, "the session already has an owner");
 	ctl->owned = true;
 	return 0;
 }
@@ -272,51 +247,50 @@ static void handle_reset_owner(struct vhost_control *ctl)
 
 /* ---- memory ---- */
 
-static int explain_region_error(const struct vhost_user_message *msg, int ret, unsigned int number,
-				const struct vhost_user_mem_region *r, char *err, size_t err_len)
+static int explain_region_error(int ret, unsigned int number, const struct vhost_user_mem_region *r,
+				struct error *err)
 {
 	const char *why = ret == -EINVAL   ? "is empty, overflows or overlaps another region"
 			  : ret == -ENOSPC ? "exceeds the number of memory slots"
 			  : ret == -ENOENT ? "does not match any region"
 			  : ret == -ERANGE ? "extends past the end of its file"
 					   : strerror(-ret);
-	return fail(err, err_len, msg, -ret,
-		    "region %u (guest 0x%" PRIx64 ", size 0x%" PRIx64 ", user 0x%" PRIx64
-		    ", offset 0x%" PRIx64 ") %s",
-		    number, r->guest_phys_addr, r->memory_size, r->userspace_addr, r->mmap_offset,
-		    why);
+	return error_set(err, ret,
+			 "region %u (guest 0x%" PRIx64 ", size 0x%" PRIx64 ", user 0x%" PRIx64
+			 ", offset 0x%" PRIx64 ") %s",
+			 number, r->guest_phys_addr, r->memory_size, r->userspace_addr,
+			 r->mmap_offset, why);
 }
 
 static int handle_set_mem_table(struct vhost_control *ctl, const struct vhost_user_message *msg,
-				char *err, size_t err_len)
+				struct error *err)
 {
 	const struct vhost_user_mem_table *table = &msg->payload.mem_table;
 	const uint32_t header = offsetof(struct vhost_user_mem_table, regions);
 	if (msg->hdr.size < header)
-		return fail(err, err_len, msg, EBADMSG, "payload of %u bytes is too short",
-			    msg->hdr.size);
+		return error_set(err, -EBADMSG, "payload of %u bytes is too short", msg->hdr.size);
 	uint32_t count = table->nregions;
 	if (count == 0 || count > VHOST_USER_MAX_MEM_REGIONS)
-		return fail(err, err_len, msg, EBADMSG, "%u regions (1..%u allowed)", count,
-			    VHOST_USER_MAX_MEM_REGIONS);
+		return error_set(err, -EBADMSG, "%u regions (1..%u allowed)", count,
+				 VHOST_USER_MAX_MEM_REGIONS);
 	if (table->padding != 0)
-		return fail(err, err_len, msg, EBADMSG, "non-zero padding");
+		return error_set(err, -EBADMSG, "non-zero padding");
 	if (msg->hdr.size != header + count * sizeof(struct vhost_user_mem_region))
-		return fail(err, err_len, msg, EBADMSG, "payload of %u bytes for %u regions",
-			    msg->hdr.size, count);
+		return error_set(err, -EBADMSG, "payload of %u bytes for %u regions", msg->hdr.size,
+				 count);
 	if (msg->fd_count != count)
-		return fail(err, err_len, msg, EBADMSG, "%u file descriptors for %u regions",
-			    msg->fd_count, count);
+		return error_set(err, -EBADMSG, "%u file descriptors for %u regions", msg->fd_count,
+				 count);
 
 	struct guest_memory *mem = guest_memory_new();
 	if (!mem)
-		return fail(err, err_len, msg, ENOMEM, "out of memory");
+		return error_set(err, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < count; i++) {
 		struct guest_memory *next;
 		int ret = guest_memory_add(mem, &table->regions[i], msg->fds[i], &next);
 		guest_memory_unref(mem);
 		if (ret < 0)
-			return explain_region_error(msg, ret, i, &table->regions[i], err, err_len);
+			return explain_region_error(ret, i, &table->regions[i], err);
 		mem = next;
 	}
 	publish_memory(ctl, mem);
@@ -325,41 +299,40 @@ static int handle_set_mem_table(struct vhost_control *ctl, const struct vhost_us
 }
 
 static int handle_add_mem_reg(struct vhost_control *ctl, const struct vhost_user_message *msg,
-			      char *err, size_t err_len)
+			      struct error *err)
 {
-	int ret = require_protocol_feature(ctl, msg, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
-					   "CONFIGURE_MEM_SLOTS", err, err_len);
+	int ret = require_protocol_feature(ctl, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+					   "CONFIGURE_MEM_SLOTS", err);
 	if (ret < 0)
 		return ret;
 	if (msg->fd_count != 1)
-		return fail(err, err_len, msg, EBADMSG, "%u file descriptors, expected 1",
-			    msg->fd_count);
+		return error_set(err, -EBADMSG, "%u file descriptors, expected 1", msg->fd_count);
 	const struct vhost_user_mem_region *region = &msg->payload.mem_region.region;
 	struct guest_memory *next;
 	ret = guest_memory_add(ctl->mem, region, msg->fds[0], &next);
 	if (ret < 0)
-		return explain_region_error(msg, ret, 0, region, err, err_len);
+		return explain_region_error(ret, 0, region, err);
 	publish_memory(ctl, next);
 	return 0;
 }
 
 static int handle_rem_mem_reg(struct vhost_control *ctl, const struct vhost_user_message *msg,
-			      char *err, size_t err_len)
+			      struct error *err)
 {
-	int ret = require_protocol_feature(ctl, msg, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
-					   "CONFIGURE_MEM_SLOTS", err, err_len);
+	int ret = require_protocol_feature(ctl, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+					   "CONFIGURE_MEM_SLOTS", err);
 	if (ret < 0)
 		return ret;
 	if (msg->fd_count > 1)
-		return fail(err, err_len, msg, EBADMSG, "%u file descriptors, expected at most 1",
-			    msg->fd_count);
+		return error_set(err, -EBADMSG, "%u file descriptors, expected at most 1",
+				 msg->fd_count);
 	const struct vhost_user_mem_region *region = &msg->payload.mem_region.region;
 	if (!ctl->mem)
-		return explain_region_error(msg, -ENOENT, 0, region, err, err_len);
+		return explain_region_error(-ENOENT, 0, region, err);
 	struct guest_memory *next;
 	ret = guest_memory_remove(ctl->mem, region->guest_phys_addr, region->memory_size, &next);
 	if (ret < 0)
-		return explain_region_error(msg, ret, 0, region, err, err_len);
+		return explain_region_error(ret, 0, region, err);
 	publish_memory(ctl, next);
 	return 0;
 }
@@ -367,91 +340,98 @@ static int handle_rem_mem_reg(struct vhost_control *ctl, const struct vhost_user
 /* ---- vrings ---- */
 
 static int handle_set_vring_num(struct vhost_control *ctl, const struct vhost_user_message *msg,
-				char *err, size_t err_len)
+				struct error *err)
 {
 	const struct vhost_user_vring_state *s = &msg->payload.state;
-	int ret = check_vring_index(ctl, msg, s->index, err, err_len);
+	int ret = check_vring_index(ctl, s->index, err);
 	if (ret < 0)
 		return ret;
-	if (s->num == 0 || s->num > ctl->opts.queue_size || !is_power_of_two(s->num))
-		return fail(err, err_len, msg, EINVAL,
-			    "queue %u: size %u is not a power of two in 1..%u", s->index, s->num,
-			    ctl->opts.queue_size);
+	if (!is_power_of_two(s->num))
+		return error_set(err, -EINVAL, "queue %u: size %u is not a power of two", s->index,
+				 s->num);
+	/* The usual cause is a VMM configured for longer rings than the
+	 * device: say which of the two settings to change. */
+	if (s->num > ctl->opts.queue_size)
+		return error_set(err, -EINVAL,
+				 "queue %u: size %u exceeds the config's queue_size (%u): set "
+				 "queue_size to %u or more in the config, or pass queue-size=%u "
+				 "(or less) to QEMU's vhost-user-blk-pci",
+				 s->index, s->num, ctl->opts.queue_size, s->num,
+				 ctl->opts.queue_size);
 	ret = queue_worker_set_num(ctl->vrings[s->index].worker, s->num);
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "queue %u: %s", s->index,
-			    ret == -EBUSY ? "the queue is running" : strerror(-ret));
+		return error_set(err, ret, "queue %u: %s", s->index,
+				 ret == -EBUSY ? "the queue is running" : strerror(-ret));
 	return 0;
 }
 
 static int translate(const struct vhost_control *ctl, const struct vhost_user_message *msg,
-		     const char *what, uint64_t va, uint64_t *gpa, char *err, size_t err_len)
+		     const char *what, uint64_t va, uint64_t *gpa, struct error *err)
 {
 	if (guest_memory_va_to_gpa(ctl->mem, va, gpa) == 0)
 		return 0;
-	return fail(err, err_len, msg, EFAULT, "queue %u: %s address 0x%" PRIx64 " is not mapped",
-		    msg->payload.addr.index, what, va);
+	return error_set(err, -EFAULT, "queue %u: %s address 0x%" PRIx64 " is not mapped",
+			 msg->payload.addr.index, what, va);
 }
 
 static int handle_set_vring_addr(struct vhost_control *ctl, const struct vhost_user_message *msg,
-				 char *err, size_t err_len)
+				 struct error *err)
 {
 	const struct vhost_user_vring_addr *a = &msg->payload.addr;
-	int ret = check_vring_index(ctl, msg, a->index, err, err_len);
+	int ret = check_vring_index(ctl, a->index, err);
 	if (ret < 0)
 		return ret;
 	/* Bit 0 (LOG) is the only flag; logging is never negotiated, so the
 	 * log address is ignored. */
 	if (a->flags & ~1u)
-		return fail(err, err_len, msg, EBADMSG, "unknown flags 0x%x", a->flags);
-	if ((a->desc_user_addr & 15) || (a->avail_user_addr & 1) || (a->used_user_addr & 3))
-		return fail(err, err_len, msg, EBADMSG, "queue %u: misaligned ring address",
-			    a->index);
+		return error_set(err, -EBADMSG, "unknown flags 0x%x", a->flags);
+	if (!virtqueue_rings_aligned(a->desc_user_addr, a->avail_user_addr, a->used_user_addr))
+		return error_set(err, -EBADMSG, "queue %u: misaligned ring address", a->index);
 	if (!ctl->mem)
-		return fail(err, err_len, msg, EPROTO, "queue %u: no memory table yet", a->index);
+		return error_set(err, -EPROTO, "queue %u: no memory table yet", a->index);
 	uint64_t desc, avail, used;
-	ret = translate(ctl, msg, "descriptor table", a->desc_user_addr, &desc, err, err_len);
+	ret = translate(ctl, msg, "descriptor table", a->desc_user_addr, &desc, err);
 	if (ret < 0)
 		return ret;
-	ret = translate(ctl, msg, "avail ring", a->avail_user_addr, &avail, err, err_len);
+	ret = translate(ctl, msg, "avail ring", a->avail_user_addr, &avail, err);
 	if (ret < 0)
 		return ret;
-	ret = translate(ctl, msg, "used ring", a->used_user_addr, &used, err, err_len);
+	ret = translate(ctl, msg, "used ring", a->used_user_addr, &used, err);
 	if (ret < 0)
 		return ret;
 	struct vring_setup *vr = &ctl->vrings[a->index];
 	ret = queue_worker_set_addr(vr->worker, desc, avail, used);
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "queue %u: %s", a->index,
-			    ret == -EBUSY ? "the queue is running" : strerror(-ret));
+		return error_set(err, ret, "queue %u: %s", a->index,
+				 ret == -EBUSY ? "the queue is running" : strerror(-ret));
 	vr->has_addr = true;
-	return start_vring_if_ready(ctl, msg, a->index, err, err_len);
+	return start_vring_if_ready(ctl, a->index, err);
 }
 
 static int handle_set_vring_base(struct vhost_control *ctl, const struct vhost_user_message *msg,
-				 char *err, size_t err_len)
+				 struct error *err)
 {
 	const struct vhost_user_vring_state *s = &msg->payload.state;
-	int ret = check_vring_index(ctl, msg, s->index, err, err_len);
+	int ret = check_vring_index(ctl, s->index, err);
 	if (ret < 0)
 		return ret;
 	if (s->num > UINT16_MAX)
-		return fail(err, err_len, msg, EINVAL, "queue %u: base %u exceeds 16 bits",
-			    s->index, s->num);
+		return error_set(err, -EINVAL, "queue %u: base %u exceeds 16 bits", s->index,
+				 s->num);
 	struct vring_setup *vr = &ctl->vrings[s->index];
 	ret = queue_worker_set_base(vr->worker, (uint16_t)s->num);
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "queue %u: %s", s->index,
-			    ret == -EBUSY ? "the queue is running" : strerror(-ret));
+		return error_set(err, ret, "queue %u: %s", s->index,
+				 ret == -EBUSY ? "the queue is running" : strerror(-ret));
 	vr->base = (uint16_t)s->num;
 	return 0;
 }
 
 static int handle_get_vring_base(struct vhost_control *ctl, int sock,
-				 const struct vhost_user_message *msg, char *err, size_t err_len)
+				 const struct vhost_user_message *msg, struct error *err)
 {
 	const struct vhost_user_vring_state *s = &msg->payload.state;
-	int ret = check_vring_index(ctl, msg, s->index, err, err_len);
+	int ret = check_vring_index(ctl, s->index, err);
 	if (ret < 0)
 		return ret;
 	struct vring_setup *vr = &ctl->vrings[s->index];
@@ -467,7 +447,7 @@ static int handle_get_vring_base(struct vhost_control *ctl, int sock,
 	struct vhost_user_vring_state reply = {.index = s->index, .num = vr->base};
 	ret = vhost_user_send_reply(sock, ctl->abort_fd, msg->hdr.request, &reply, sizeof(reply));
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "cannot send the reply: %s", strerror(-ret));
+		return error_set(err, ret, "cannot send the reply: %s", strerror(-ret));
 	return 0;
 }
 
@@ -475,19 +455,19 @@ static int handle_get_vring_base(struct vhost_control *ctl, int sock,
  * exactly when bit 8 is clear. On success *fd is the descriptor (or -1), now
  * owned by the caller. */
 static int take_vring_fd(struct vhost_control *ctl, struct vhost_user_message *msg, uint32_t *index,
-			 int *fd, char *err, size_t err_len)
+			 int *fd, struct error *err)
 {
 	uint64_t value = msg->payload.u64;
 	if (value & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK))
-		return fail(err, err_len, msg, EBADMSG, "unknown bits in 0x%" PRIx64, value);
+		return error_set(err, -EBADMSG, "unknown bits in 0x%" PRIx64, value);
 	*index = (uint32_t)(value & VHOST_USER_VRING_IDX_MASK);
-	int ret = check_vring_index(ctl, msg, *index, err, err_len);
+	int ret = check_vring_index(ctl, *index, err);
 	if (ret < 0)
 		return ret;
 	bool no_fd = value & VHOST_USER_VRING_NOFD_MASK;
 	if (msg->fd_count != (no_fd ? 0u : 1u))
-		return fail(err, err_len, msg, EBADMSG, "%u file descriptors with the no-fd bit %s",
-			    msg->fd_count, no_fd ? "set" : "clear");
+		return error_set(err, -EBADMSG, "%u file descriptors with the no-fd bit %s",
+				 msg->fd_count, no_fd ? "set" : "clear");
 	*fd = -1;
 	if (!no_fd) {
 		*fd = msg->fds[0];
@@ -496,90 +476,74 @@ static int take_vring_fd(struct vhost_control *ctl, struct vhost_user_message *m
 	return 0;
 }
 
-static int handle_set_vring_kick(struct vhost_control *ctl, struct vhost_user_message *msg,
-				 char *err, size_t err_len)
+/* SET_VRING_KICK, SET_VRING_CALL and SET_VRING_ERR. */
+static int handle_set_vring_fd(struct vhost_control *ctl, struct vhost_user_message *msg,
+			       struct error *err)
 {
-	uint32_t index;
-	int fd;
-	int ret = take_vring_fd(ctl, msg, &index, &fd, err, err_len);
+	uint32_t index = 0;
+	int fd = -1;
+	int ret = take_vring_fd(ctl, msg, &index, &fd, err);
 	if (ret < 0)
 		return ret;
-	queue_worker_set_kick_fd(ctl->vrings[index].worker, fd);
-	ctl->vrings[index].has_kick = fd >= 0;
-	return start_vring_if_ready(ctl, msg, index, err, err_len);
-}
-
-static int handle_set_vring_call(struct vhost_control *ctl, struct vhost_user_message *msg,
-				 char *err, size_t err_len)
-{
-	uint32_t index;
-	int fd;
-	int ret = take_vring_fd(ctl, msg, &index, &fd, err, err_len);
-	if (ret < 0)
-		return ret;
-	queue_worker_set_call_fd(ctl->vrings[index].worker, fd);
-	return start_vring_if_ready(ctl, msg, index, err, err_len);
-}
-
-static int handle_set_vring_err(struct vhost_control *ctl, struct vhost_user_message *msg,
-				char *err, size_t err_len)
-{
-	uint32_t index;
-	int fd;
-	int ret = take_vring_fd(ctl, msg, &index, &fd, err, err_len);
-	if (ret < 0)
-		return ret;
-	/* A block device has no ring errors to report. */
-	if (fd >= 0)
-		close(fd);
-	return 0;
+	struct vring_setup *vr = &ctl->vrings[index];
+	switch (msg->hdr.request) {
+	case VHOST_USER_SET_VRING_KICK:
+		queue_worker_set_kick_fd(vr->worker, fd);
+		vr->has_kick = fd >= 0;
+		break;
+	case VHOST_USER_SET_VRING_CALL:
+		queue_worker_set_call_fd(vr->worker, fd);
+		break;
+	default:
+		/* ERR: a block device has no ring errors to report. */
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	return start_vring_if_ready(ctl, index, err);
 }
 
 static int handle_set_vring_enable(struct vhost_control *ctl, const struct vhost_user_message *msg,
-				   char *err, size_t err_len)
+				   struct error *err)
 {
 	const struct vhost_user_vring_state *s = &msg->payload.state;
-	if (!(ctl->acked_features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)))
-		return fail(err, err_len, msg, EPROTO,
-			    "VHOST_USER_F_PROTOCOL_FEATURES was not acked");
-	int ret = check_vring_index(ctl, msg, s->index, err, err_len);
+	if (!(ctl->acked_features & VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES)))
+		return error_set(err, -EPROTO, "VHOST_USER_F_PROTOCOL_FEATURES was not acked");
+	int ret = check_vring_index(ctl, s->index, err);
 	if (ret < 0)
 		return ret;
 	if (s->num > 1)
-		return fail(err, err_len, msg, EINVAL, "queue %u: enable value %u is not 0 or 1",
-			    s->index, s->num);
+		return error_set(err, -EINVAL, "queue %u: enable value %u is not 0 or 1", s->index,
+				 s->num);
 	queue_worker_set_enabled(ctl->vrings[s->index].worker, s->num == 1);
 	return 0;
 }
 
 /* ---- config space ---- */
 
-static int check_config_payload(const struct vhost_user_message *msg, char *err, size_t err_len)
+static int check_config_payload(const struct vhost_user_message *msg, struct error *err)
 {
 	const struct vhost_user_config_header *h = &msg->payload.config.hdr;
 	if (msg->hdr.size < sizeof(*h))
-		return fail(err, err_len, msg, EBADMSG, "payload of %u bytes is too short",
-			    msg->hdr.size);
+		return error_set(err, -EBADMSG, "payload of %u bytes is too short", msg->hdr.size);
 	uint64_t end = (uint64_t)h->offset + h->size;
 	if (h->flags & ~VHOST_USER_CONFIG_FLAGS_KNOWN)
-		return fail(err, err_len, msg, EBADMSG, "unknown flags 0x%x", h->flags);
+		return error_set(err, -EBADMSG, "unknown flags 0x%x", h->flags);
 	if (h->size == 0 || end > VHOST_USER_CONFIG_SPACE_END)
-		return fail(err, err_len, msg, EBADMSG, "bad range: offset %u size %u", h->offset,
-			    h->size);
+		return error_set(err, -EBADMSG, "bad range: offset %u size %u", h->offset, h->size);
 	if (msg->hdr.size - sizeof(*h) != h->size)
-		return fail(err, err_len, msg, EBADMSG, "%zu data bytes for size %u",
-			    msg->hdr.size - sizeof(*h), h->size);
+		return error_set(err, -EBADMSG, "%zu data bytes for size %u",
+				 msg->hdr.size - sizeof(*h), h->size);
 	return 0;
 }
 
 static int handle_get_config(struct vhost_control *ctl, int sock,
-			     const struct vhost_user_message *msg, char *err, size_t err_len)
+			     const struct vhost_user_message *msg, struct error *err)
 {
-	int ret = require_protocol_feature(ctl, msg, VHOST_USER_PROTOCOL_F_CONFIG, "CONFIG", err,
-					   err_len);
+	int ret = require_protocol_feature(ctl, VHOST_USER_PROTOCOL_F_CONFIG, "CONFIG", err);
 	if (ret < 0)
 		return ret;
-	ret = check_config_payload(msg, err, err_len);
+	ret = check_config_payload(msg, err);
 	if (ret < 0)
 		return ret;
 	/* The offset is ignored: QEMU sends 0, cloud-hypervisor 0x100, both
@@ -593,19 +557,18 @@ static int handle_get_config(struct vhost_control *ctl, int sock,
 	ret = vhost_user_send_reply(sock, ctl->abort_fd, msg->hdr.request, &reply,
 				    (uint32_t)sizeof(reply.hdr) + reply.hdr.size);
 	if (ret < 0)
-		return fail(err, err_len, msg, -ret, "cannot send the reply: %s", strerror(-ret));
+		return error_set(err, ret, "cannot send the reply: %s", strerror(-ret));
 	return 0;
 }
 
 static int handle_set_config(struct vhost_control *ctl, const struct vhost_user_message *msg,
-			     char *err, size_t err_len)
+			     struct error *err)
 {
-	int ret = require_protocol_feature(ctl, msg, VHOST_USER_PROTOCOL_F_CONFIG, "CONFIG", err,
-					   err_len);
+	int ret = require_protocol_feature(ctl, VHOST_USER_PROTOCOL_F_CONFIG, "CONFIG", err);
 	if (ret < 0)
 		return ret;
 	/* The config never changes; a guest's writeback toggle is ignored. */
-	return check_config_payload(msg, err, err_len);
+	return check_config_payload(msg, err);
 }
 
 /* ---- dispatch ---- */
@@ -627,88 +590,83 @@ static bool has_own_reply(uint32_t request)
 	}
 }
 
-static int dispatch(struct vhost_control *ctl, int sock, struct vhost_user_message *msg, char *err,
-		    size_t err_len)
+static int dispatch(struct vhost_control *ctl, int sock, struct vhost_user_message *msg,
+		    struct error *err)
 {
 	int ret;
 	switch (msg->hdr.request) {
 	case VHOST_USER_GET_FEATURES:
-		return reply_u64(ctl, sock, msg, VHOST_BLK_FEATURES, err, err_len);
+		return reply_u64(ctl, sock, msg, VHOST_BLK_FEATURES, err);
 	case VHOST_USER_SET_FEATURES:
-		return handle_set_features(ctl, msg, err, err_len);
+		return handle_set_features(ctl, msg, err);
 	case VHOST_USER_SET_OWNER:
-		return handle_set_owner(ctl, msg, err, err_len);
+		return handle_set_owner(ctl, err);
 	case VHOST_USER_RESET_OWNER:
 		handle_reset_owner(ctl);
 		return 0;
 	case VHOST_USER_SET_MEM_TABLE:
-		return handle_set_mem_table(ctl, msg, err, err_len);
+		return handle_set_mem_table(ctl, msg, err);
 	case VHOST_USER_SET_VRING_NUM:
-		return handle_set_vring_num(ctl, msg, err, err_len);
+		return handle_set_vring_num(ctl, msg, err);
 	case VHOST_USER_SET_VRING_ADDR:
-		return handle_set_vring_addr(ctl, msg, err, err_len);
+		return handle_set_vring_addr(ctl, msg, err);
 	case VHOST_USER_SET_VRING_BASE:
-		return handle_set_vring_base(ctl, msg, err, err_len);
+		return handle_set_vring_base(ctl, msg, err);
 	case VHOST_USER_GET_VRING_BASE:
-		return handle_get_vring_base(ctl, sock, msg, err, err_len);
+		return handle_get_vring_base(ctl, sock, msg, err);
 	case VHOST_USER_SET_VRING_KICK:
-		return handle_set_vring_kick(ctl, msg, err, err_len);
 	case VHOST_USER_SET_VRING_CALL:
-		return handle_set_vring_call(ctl, msg, err, err_len);
 	case VHOST_USER_SET_VRING_ERR:
-		return handle_set_vring_err(ctl, msg, err, err_len);
+		return handle_set_vring_fd(ctl, msg, err);
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		return reply_u64(ctl, sock, msg, VHOST_BLK_PROTOCOL_FEATURES, err, err_len);
+		return reply_u64(ctl, sock, msg, VHOST_BLK_PROTOCOL_FEATURES, err);
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
-		return handle_set_protocol_features(ctl, msg, err, err_len);
+		return handle_set_protocol_features(ctl, msg, err);
 	case VHOST_USER_GET_QUEUE_NUM:
-		ret = require_protocol_feature(ctl, msg, VHOST_USER_PROTOCOL_F_MQ, "MQ", err,
-					       err_len);
-		return ret < 0 ? ret : reply_u64(ctl, sock, msg, ctl->num_queues, err, err_len);
+		ret = require_protocol_feature(ctl, VHOST_USER_PROTOCOL_F_MQ, "MQ", err);
+		return ret < 0 ? ret : reply_u64(ctl, sock, msg, ctl->num_queues, err);
 	case VHOST_USER_SET_VRING_ENABLE:
-		return handle_set_vring_enable(ctl, msg, err, err_len);
+		return handle_set_vring_enable(ctl, msg, err);
 	case VHOST_USER_GET_CONFIG:
-		return handle_get_config(ctl, sock, msg, err, err_len);
+		return handle_get_config(ctl, sock, msg, err);
 	case VHOST_USER_SET_CONFIG:
-		return handle_set_config(ctl, msg, err, err_len);
+		return handle_set_config(ctl, msg, err);
 	case VHOST_USER_GET_MAX_MEM_SLOTS:
-		ret = require_protocol_feature(ctl, msg, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
-					       "CONFIGURE_MEM_SLOTS", err, err_len);
-		return ret < 0 ? ret
-			       : reply_u64(ctl, sock, msg, VHOST_USER_MAX_MEM_SLOTS, err, err_len);
+		ret = require_protocol_feature(ctl, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+					       "CONFIGURE_MEM_SLOTS", err);
+		return ret < 0 ? ret : reply_u64(ctl, sock, msg, VHOST_USER_MAX_MEM_SLOTS, err);
 	case VHOST_USER_ADD_MEM_REG:
-		return handle_add_mem_reg(ctl, msg, err, err_len);
+		return handle_add_mem_reg(ctl, msg, err);
 	case VHOST_USER_REM_MEM_REG:
-		return handle_rem_mem_reg(ctl, msg, err, err_len);
+		return handle_rem_mem_reg(ctl, msg, err);
 	case VHOST_USER_SET_DEVICE_STATE_FD:
 		if (msg->fd_count != 1)
-			return fail(err, err_len, msg, EBADMSG, "%u file descriptors, expected 1",
-				    msg->fd_count);
+			return error_set(err, -EBADMSG, "%u file descriptors, expected 1",
+					 msg->fd_count);
 		/* Migration of the device state is not supported: the
 		 * reply says "error, no fd" (bit 8 = no fd, low bits = 1). */
-		return reply_u64(ctl, sock, msg, 0x101, err, err_len);
+		return reply_u64(ctl, sock, msg, 0x101, err);
 	case VHOST_USER_CHECK_DEVICE_STATE:
-		return reply_u64(ctl, sock, msg, 1, err, err_len);
+		return reply_u64(ctl, sock, msg, 1, err);
 	case VHOST_USER_SET_LOG_BASE:
 	case VHOST_USER_SET_LOG_FD:
-		return fail(err, err_len, msg, EOPNOTSUPP,
-			    "dirty logging is not supported (LOG_SHMFD not offered)");
+		return error_set(err, -EOPNOTSUPP,
+				 "dirty logging is not supported (LOG_SHMFD not offered)");
 	default:
-		return fail(err, err_len, msg, EOPNOTSUPP, "request %u is not supported",
-			    msg->hdr.request);
+		return error_set(err, -EOPNOTSUPP, "request %u is not supported", msg->hdr.request);
 	}
 }
 
-int vhost_control_process_message(struct vhost_control *ctl, int sock, char *err, size_t err_len)
+int vhost_control_process_message(struct vhost_control *ctl, int sock, struct error *err)
 {
 	struct vhost_user_message msg;
-	int ret = vhost_user_receive(sock, ctl->abort_fd, &msg, err, err_len);
+	int ret = vhost_user_receive(sock, ctl->abort_fd, &msg, err);
 	if (ret < 0)
 		return ret;
 	log_debug("vhost-user request %s (%u), %u bytes, %u fds",
 		  vhost_user_request_name(msg.hdr.request), msg.hdr.request, msg.hdr.size,
 		  msg.fd_count);
-	ret = dispatch(ctl, sock, &msg, err, err_len);
+	ret = dispatch(ctl, sock, &msg, err);
 	/* Descriptors a handler did not keep (mapped regions, ERR fds, ...) are
 	 * closed here, whatever the outcome. */
 	vhost_user_message_close_fds(&msg);
@@ -718,8 +676,13 @@ int vhost_control_process_message(struct vhost_control *ctl, int sock, char *err
 		int sent = vhost_user_send_u64_reply(sock, ctl->abort_fd, msg.hdr.request,
 						     ret == 0 ? 0 : 1);
 		if (sent < 0 && ret == 0)
-			ret = fail(err, err_len, &msg, -sent, "cannot send the acknowledgement: %s",
-				   strerror(-sent));
+			ret = error_set(err, sent, "cannot send the acknowledgement: %s",
+					strerror(-sent));
+	}
+	/* Every reason a request failed names the request first. */
+	if (ret < 0) {
+		error_default(err, ret);
+		error_prefix(err, "%s: ", vhost_user_request_name(msg.hdr.request));
 	}
 	return ret;
 }

@@ -30,8 +30,9 @@ void vhost_control_destroy(struct vhost_control *ctl);
 /* Reads one message from sock, handles it and sends its reply. Returns 0 to
  * go on, or a negative errno when the connection must end (-ECONNRESET: the
  * front end disconnected; -ECANCELED: stop requested; anything else: a
- * malformed or failing request); err then holds one line saying why. */
-int vhost_control_process_message(struct vhost_control *ctl, int sock, char *err, size_t err_len);
+ * malformed or failing request); err then holds one line saying why,
+ * starting with the request's name when the request itself failed. */
+int vhost_control_process_message(struct vhost_control *ctl, int sock, struct error *err);
 
 /* The 60-byte config space a device with these options and capacity shows. */
 void vhost_blk_config_space_fill(const struct vhost_blk_options *opts, uint64_t capacity,

@@ -2,66 +2,11 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/common.h"
-
-static const char *const request_names[] = {
-    [VHOST_USER_GET_FEATURES] = "GET_FEATURES",
-    [VHOST_USER_SET_FEATURES] = "SET_FEATURES",
-    [VHOST_USER_SET_OWNER] = "SET_OWNER",
-    [VHOST_USER_RESET_OWNER] = "RESET_OWNER",
-    [VHOST_USER_SET_MEM_TABLE] = "SET_MEM_TABLE",
-    [VHOST_USER_SET_LOG_BASE] = "SET_LOG_BASE",
-    [VHOST_USER_SET_LOG_FD] = "SET_LOG_FD",
-    [VHOST_USER_SET_VRING_NUM] = "SET_VRING_NUM",
-    [VHOST_USER_SET_VRING_ADDR] = "SET_VRING_ADDR",
-    [VHOST_USER_SET_VRING_BASE] = "SET_VRING_BASE",
-    [VHOST_USER_GET_VRING_BASE] = "GET_VRING_BASE",
-    [VHOST_USER_SET_VRING_KICK] = "SET_VRING_KICK",
-    [VHOST_USER_SET_VRING_CALL] = "SET_VRING_CALL",
-    [VHOST_USER_SET_VRING_ERR] = "SET_VRING_ERR",
-    [VHOST_USER_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
-    [VHOST_USER_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
-    [VHOST_USER_GET_QUEUE_NUM] = "GET_QUEUE_NUM",
-    [VHOST_USER_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
-    [VHOST_USER_SEND_RARP] = "SEND_RARP",
-    [VHOST_USER_NET_SET_MTU] = "NET_SET_MTU",
-    [VHOST_USER_SET_BACKEND_REQ_FD] = "SET_BACKEND_REQ_FD",
-    [VHOST_USER_IOTLB_MSG] = "IOTLB_MSG",
-    [VHOST_USER_SET_VRING_ENDIAN] = "SET_VRING_ENDIAN",
-    [VHOST_USER_GET_CONFIG] = "GET_CONFIG",
-    [VHOST_USER_SET_CONFIG] = "SET_CONFIG",
-    [VHOST_USER_CREATE_CRYPTO_SESSION] = "CREATE_CRYPTO_SESSION",
-    [VHOST_USER_CLOSE_CRYPTO_SESSION] = "CLOSE_CRYPTO_SESSION",
-    [VHOST_USER_POSTCOPY_ADVISE] = "POSTCOPY_ADVISE",
-    [VHOST_USER_POSTCOPY_LISTEN] = "POSTCOPY_LISTEN",
-    [VHOST_USER_POSTCOPY_END] = "POSTCOPY_END",
-    [VHOST_USER_GET_INFLIGHT_FD] = "GET_INFLIGHT_FD",
-    [VHOST_USER_SET_INFLIGHT_FD] = "SET_INFLIGHT_FD",
-    [VHOST_USER_GPU_SET_SOCKET] = "GPU_SET_SOCKET",
-    [VHOST_USER_RESET_DEVICE] = "RESET_DEVICE",
-    [VHOST_USER_VRING_KICK] = "VRING_KICK",
-    [VHOST_USER_GET_MAX_MEM_SLOTS] = "GET_MAX_MEM_SLOTS",
-    [VHOST_USER_ADD_MEM_REG] = "ADD_MEM_REG",
-    [VHOST_USER_REM_MEM_REG] = "REM_MEM_REG",
-    [VHOST_USER_SET_STATUS] = "SET_STATUS",
-    [VHOST_USER_GET_STATUS] = "GET_STATUS",
-    [VHOST_USER_GET_SHARED_OBJECT] = "GET_SHARED_OBJECT",
-    [VHOST_USER_SET_DEVICE_STATE_FD] = "SET_DEVICE_STATE_FD",
-    [VHOST_USER_CHECK_DEVICE_STATE] = "CHECK_DEVICE_STATE",
-};
-
-const char *vhost_user_request_name(uint32_t request)
-{
-	if (request < ARRAY_SIZE(request_names) && request_names[request])
-		return request_names[request];
-	return "UNKNOWN";
-}
 
 bool vhost_user_request_may_carry_fds(uint32_t request)
 {
@@ -127,18 +72,6 @@ void vhost_user_message_close_fds(struct vhost_user_message *msg)
 		msg->fds[i] = -1;
 	}
 	msg->fd_count = 0;
-}
-
-static int fail(char *err, size_t err_len, int error, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int error, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-	return -error;
 }
 
 /* Waits until sock is ready for `events`; -ECANCELED if abort_fd is readable
@@ -227,41 +160,40 @@ static int receive_exact(int sock, int abort_fd, void *buf, size_t len,
 	return 0;
 }
 
-static int check_header(const struct vhost_user_header *hdr, char *err, size_t err_len)
+static int check_header(const struct vhost_user_header *hdr, struct error *err)
 {
 	const char *name = vhost_user_request_name(hdr->request);
 	if ((hdr->flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION)
-		return fail(err, err_len, EBADMSG, "%s (%u): unsupported version in flags 0x%x",
-			    name, hdr->request, hdr->flags);
+		return error_set(err, -EBADMSG, "%s (%u): unsupported version in flags 0x%x", name,
+				 hdr->request, hdr->flags);
 	if (hdr->flags & VHOST_USER_REPLY_FLAG)
-		return fail(err, err_len, EBADMSG, "%s (%u): a request with the REPLY flag", name,
-			    hdr->request);
+		return error_set(err, -EBADMSG, "%s (%u): a request with the REPLY flag", name,
+				 hdr->request);
 	uint32_t known =
 	    VHOST_USER_VERSION_MASK | VHOST_USER_REPLY_FLAG | VHOST_USER_NEED_REPLY_FLAG;
 	if (hdr->flags & ~known)
-		return fail(err, err_len, EBADMSG, "%s (%u): unknown flag bits 0x%x", name,
-			    hdr->request, hdr->flags & ~known);
+		return error_set(err, -EBADMSG, "%s (%u): unknown flag bits 0x%x", name,
+				 hdr->request, hdr->flags & ~known);
 	if (hdr->size > VHOST_USER_MAX_PAYLOAD)
-		return fail(err, err_len, EBADMSG, "%s (%u): payload size %u exceeds %u", name,
-			    hdr->request, hdr->size, VHOST_USER_MAX_PAYLOAD);
+		return error_set(err, -EBADMSG, "%s (%u): payload size %u exceeds %u", name,
+				 hdr->request, hdr->size, VHOST_USER_MAX_PAYLOAD);
 	return 0;
 }
 
-static int check_fds_and_size(const struct vhost_user_message *msg, char *err, size_t err_len)
+static int check_fds_and_size(const struct vhost_user_message *msg, struct error *err)
 {
 	const char *name = vhost_user_request_name(msg->hdr.request);
 	if (msg->fd_count > 0 && !vhost_user_request_may_carry_fds(msg->hdr.request))
-		return fail(err, err_len, EBADMSG, "%s: %u unexpected file descriptor(s)", name,
-			    msg->fd_count);
+		return error_set(err, -EBADMSG, "%s: %u unexpected file descriptor(s)", name,
+				 msg->fd_count);
 	int expected = vhost_user_fixed_payload_size(msg->hdr.request);
 	if (expected >= 0 && msg->hdr.size != (uint32_t)expected)
-		return fail(err, err_len, EBADMSG, "%s: payload size %u, expected %d", name,
-			    msg->hdr.size, expected);
+		return error_set(err, -EBADMSG, "%s: payload size %u, expected %d", name,
+				 msg->hdr.size, expected);
 	return 0;
 }
 
-int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, char *err,
-		       size_t err_len)
+int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, struct error *err)
 {
 	msg->fd_count = 0;
 	bool fds_complete = true;
@@ -269,33 +201,34 @@ int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, c
 	int ret =
 	    receive_exact(sock, abort_fd, &msg->hdr, sizeof(msg->hdr), msg, &got, &fds_complete);
 	if (ret == -ECONNRESET && got == 0)
-		ret = fail(err, err_len, ECONNRESET, "front end disconnected");
+		ret = error_set(err, -ECONNRESET, "front end disconnected");
 	else if (ret == -ECONNRESET)
-		ret = fail(err, err_len, ECONNRESET, "front end disconnected inside a header");
+		ret = error_set(err, -ECONNRESET, "front end disconnected inside a header");
 	else if (ret == -ECANCELED)
-		ret = fail(err, err_len, ECANCELED, "stop requested");
+		ret = error_set(err, -ECANCELED, "stop requested");
 	else if (ret < 0)
-		ret = fail(err, err_len, -ret, "socket error: %s", strerror(-ret));
+		ret = error_set(err, ret, "socket error: %s", strerror(-ret));
 	else
-		ret = check_header(&msg->hdr, err, err_len);
+		ret = check_header(&msg->hdr, err);
 
 	if (ret == 0) {
 		ret = receive_exact(sock, abort_fd, &msg->payload, msg->hdr.size, msg, &got,
 				    &fds_complete);
 		if (ret == -ECONNRESET)
-			ret = fail(err, err_len, ECONNRESET,
-				   "front end disconnected inside %s (%zu of %u payload bytes)",
-				   vhost_user_request_name(msg->hdr.request), got, msg->hdr.size);
+			ret = error_set(
+			    err, -ECONNRESET,
+			    "front end disconnected inside %s (%zu of %u payload bytes)",
+			    vhost_user_request_name(msg->hdr.request), got, msg->hdr.size);
 		else if (ret == -ECANCELED)
-			ret = fail(err, err_len, ECANCELED, "stop requested");
+			ret = error_set(err, -ECANCELED, "stop requested");
 		else if (ret < 0)
-			ret = fail(err, err_len, -ret, "socket error: %s", strerror(-ret));
+			ret = error_set(err, ret, "socket error: %s", strerror(-ret));
 	}
 	if (ret == 0 && !fds_complete)
-		ret = fail(err, err_len, EBADMSG, "%s: more than %u file descriptors",
-			   vhost_user_request_name(msg->hdr.request), VHOST_USER_MAX_FDS);
+		ret = error_set(err, -EBADMSG, "%s: more than %u file descriptors",
+				vhost_user_request_name(msg->hdr.request), VHOST_USER_MAX_FDS);
 	if (ret == 0)
-		ret = check_fds_and_size(msg, err, err_len);
+		ret = check_fds_and_size(msg, err);
 	if (ret < 0)
 		vhost_user_message_close_fds(msg);
 	return ret;

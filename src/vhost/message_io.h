@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
 #include "vhost/vhost_user_wire.h"
 
 /* GET_CONFIG / SET_CONFIG: the config header and up to the rest of a payload. */
@@ -46,8 +47,7 @@ struct vhost_user_message {
  *   other        a socket error.
  * err always receives one line on failure. No descriptor stays open on
  * failure. */
-int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, char *err,
-		       size_t err_len);
+int vhost_user_receive(int sock, int abort_fd, struct vhost_user_message *msg, struct error *err);
 
 /* Sends a reply: header {request, version 1 | REPLY, size} then the payload,
  * no descriptors. Returns 0 or a negative errno. */
@@ -63,7 +63,5 @@ bool vhost_user_request_may_carry_fds(uint32_t request);
 /* The exact payload size of a fixed-size request, or -1 when the size is
  * variable (checked by its handler) or the request is unknown. */
 int vhost_user_fixed_payload_size(uint32_t request);
-/* "SET_MEM_TABLE" etc.; "UNKNOWN" for codes this server does not know. */
-const char *vhost_user_request_name(uint32_t request);
 
 #endif

@@ -5,7 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -65,13 +65,11 @@ int queue_worker_create(const struct queue_worker_config *cfg, struct queue_work
 		destroy_partial(qw);
 		return rc;
 	}
-	/* Signals are for the control thread: the worker starts with all of
-	 * them blocked, so a SIGTERM never lands in the middle of its loop. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = -pthread_create(&qw->thread, NULL, queue_worker_thread_main, qw);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Signals are for the control thread (thread_start blocks them all in
+	 * the worker), so a SIGTERM never lands in the middle of its loop. */
+	char name[32]; /* thread_start keeps the first 15 characters */
+	snprintf(name, sizeof(name), "ubiblk-vq%u", cfg->index);
+	int rc = thread_start(&qw->thread, name, queue_worker_thread_main, qw);
 	if (rc < 0) {
 		destroy_partial(qw);
 		return rc;
@@ -130,7 +128,7 @@ int queue_worker_set_addr(struct queue_worker *qw, uint64_t desc_gpa, uint64_t a
 {
 	if (qw->started)
 		return -EBUSY;
-	if (desc_gpa % 16 != 0 || avail_gpa % 2 != 0 || used_gpa % 4 != 0)
+	if (!virtqueue_rings_aligned(desc_gpa, avail_gpa, used_gpa))
 		return -EINVAL;
 	pthread_mutex_lock(&qw->lock);
 	qw->want.desc_gpa = desc_gpa;

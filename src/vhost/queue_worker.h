@@ -9,12 +9,13 @@
  * The control thread configures the ring with the setters below while the
  * queue is stopped, then calls queue_worker_start(). queue_worker_stop()
  * (GET_VRING_BASE) returns only once no request of the queue is in flight,
- * so the front end may then reuse the ring memory. Every function here is
- * called from the control thread only. */
+ * so the front end may then reuse the ring memory. Every function here but
+ * queue_worker_get_bounce_stats() is called from the control thread only. */
 #ifndef UBIBLK_VHOST_QUEUE_WORKER_H
 #define UBIBLK_VHOST_QUEUE_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bdev/bdev.h"
@@ -27,7 +28,7 @@ struct queue_worker_config {
 	uint32_t seg_count_max;
 	uint64_t poll_timeout_us;
 	int cpu;	       /* pin to this CPU at start, or -1 */
-	const char *device_id; /* up to 20 bytes */
+	const char *device_id; /* up to VIRTIO_BLK_ID_BYTES */
 	bool write_through;
 	struct bdev *dev;
 	/* Reads, writes and flushes are recorded here by slot index (NULL:
@@ -48,8 +49,8 @@ void queue_worker_destroy(struct queue_worker *qw);
  * event_idx, memory) return once the worker has applied them.
  *
  * Ring setup; -EBUSY while the queue is started, -EINVAL for bad values
- * (num 0 or above max_queue_size; desc not 16-, avail not 2-, used not
- * 4-byte aligned). */
+ * (num 0 or above max_queue_size; rings not aligned as
+ * virtqueue_rings_aligned() requires). */
 int queue_worker_set_num(struct queue_worker *qw, uint32_t num);
 int queue_worker_set_addr(struct queue_worker *qw, uint64_t desc_gpa, uint64_t avail_gpa,
 			  uint64_t used_gpa);
@@ -73,5 +74,20 @@ bool queue_worker_started(const struct queue_worker *qw);
 /* Quiesce: wait until nothing is in flight, stop, close the kick and call
  * fds, and return the next available index (GET_VRING_BASE). */
 uint16_t queue_worker_stop(struct queue_worker *qw);
+
+/* Bounce-buffer use of the queue. Requests that miss O_DIRECT alignment (or
+ * whose data is transformed) hold bounce buffers; the queue lets them hold
+ * at most `budget` bytes at once (one larger request runs alone) and pauses
+ * popping until enough is released. `peak` is the most they have held at
+ * once, `waits` how often popping paused: waits that keep rising mean the
+ * guest's misaligned I/O is throttled by the budget. The one function here
+ * that any thread may call, also while the queue runs. */
+struct queue_worker_bounce_stats {
+	size_t budget;
+	size_t peak;
+	uint64_t waits;
+};
+void queue_worker_get_bounce_stats(const struct queue_worker *qw,
+				   struct queue_worker_bounce_stats *out);
 
 #endif

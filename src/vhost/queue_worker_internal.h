@@ -103,8 +103,9 @@ struct queue_worker {
 	size_t pool_bytes;
 	size_t bounce_budget;
 	size_t bounce_in_use;
-	size_t bounce_peak;    /* highest bounce_in_use (atomic: tests read it) */
-	uint64_t bounce_waits; /* pauses for the budget (atomic: tests read it) */
+	/* queue_worker_get_bounce_stats() reads these from another thread. */
+	size_t bounce_peak;    /* highest bounce_in_use (atomic) */
+	uint64_t bounce_waits; /* pauses for the budget (atomic) */
 	bool bounce_stalled;
 	void **bounce_pool;
 	uint32_t pool_count;
@@ -136,11 +137,6 @@ void queue_worker_return_unreturned(struct queue_worker *qw);
 /* The queue stops with the rings unmapped: those requests can never be
  * returned (logged). */
 void queue_worker_drop_unreturned(struct queue_worker *qw);
-/* For tests, from any thread: the most bounce memory requests have held at
- * once, the budget, and how often popping paused for it. */
-size_t queue_worker_bounce_peak(const struct queue_worker *qw);
-size_t queue_worker_bounce_budget(const struct queue_worker *qw);
-uint64_t queue_worker_bounce_waits(const struct queue_worker *qw);
 
 /* queue_worker_thread.c */
 void *queue_worker_thread_main(void *arg);

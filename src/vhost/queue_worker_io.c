@@ -102,19 +102,12 @@ static void bounce_release(struct queue_worker *qw, struct request_slot *slot)
 	slot->bounce_size = 0;
 }
 
-size_t queue_worker_bounce_peak(const struct queue_worker *qw)
+void queue_worker_get_bounce_stats(const struct queue_worker *qw,
+				   struct queue_worker_bounce_stats *out)
 {
-	return __atomic_load_n(&qw->bounce_peak, __ATOMIC_RELAXED);
-}
-
-size_t queue_worker_bounce_budget(const struct queue_worker *qw)
-{
-	return qw->bounce_budget; /* set before the worker reported its start-up */
-}
-
-uint64_t queue_worker_bounce_waits(const struct queue_worker *qw)
-{
-	return __atomic_load_n(&qw->bounce_waits, __ATOMIC_RELAXED);
+	out->budget = qw->bounce_budget; /* set before the worker reported its start-up */
+	out->peak = __atomic_load_n(&qw->bounce_peak, __ATOMIC_RELAXED);
+	out->waits = __atomic_load_n(&qw->bounce_waits, __ATOMIC_RELAXED);
 }
 
 /* ---- requests ---- */

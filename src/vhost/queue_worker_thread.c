@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -254,9 +253,6 @@ static void pin_to_cpu(const struct queue_worker *qw)
 
 static int worker_init(struct queue_worker *qw)
 {
-	char name[16];
-	snprintf(name, sizeof(name), "ubiblk-vq%u", qw->cfg.index);
-	pthread_setname_np(pthread_self(), name);
 	pin_to_cpu(qw);
 	uint64_t poll_us = qw->cfg.poll_timeout_us;
 	qw->poll_ns = poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000;

@@ -23,9 +23,8 @@
 #include "common/common.h"
 #include "vhost/control.h"
 
-#define LISTEN_BACKLOG	   16
-#define ACCEPT_RETRY_MS	   100
-#define ERROR_MESSAGE_SIZE 512
+#define LISTEN_BACKLOG	16
+#define ACCEPT_RETRY_MS 100
 
 /* Set by vhost_blk_request_stop(), possibly from a signal handler. Once a
  * stop is requested it stays requested. The eventfd is created once and never
@@ -209,8 +208,8 @@ static int serve_connection(struct vhost_control *ctl, int stop_fd, int listener
 				refuse_extra_front_end(listener);
 			continue;
 		}
-		char err[ERROR_MESSAGE_SIZE] = "";
-		int ret = vhost_control_process_message(ctl, conn, err, sizeof(err));
+		struct error err = {.text = ""};
+		int ret = vhost_control_process_message(ctl, conn, &err);
 		if (ret == 0)
 			continue;
 		if (ret == -ECANCELED)
@@ -218,7 +217,7 @@ static int serve_connection(struct vhost_control *ctl, int stop_fd, int listener
 		if (ret == -ECONNRESET)
 			log_info("vhost-user front end disconnected");
 		else
-			log_warn("ending the vhost-user connection: %s", err);
+			log_warn("ending the vhost-user connection: %s", err.text);
 		return 0;
 	}
 }

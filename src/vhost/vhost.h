@@ -10,14 +10,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <linux/virtio_blk.h>
+
 #include "bdev/bdev.h"
 #include "vhost/vhost_user_wire.h"
 
-/* Virtio feature bits offered by the device: SIZE_MAX, SEG_MAX, BLK_SIZE,
- * FLUSH, TOPOLOGY, CONFIG_WCE, MQ, DISCARD, WRITE_ZEROES, INDIRECT_DESC,
- * EVENT_IDX, VHOST_USER_F_PROTOCOL_FEATURES and VERSION_1. */
-#define VHOST_BLK_FEATURES	    0x170007E46ull
-#define VHOST_BLK_PROTOCOL_FEATURES 0x8209ull
+/* Feature bits offered by the device: the virtio-blk limits and geometry it
+ * fills in the config space, a write cache the guest flushes, several
+ * queues, DISCARD and WRITE_ZEROES; indirect descriptors and EVENT_IDX on
+ * the rings; virtio 1.0; and vhost-user protocol features. */
+#define VHOST_BLK_FEATURES                                                                         \
+	(VHOST_FEATURE(VIRTIO_BLK_F_SIZE_MAX) | VHOST_FEATURE(VIRTIO_BLK_F_SEG_MAX) |              \
+	 VHOST_FEATURE(VIRTIO_BLK_F_BLK_SIZE) | VHOST_FEATURE(VIRTIO_BLK_F_FLUSH) |                \
+	 VHOST_FEATURE(VIRTIO_BLK_F_TOPOLOGY) | VHOST_FEATURE(VIRTIO_BLK_F_CONFIG_WCE) |           \
+	 VHOST_FEATURE(VIRTIO_BLK_F_MQ) | VHOST_FEATURE(VIRTIO_BLK_F_DISCARD) |                    \
+	 VHOST_FEATURE(VIRTIO_BLK_F_WRITE_ZEROES) | VHOST_FEATURE(VIRTIO_RING_F_INDIRECT_DESC) |   \
+	 VHOST_FEATURE(VIRTIO_RING_F_EVENT_IDX) | VHOST_FEATURE(VHOST_USER_F_PROTOCOL_FEATURES) |  \
+	 VHOST_FEATURE(VIRTIO_F_VERSION_1))
+/* Protocol features: several queues, acknowledged requests, the config
+ * space, and adding and removing memory regions one at a time. */
+#define VHOST_BLK_PROTOCOL_FEATURES                                                                \
+	(VHOST_FEATURE(VHOST_USER_PROTOCOL_F_MQ) |                                                 \
+	 VHOST_FEATURE(VHOST_USER_PROTOCOL_F_REPLY_ACK) |                                          \
+	 VHOST_FEATURE(VHOST_USER_PROTOCOL_F_CONFIG) |                                             \
+	 VHOST_FEATURE(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
+/* Pinned: what the device offers decides what every front end negotiates,
+ * so a change here must be deliberate. */
+_Static_assert(VHOST_BLK_FEATURES == 0x170007E46ull, "offered virtio features changed");
+_Static_assert(VHOST_BLK_PROTOCOL_FEATURES == 0x8209ull, "offered protocol features changed");
 
 /* Limits advertised for DISCARD / WRITE_ZEROES in the config space. */
 #define VHOST_BLK_MAX_DISCARD_SECTORS 0x3fffffu
@@ -33,9 +53,9 @@ struct vhost_blk_options {
 	uint32_t seg_count_max;
 	uint64_t poll_queue_timeout_us;
 	bool write_through;
-	char device_id[21];   /* at most 20 bytes, NUL-terminated */
-	const uint32_t *cpus; /* NULL or num_queues entries */
-	/* NULL or num_queues I/O trackers (rpc/rpc.h) that outlive the server;
+	char device_id[VIRTIO_BLK_ID_BYTES + 1]; /* NUL-terminated */
+	const uint32_t *cpus;			 /* NULL or num_queues entries */
+	/* NULL or num_queues I/O trackers (io_tracker/io_tracker.h) that outlive the server;
 	 * queue i records its requests in trackers[i]. */
 	struct io_tracker *const *trackers;
 };

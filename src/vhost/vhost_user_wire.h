@@ -1,10 +1,21 @@
 /* vhost-user wire format (the parts a vhost-user-blk device and its front
- * end exchange). Host byte order, packed. Shared by the server in this folder
- * and by the ubiblk-bench front end. See docs/vhost-user.md. */
+ * end exchange): request numbers and their names, header flags, feature bits
+ * and message layouts. Host byte order, packed. The one definition shared by
+ * the server in this folder and by the ubiblk-bench front end, which links
+ * only the small vhost_user_wire library, not the server. See
+ * docs/vhost-user.md.
+ *
+ * Virtio's own feature bits come from the kernel's uapi headers included
+ * here (VIRTIO_F_* in virtio_config.h, VIRTIO_RING_F_* in virtio_ring.h,
+ * VIRTIO_BLK_F_* in virtio_blk.h); the vhost-user ones are defined below. */
 #ifndef UBIBLK_VHOST_USER_WIRE_H
 #define UBIBLK_VHOST_USER_WIRE_H
 
 #include <stdint.h>
+
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 
 enum vhost_user_request {
 	VHOST_USER_GET_FEATURES = 1,
@@ -52,6 +63,9 @@ enum vhost_user_request {
 	VHOST_USER_CHECK_DEVICE_STATE = 43,
 };
 
+/* "SET_MEM_TABLE" etc.; "UNKNOWN" for codes outside the enum. */
+const char *vhost_user_request_name(uint32_t request);
+
 #define VHOST_USER_VERSION	   0x1u
 #define VHOST_USER_VERSION_MASK	   0x3u
 #define VHOST_USER_REPLY_FLAG	   (1u << 2)
@@ -62,6 +76,9 @@ enum vhost_user_request {
 #define VHOST_USER_MAX_MEM_SLOTS   509u
 #define VHOST_USER_VRING_IDX_MASK  0xffu
 #define VHOST_USER_VRING_NOFD_MASK (1u << 8)
+
+/* A feature bit number as a mask: VHOST_FEATURE(VIRTIO_F_VERSION_1). */
+#define VHOST_FEATURE(bit) (1ull << (bit))
 
 /* Protocol features (GET_PROTOCOL_FEATURES bit numbers). */
 #define VHOST_USER_PROTOCOL_F_MQ		  0

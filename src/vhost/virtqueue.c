@@ -54,11 +54,11 @@ int virtqueue_map(struct virtqueue *vq, const struct guest_memory *mem, uint32_t
 	void *desc;
 	void *avail;
 	void *used;
-	int rc = map_ring(mem, desc_gpa, desc_len, 16, &desc);
+	int rc = map_ring(mem, desc_gpa, desc_len, VRING_DESC_ALIGN_SIZE, &desc);
 	if (rc == 0)
-		rc = map_ring(mem, avail_gpa, avail_len, 2, &avail);
+		rc = map_ring(mem, avail_gpa, avail_len, VRING_AVAIL_ALIGN_SIZE, &avail);
 	if (rc == 0)
-		rc = map_ring(mem, used_gpa, used_len, 4, &used);
+		rc = map_ring(mem, used_gpa, used_len, VRING_USED_ALIGN_SIZE, &used);
 	if (rc < 0)
 		return rc;
 	vq->num = num;

@@ -21,6 +21,15 @@
 /* An indirect table holds at most this many descriptors (its len / 16). */
 #define VIRTQUEUE_MAX_INDIRECT 65535u
 
+/* Whether the three parts of a ring meet virtio's alignment (virtio 1.2
+ * §2.7: VRING_DESC_ALIGN_SIZE 16, VRING_AVAIL_ALIGN_SIZE 2,
+ * VRING_USED_ALIGN_SIZE 4), whether given as guest or front-end addresses. */
+static inline bool virtqueue_rings_aligned(uint64_t desc, uint64_t avail, uint64_t used)
+{
+	return desc % VRING_DESC_ALIGN_SIZE == 0 && avail % VRING_AVAIL_ALIGN_SIZE == 0 &&
+	       used % VRING_USED_ALIGN_SIZE == 0;
+}
+
 struct virtqueue {
 	uint32_t num;
 	struct vring_desc *desc;

@@ -476,6 +476,30 @@ def test_region_past_end_of_memfd_ends_connection():
         short.close()
 
 
+def test_ring_longer_than_queue_size_is_explained():
+    """A VMM configured for longer rings than the config's queue_size is
+    refused with the reason and both ways to fix it, not told that a power
+    of two is not one."""
+    with harness.scratch_dir() as tmp:
+        disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
+        ram = GuestRam()
+        with harness.VhostBackend(tmp, disk, queue_size=64) as be:
+            client = VhostUserClient(be.socket)
+            handshake(client, ram, 1)
+            client.send(SET_VRING_NUM, struct.pack("<II", 0, 128), flags=VERSION | NEED_REPLY)
+            assert struct.unpack("<Q", client.reply(SET_VRING_NUM))[0] == 1
+            assert client.closed_by_backend()
+            client.close()
+            log = be.process.log_text()
+            line = next((l for l in log.splitlines() if "SET_VRING_NUM" in l), "")
+            assert "size 128 exceeds the config's queue_size (64)" in line, log
+            assert "power of two" not in line, line
+            assert "queue_size to 128 or more" in line, line
+            assert "queue-size=64" in line and "vhost-user-blk-pci" in line, line
+            assert be.stop() == 0
+        ram.close()
+
+
 def test_second_front_end_refused_while_connected():
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
@@ -530,6 +554,7 @@ if __name__ == "__main__":
         test_handshake_config_and_io,
         test_malformed_message_ends_connection_then_relisten,
         test_region_past_end_of_memfd_ends_connection,
+        test_ring_longer_than_queue_size_is_explained,
         test_second_front_end_refused_while_connected,
         test_sigterm_while_connected_exits_0_and_removes_socket,
         test_sigint_while_idle_exits_0,

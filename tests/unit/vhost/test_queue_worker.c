@@ -12,7 +12,6 @@
 #include "common/common.h"
 #include "fake_guest.h"
 #include "vhost/queue_worker.h"
-#include "vhost/queue_worker_internal.h" /* the bounce counters */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -739,6 +738,13 @@ static void test_completions_while_rings_unmapped_are_kept(void **state)
 	assert_int_equal(queue_worker_stop(f->qw), 8);
 }
 
+static struct queue_worker_bounce_stats bounce_stats(const struct fixture *f)
+{
+	struct queue_worker_bounce_stats stats;
+	queue_worker_get_bounce_stats(f->qw, &stats);
+	return stats;
+}
+
 /* Misaligned requests go through bounce buffers: many of them at once,
  * more than the budget, all complete with the right data while the bounce
  * memory held at once stays within the budget. */
@@ -746,7 +752,7 @@ static void test_bounce_memory_stays_within_budget(void **state)
 {
 	struct fixture *f = *state;
 	start_worker(f, false);
-	const size_t budget = queue_worker_bounce_budget(f->qw);
+	const size_t budget = bounce_stats(f).budget;
 	const uint32_t len = 256 << 10; /* seg_count_max * seg_size_max: a pooled buffer */
 	assert_int_equal(budget, 8u << 20);
 	enum { REGIONS = 8, READS = 48 };
@@ -777,9 +783,9 @@ static void test_bounce_memory_stays_within_budget(void **state)
 		assert_int_equal(status_of(f, &ios[j]), VIRTIO_BLK_S_OK);
 	for (int i = 0; i < REGIONS; i++)
 		assert_memory_equal(fg_ptr(&f->g, bufs[i]), expect + (size_t)i * len, len);
-	assert_true(queue_worker_bounce_peak(f->qw) <= budget);
-	assert_true(queue_worker_bounce_peak(f->qw) >= len);
-	assert_true(queue_worker_bounce_waits(f->qw) > 0);
+	assert_true(bounce_stats(f).peak <= budget);
+	assert_true(bounce_stats(f).peak >= len);
+	assert_true(bounce_stats(f).waits > 0);
 	free(expect);
 }
 
@@ -798,7 +804,7 @@ static void test_large_bounced_requests(void **state)
 {
 	struct fixture *f = *state;
 	start_worker(f, false);
-	const size_t budget = queue_worker_bounce_budget(f->qw);
+	const size_t budget = bounce_stats(f).budget;
 	const uint32_t mib = 1u << 20;
 	uint64_t buf = fg_alloc(&f->g, mib, 4096, 8);
 	uint64_t hdr = fg_header(&f->g, VIRTIO_BLK_T_OUT, 0);
@@ -812,8 +818,8 @@ static void test_large_bounced_requests(void **state)
 	run_until(f, 64);
 	for (int i = 0; i < 64; i++)
 		assert_int_equal(*(uint8_t *)fg_ptr(&f->g, st[i]), VIRTIO_BLK_S_OK);
-	assert_true(queue_worker_bounce_peak(f->qw) <= budget);
-	assert_true(queue_worker_bounce_waits(f->qw) > 0);
+	assert_true(bounce_stats(f).peak <= budget);
+	assert_true(bounce_stats(f).waits > 0);
 
 	/* 12 MiB in one request (the same guest buffer twelve times), between
 	 * small ones: it waits for them, runs alone, and they wait for it. */
@@ -837,7 +843,7 @@ static void test_large_bounced_requests(void **state)
 	assert_int_equal(*(uint8_t *)fg_ptr(&f->g, big_status), VIRTIO_BLK_S_OK);
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(*(uint8_t *)fg_ptr(&f->g, st[i]), VIRTIO_BLK_S_OK);
-	assert_int_equal(queue_worker_bounce_peak(f->qw), 12 * mib);
+	assert_int_equal(bounce_stats(f).peak, 12 * mib);
 }
 
 static void test_configuration_errors(void **state)

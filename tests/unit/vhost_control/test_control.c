@@ -38,7 +38,7 @@ struct fixture {
 	struct vhost_control *ctl;
 	int front;
 	int back;
-	char err[512];
+	struct error err;
 };
 
 static int setup(void **state)
@@ -81,15 +81,15 @@ static int teardown(void **state)
 /* Lets the control plane handle the next message. */
 static int handle(struct fixture *f)
 {
-	f->err[0] = '\0';
-	return vhost_control_process_message(f->ctl, f->back, f->err, sizeof(f->err));
+	error_clear(&f->err);
+	return vhost_control_process_message(f->ctl, f->back, &f->err);
 }
 
 static void expect_ok(struct fixture *f)
 {
 	int ret = handle(f);
 	if (ret != 0)
-		fail_msg("unexpected failure %d: %s", ret, f->err);
+		fail_msg("unexpected failure %d: %s", ret, f->err.text);
 }
 
 /* The request must end the connection, with a reason naming `fragment`. */
@@ -97,8 +97,8 @@ static void expect_end(struct fixture *f, const char *fragment)
 {
 	int ret = handle(f);
 	assert_true(ret < 0);
-	if (!strstr(f->err, fragment))
-		fail_msg("error \"%s\" does not mention \"%s\"", f->err, fragment);
+	if (!strstr(f->err.text, fragment))
+		fail_msg("error \"%s\" does not mention \"%s\"", f->err.text, fragment);
 }
 
 static uint64_t get_u64(struct fixture *f, uint32_t request)
@@ -574,11 +574,17 @@ static void test_vring_num_limits(void **state)
 {
 	struct fixture *f = *state;
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, 0);
-	expect_end(f, "power of two");
+	expect_end(f, "size 0 is not a power of two");
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, 48);
-	expect_end(f, "power of two");
+	expect_end(f, "size 48 is not a power of two");
+	/* A power of two longer than the config allows: the reason says so
+	 * and names both settings that fix it. */
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, QUEUE_SIZE * 2);
-	expect_end(f, "power of two");
+	expect_end(f, "SET_VRING_NUM: queue 0: size 128 exceeds the config's queue_size (64)");
+	assert_null(strstr(f->err.text, "power of two"));
+	assert_non_null(strstr(f->err.text, "set queue_size to 128 or more in the config"));
+	assert_non_null(strstr(f->err.text, "queue-size=64"));
+	assert_non_null(strstr(f->err.text, "vhost-user-blk-pci"));
 	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 1, QUEUE_SIZE);
 	expect_ok(f);
 }
@@ -696,13 +702,6 @@ static void test_get_vring_base_of_stopped_ring(void **state)
 #define STATUS_OFF    0x6000
 #define VRING_F_NEXT  1
 #define VRING_F_WRITE 2
-
-struct vring_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
 
 static void put_desc(uint8_t *ram, unsigned int i, uint64_t off, uint32_t len, uint16_t flags,
 		     uint16_t next)

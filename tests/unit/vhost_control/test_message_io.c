@@ -43,17 +43,17 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int receive(struct pair *p, struct vhost_user_message *msg, char *err, size_t len)
+static int receive(struct pair *p, struct vhost_user_message *msg, struct error *err)
 {
-	return vhost_user_receive(p->back, -1, msg, err, len);
+	return vhost_user_receive(p->back, -1, msg, err);
 }
 
 static void expect_bad(struct pair *p, const char *fragment)
 {
 	struct vhost_user_message msg;
-	char err[256] = "";
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), -EBADMSG);
-	assert_non_null(strstr(err, fragment));
+	struct error err = {.text = ""};
+	assert_int_equal(receive(p, &msg, &err), -EBADMSG);
+	assert_non_null(strstr(err.text, fragment));
 	assert_int_equal(msg.fd_count, 0);
 }
 
@@ -62,8 +62,8 @@ static void test_valid_message(void **state)
 	struct pair *p = *state;
 	fe_request_u64(p->front, VHOST_USER_SET_FEATURES, 0x1234);
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), 0);
+	struct error err;
+	assert_int_equal(receive(p, &msg, &err), 0);
 	assert_int_equal(msg.hdr.request, VHOST_USER_SET_FEATURES);
 	assert_int_equal(msg.hdr.size, 8);
 	assert_int_equal(msg.payload.u64, 0x1234);
@@ -138,8 +138,8 @@ static void test_fds_kept_on_kick(void **state)
 		1);
 	close(fd);
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), 0);
+	struct error err;
+	assert_int_equal(receive(p, &msg, &err), 0);
 	assert_int_equal(msg.fd_count, 1);
 	assert_true(msg.fds[0] >= 0);
 	int before = fe_open_fd_count();
@@ -170,9 +170,9 @@ static void test_disconnect_before_header(void **state)
 	close(p->front);
 	p->front = -1;
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), -ECONNRESET);
-	assert_non_null(strstr(err, "disconnected"));
+	struct error err;
+	assert_int_equal(receive(p, &msg, &err), -ECONNRESET);
+	assert_non_null(strstr(err.text, "disconnected"));
 }
 
 static void test_disconnect_inside_header(void **state)
@@ -183,9 +183,9 @@ static void test_disconnect_inside_header(void **state)
 	close(p->front);
 	p->front = -1;
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), -ECONNRESET);
-	assert_non_null(strstr(err, "inside a header"));
+	struct error err;
+	assert_int_equal(receive(p, &msg, &err), -ECONNRESET);
+	assert_non_null(strstr(err.text, "inside a header"));
 }
 
 static void test_disconnect_inside_payload(void **state)
@@ -197,9 +197,9 @@ static void test_disconnect_inside_payload(void **state)
 	close(p->front);
 	p->front = -1;
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), -ECONNRESET);
-	assert_non_null(strstr(err, "3 of 8"));
+	struct error err;
+	assert_int_equal(receive(p, &msg, &err), -ECONNRESET);
+	assert_non_null(strstr(err.text, "3 of 8"));
 }
 
 static void test_message_in_pieces(void **state)
@@ -219,8 +219,8 @@ static void test_message_in_pieces(void **state)
 		_exit(send(p->front, bytes + 7, sizeof(bytes) - 7, 0) == sizeof(bytes) - 7 ? 0 : 1);
 	}
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(receive(p, &msg, err, sizeof(err)), 0);
+	struct error err;
+	assert_int_equal(receive(p, &msg, &err), 0);
 	assert_int_equal(msg.payload.u64, 0x8209);
 	int status;
 	assert_int_equal(waitpid(child, &status, 0), child);
@@ -234,8 +234,8 @@ static void test_abort_fd_interrupts_wait(void **state)
 	uint8_t partial[4] = {1, 0, 0, 0};
 	assert_int_equal(send(p->front, partial, sizeof(partial), 0), sizeof(partial));
 	struct vhost_user_message msg;
-	char err[256];
-	assert_int_equal(vhost_user_receive(p->back, abort_fd, &msg, err, sizeof(err)), -ECANCELED);
+	struct error err;
+	assert_int_equal(vhost_user_receive(p->back, abort_fd, &msg, &err), -ECANCELED);
 	close(abort_fd);
 }
 
