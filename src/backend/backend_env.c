@@ -3,6 +3,7 @@
 #include "common/common.h"
 #include "crypto/crypto.h"
 #include "lazy/lazy.h"
+#include "rpc/rpc.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "bdev/bdev.h"
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 
 struct ublk_options {
 	uint32_t num_queues;	   /* the kernel may give fewer (one per CPU at most) */

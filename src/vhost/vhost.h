@@ -34,7 +34,7 @@ struct vhost_blk_options {
 	bool write_through;
 	char device_id[21];   /* at most 20 bytes, NUL-terminated */
 	const uint32_t *cpus; /* NULL or num_queues entries */
-	/* NULL or num_queues I/O trackers (rpc/rpc.h) that outlive the server;
+	/* NULL or num_queues I/O trackers (io_tracker/io_tracker.h) that outlive the server;
 	 * queue i records its requests in trackers[i]. */
 	struct io_tracker *const *trackers;
 };
