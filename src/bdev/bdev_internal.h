@@ -76,9 +76,10 @@ static inline void bdev_channel_complete(struct bdev_channel *ch, uint64_t id, i
  * device options. Returns the fd or -errno. */
 int bdev_open_channel_fd(const struct bdev *dev);
 
-/* Fault injection for tests: while non-zero, each io_uring submit is counted
- * down and fails with -EAGAIN as if the kernel were short of memory. Always 0
- * outside tests. Atomic: a test thread sets it, channel threads consume it. */
-extern unsigned bdev_uring_fail_submits;
+/* io_uring_submit for the io_uring engine's submits (engine_uring.c): the
+ * one place where unit tests make the kernel refuse work (-EAGAIN), by
+ * linking their own definition over this weak one. */
+struct io_uring;
+int bdev_uring_enter(struct io_uring *ring);
 
 #endif

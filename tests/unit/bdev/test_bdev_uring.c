@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
-#include "bdev/bdev_internal.h"
+#include "uring_submit_faults.h"
 #include "bdev_test_util.h"
 #include "common/common.h"
 

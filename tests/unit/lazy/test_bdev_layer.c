@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
-#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
+#include "uring_submit_faults.h"
 #include "bdev_test_util.h"
 #include "common/common.h"
 

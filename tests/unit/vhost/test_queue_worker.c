@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
-#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
+#include "../bdev/uring_submit_faults.h"
 #include "common/common.h"
 #include "fake_guest.h"
 #include "vhost/queue_worker.h"
