@@ -63,11 +63,15 @@ static void print_help(FILE *out)
 		"and exit status 1 (2 for command-line mistakes). Format: docs/metadata.md.\n");
 }
 
+static const struct tool_cli cli = {
+    .name = "init-metadata",
+    .usage_line = "Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n",
+    .print_help = print_help,
+};
+
 static int usage_error(const char *why)
 {
-	return tool_usage_error(
-	    "init-metadata",
-	    "Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n", why);
+	return tool_usage_error(&cli, why);
 }
 
 /* The reference takes any u8 here; the 6..16 rule is checked after the config
@@ -99,7 +103,7 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	    {NULL, 0, NULL, 0},
 	};
 	char why[160];
-	int opt;
+	int opt, status;
 	while ((opt = getopt_long(argc, argv, "f:k:us:vhV", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -117,23 +121,14 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 		case 'v':
 			args->verbose = true;
 			break;
-		case 'h':
-			print_help(stdout);
-			return 0;
-		case 'V':
-			printf("init-metadata %s\n", UBIBLK_VERSION);
-			return 0;
 		default:
-			if (common_args_take(&args->common, opt, optarg))
-				break;
-			/* getopt_long already named the bad option */
-			return usage_error(NULL);
+			status = common_args_option(&cli, &args->common, opt, optarg);
+			if (status >= 0)
+				return status;
+			break;
 		}
 	}
-	const char *problem = common_args_problem(&args->common, argc, optind);
-	if (problem)
-		return usage_error(problem);
-	return -1;
+	return common_args_finish(&cli, &args->common, argc, optind);
 }
 
 /* Checks in the reference's order; features whose layer has not landed are

@@ -58,9 +58,15 @@ static void print_help(FILE *out)
 		usage_line);
 }
 
+static const struct tool_cli cli = {
+    .name = "ublk-backend",
+    .usage_line = usage_line,
+    .print_help = print_help,
+};
+
 static int usage_error(const char *why)
 {
-	return tool_usage_error("ublk-backend", usage_line, why);
+	return tool_usage_error(&cli, why);
 }
 
 /* Returns -1 to go on, or the exit status. */
@@ -75,31 +81,22 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	int opt;
+	int opt, status;
 	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
 		switch (opt) {
-		case 'h':
-			print_help(stdout);
-			return 0;
-		case 'V':
-			printf("ublk-backend %s\n", UBIBLK_VERSION);
-			return 0;
 		case OPT_DEVICE_SYMLINK:
 			if (!optarg[0])
 				return usage_error("--device-symlink needs a path");
 			args->device_symlink = optarg;
 			break;
 		default:
-			if (common_args_take(&args->common, opt, optarg))
-				break;
-			/* getopt_long already named the bad option */
-			return usage_error(NULL);
+			status = common_args_option(&cli, &args->common, opt, optarg);
+			if (status >= 0)
+				return status;
+			break;
 		}
 	}
-	const char *problem = common_args_problem(&args->common, argc, optind);
-	if (problem)
-		return usage_error(problem);
-	return -1;
+	return common_args_finish(&cli, &args->common, argc, optind);
 }
 
 struct ublk_daemon {
