@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,7 +196,6 @@ static void *listener_main(void *arg)
 	struct rpc_server *s = arg;
 	struct pollfd pfd[POLL_FIXED_FDS + RPC_MAX_CLIENTS];
 	uint64_t accept_paused_until = 0; /* after a failed accept, 0 = not paused */
-	pthread_setname_np(pthread_self(), "ubiblk-rpc");
 	for (;;) {
 		if (accept_paused_until && now_ns() >= accept_paused_until)
 			accept_paused_until = 0;
@@ -269,17 +267,6 @@ static int server_alloc(const char *path, const struct rpc_context *ctx, struct 
 	return 0;
 }
 
-static int start_thread(struct rpc_server *s)
-{
-	/* Signals belong to the main thread. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = -pthread_create(&s->thread, NULL, listener_main, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
 int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc_server **out,
 		     char *err, size_t err_len)
 {
@@ -300,7 +287,7 @@ int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc
 		return ret;
 	}
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ret = s->stop_fd < 0 ? -errno : start_thread(s);
+	ret = s->stop_fd < 0 ? -errno : thread_start(&s->thread, "ubiblk-rpc", listener_main, s);
 	if (ret < 0) {
 		snprintf(err, err_len, "RPC server: cannot start the listener: %s", strerror(-ret));
 		remove_own_socket(s);

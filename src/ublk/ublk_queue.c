@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,9 +380,6 @@ static int allocate(struct queue *q)
 static int set_up(struct queue *q)
 {
 	const struct ublk_queue_config *cfg = q->cfg;
-	char name[16];
-	snprintf(name, sizeof(name), "ublk-q%u", cfg->q_id);
-	pthread_setname_np(pthread_self(), name);
 	/* Writeback to our own device may wait on us: take memory from the
 	 * reserves the kernel keeps for I/O flushers instead of deadlocking. */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
@@ -454,12 +450,6 @@ static void set_phase(struct ublk_queue_thread *qt, enum ublk_queue_phase phase)
 void *ublk_queue_thread_main(void *arg)
 {
 	struct ublk_queue_thread *qt = arg;
-	/* Stop signals are the main thread's to handle. */
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	qt->tid = gettid();
 
 	struct queue q = {.cfg = &qt->cfg, .completion_fd = -1};

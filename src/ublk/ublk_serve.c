@@ -175,10 +175,12 @@ static int start_queues(struct device *d)
 		qt->lock = &d->lock;
 		qt->changed = &d->changed;
 		qt->exit_fd = d->exit_fd;
-		int rc = pthread_create(&qt->thread, NULL, ublk_queue_thread_main, qt);
-		if (rc != 0) {
-			log_error("ublk queue %u: cannot start its thread: %s", i, strerror(rc));
-			return -rc;
+		char name[16];
+		snprintf(name, sizeof(name), "ublk-q%u", i);
+		int rc = thread_start(&qt->thread, name, ublk_queue_thread_main, qt);
+		if (rc < 0) {
+			log_error("ublk queue %u: cannot start its thread: %s", i, strerror(-rc));
+			return rc;
 		}
 		d->queue_count++;
 	}
