@@ -38,11 +38,11 @@ static int open_file(const struct device_config *cfg, const char *what, const ch
 	    .write_through = cfg->write_through,
 	    .queue_depth = depth,
 	};
-	char why[256] = "";
-	int ret = bdev_open_file(&opts, out, why, sizeof(why));
+	struct error why = {0};
+	int ret = bdev_open_file(&opts, out, &why);
 	if (ret < 0)
 		snprintf(err, err_len, "cannot open the %s %s: %s", what, path,
-			 why[0] ? why : strerror(-ret));
+			 why.text[0] ? why.text : strerror(-ret));
 	return ret;
 }
 

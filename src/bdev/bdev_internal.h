@@ -36,7 +36,10 @@ struct bdev_engine_ops {
 
 struct bdev {
 	const struct bdev_engine_ops *ops;
-	char *path; /* NULL for bdev_open_null */
+	char *path; /* NULL for bdev_open_null; names the file in messages only */
+	/* The file as opened by bdev_open_file, which channels reopen; -1 for
+	 * the null device, layers and the null engine. */
+	int file_fd;
 	enum bdev_engine engine;
 	bool read_only;
 	bool direct;
@@ -72,8 +75,9 @@ static inline void bdev_channel_complete(struct bdev_channel *ch, uint64_t id, i
 	completion_fifo_push(&ch->done, id, result, true);
 }
 
-/* The file descriptor a channel does I/O through, with the flags from the
- * device options. Returns the fd or -errno. */
+/* A new file descriptor for a channel's I/O, with the flags from the device
+ * options, on the file the device opened (never the path again). Returns the
+ * fd or -errno. */
 int bdev_open_channel_fd(const struct bdev *dev);
 
 /* io_uring_submit for the io_uring engine's submits (engine_uring.c): the

@@ -134,11 +134,11 @@ static struct bdev *open_read_only(const char *path, enum bdev_engine engine, ui
 					 .read_only = true,
 					 .direct = true,
 					 .queue_depth = depth};
-	char err[ERROR_MAX] = "";
+	struct error err = {0};
 	struct bdev *dev;
-	int rc = bdev_open_file(&opts, &dev, err, sizeof(err));
+	int rc = bdev_open_file(&opts, &dev, &err);
 	if (rc < 0) {
-		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
+		log_error("cannot open the %s: %s", what, err.text[0] ? err.text : strerror(-rc));
 		return NULL;
 	}
 	return dev;

@@ -172,9 +172,11 @@ static int file_sectors(const struct bdev_file_options *opts, const struct devic
 {
 	char err[ERROR_MAX] = "";
 	struct bdev *file, *dev;
-	int rc = bdev_open_file(opts, &file, err, sizeof(err));
+	struct error open_err = {0};
+	int rc = bdev_open_file(opts, &file, &open_err);
 	if (rc < 0) {
-		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
+		log_error("cannot open the %s: %s", what,
+			  open_err.text[0] ? open_err.text : strerror(-rc));
 		return rc;
 	}
 	dev = file;
@@ -204,7 +206,7 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	    .direct = true,
 	};
 	struct bdev *dev;
-	if (bdev_open_file(&opts, &dev, NULL, 0) < 0)
+	if (bdev_open_file(&opts, &dev, NULL) < 0)
 		return 0; /* meta_init_file reports what is wrong with it */
 	struct metadata old;
 	char why[META_ERROR_MAX] = "";

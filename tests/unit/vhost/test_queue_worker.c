@@ -80,10 +80,10 @@ static int open_file(struct fixture *f, enum bdev_engine engine)
 	assert_int_equal(ftruncate(f->disk_fd, DISK_SECTORS * SECTOR_SIZE), 0);
 	struct bdev_file_options opts = {
 	    .path = f->path, .engine = engine, .direct = true, .queue_depth = NUM};
-	char err[256] = "";
-	int rc = bdev_open_file(&opts, &f->dev, err, sizeof(err));
+	struct error err = {0};
+	int rc = bdev_open_file(&opts, &f->dev, &err);
 	if (rc < 0)
-		print_message("bdev_open_file: %s\n", err);
+		print_message("bdev_open_file: %s\n", err.text);
 	return rc;
 }
 
