@@ -114,10 +114,9 @@ static int prepare_ublk(const struct device_config *cfg, void *ctx)
 	    .max_io_buf_bytes = cfg->seg_size_max,
 	    .device_symlink = d->args->device_symlink,
 	};
-	char err[256];
-	if (ublk_check_options(&d->opts, err, sizeof(err)) < 0 ||
-	    ublk_control_open(&d->control, err, sizeof(err)) < 0) {
-		log_error("%s", err);
+	struct error err = {0};
+	if (ublk_check_options(&d->opts, &err) < 0 || ublk_control_open(&d->control, &err) < 0) {
+		log_error("%s", err.text);
 		return -1;
 	}
 	return 0;
@@ -128,7 +127,11 @@ static int serve_ublk(const struct device_config *cfg, struct backend_env *env, 
 	(void)cfg;
 	struct ublk_daemon *d = ctx;
 	d->opts.trackers = env->trackers;
-	return ublk_serve(d->control, &d->opts, env->frontend);
+	struct error err = {0};
+	int rc = ublk_serve(d->control, &d->opts, env->frontend, &err);
+	if (rc < 0 && err.text[0])
+		log_error("%s", err.text);
+	return rc;
 }
 
 static void finish_ublk(void *ctx)
