@@ -206,11 +206,11 @@ int backend_env_open(const struct device_config *cfg, struct backend_env *env, c
 		    .stripes = env->stripes,
 		    .worker = env->worker,
 		};
-		char why[256] = "";
-		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, why, sizeof(why));
+		struct error why = {0};
+		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, &why);
 		if (ret < 0)
 			snprintf(err, err_len, "rpc_socket_path %s: %s", cfg->rpc_socket_path,
-				 why[0] ? why : strerror(-ret));
+				 why.text[0] ? why.text : strerror(-ret));
 	}
 	if (ret < 0)
 		backend_env_close(env);

@@ -33,9 +33,10 @@ struct rpc_context {
 struct rpc_server;
 
 /* Binds (replacing a stale socket file, never another kind of file), chmod
- * 0660, starts the listener thread. */
+ * 0660, starts the listener thread. Returns 0, or -errno with err saying
+ * why. Called by the thread that will call rpc_server_stop. */
 int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc_server **out,
-		     char *err, size_t err_len);
+		     struct error *err);
 /* Closes every connection, removes the socket, joins the thread. */
 void rpc_server_stop(struct rpc_server *s);
 

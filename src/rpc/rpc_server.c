@@ -45,14 +45,6 @@ struct rpc_server {
 	bool refusing_logged;
 };
 
-/* "<what> <path>: <reason>" into err; returns ret. */
-static int fail(char *err, size_t err_len, int ret, const char *what, const char *path,
-		const char *reason)
-{
-	snprintf(err, err_len, "%s %s: %s", what, path, reason);
-	return ret;
-}
-
 /* Whether a server still accepts connections on the socket at path. */
 static bool socket_is_live(const struct sockaddr_un *addr)
 {
@@ -67,7 +59,7 @@ static bool socket_is_live(const struct sockaddr_un *addr)
 }
 
 /* Removes a stale socket file at the path; anything else is refused. */
-static int remove_stale_socket(const struct sockaddr_un *addr, char *err, size_t err_len)
+static int remove_stale_socket(const struct sockaddr_un *addr, struct error *err)
 {
 	const char *path = addr->sun_path;
 	const char *msg = "failed to remove existing RPC socket";
@@ -75,42 +67,42 @@ static int remove_stale_socket(const struct sockaddr_un *addr, char *err, size_t
 	if (lstat(path, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return fail(err, err_len, -errno, msg, path, strerror(errno));
+		return error_set(err, -errno, "%s %s: %s", msg, path, strerror(errno));
 	}
 	if (S_ISDIR(st.st_mode))
-		return fail(err, err_len, -EISDIR, msg, path, "it is a directory");
+		return error_set(err, -EISDIR, "%s %s: it is a directory", msg, path);
 	if (!S_ISSOCK(st.st_mode))
-		return fail(err, err_len, -EEXIST, msg, path,
-			    "it is not a socket (refusing to delete it)");
+		return error_set(err, -EEXIST, "%s %s: it is not a socket (refusing to delete it)",
+				 msg, path);
 	if (socket_is_live(addr))
-		return fail(err, err_len, -EADDRINUSE, msg, path,
-			    "another server is listening on it");
+		return error_set(err, -EADDRINUSE, "%s %s: another server is listening on it", msg,
+				 path);
 	if (unlink(path) < 0 && errno != ENOENT)
-		return fail(err, err_len, -errno, msg, path, strerror(errno));
+		return error_set(err, -errno, "%s %s: %s", msg, path, strerror(errno));
 	return 0;
 }
 
-static int bind_socket(struct rpc_server *s, char *err, size_t err_len)
+static int bind_socket(struct rpc_server *s, struct error *err)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(s->path) >= sizeof(addr.sun_path))
-		return fail(err, err_len, -ENAMETOOLONG, "failed to bind RPC socket", s->path,
-			    "path too long");
+		return error_set(err, -ENAMETOOLONG, "failed to bind RPC socket %s: path too long",
+				 s->path);
 	strcpy(addr.sun_path, s->path);
-	int ret = remove_stale_socket(&addr, err, err_len);
+	int ret = remove_stale_socket(&addr, err);
 	if (ret < 0)
 		return ret;
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->listen_fd < 0)
-		return fail(err, err_len, -errno, "failed to create RPC socket", s->path,
-			    strerror(errno));
+		return error_set(err, -errno, "failed to create RPC socket %s: %s", s->path,
+				 strerror(errno));
 	/* Linux gives the socket file the socket's mode (minus the umask):
 	 * owner-only until the chmod below opens it to the group. */
 	if (fchmod(s->listen_fd, 0600) < 0)
 		log_debug("RPC socket: fchmod before bind: %s", strerror(errno));
 	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return fail(err, err_len, -errno, "failed to bind RPC socket", s->path,
-			    strerror(errno));
+		return error_set(err, -errno, "failed to bind RPC socket %s: %s", s->path,
+				 strerror(errno));
 	struct stat st;
 	const char *step = NULL;
 	if (lstat(s->path, &st) < 0)
@@ -122,7 +114,7 @@ static int bind_socket(struct rpc_server *s, char *err, size_t err_len)
 	if (step) {
 		ret = -errno;
 		unlink(s->path);
-		return fail(err, err_len, ret, step, s->path, strerror(-ret));
+		return error_set(err, ret, "%s %s: %s", step, s->path, strerror(-ret));
 	}
 	s->socket_dev = st.st_dev;
 	s->socket_ino = st.st_ino;
@@ -268,20 +260,16 @@ static int server_alloc(const char *path, const struct rpc_context *ctx, struct 
 }
 
 int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc_server **out,
-		     char *err, size_t err_len)
+		     struct error *err)
 {
 	*out = NULL;
-	if (!path || !*path || !ctx || (ctx->num_queues > 0 && !ctx->trackers)) {
-		snprintf(err, err_len, "RPC server: invalid arguments");
-		return -EINVAL;
-	}
+	if (!path || !*path || !ctx || (ctx->num_queues > 0 && !ctx->trackers))
+		return error_set(err, -EINVAL, "RPC server: invalid arguments");
 	struct rpc_server *s;
 	int ret = server_alloc(path, ctx, &s);
-	if (ret < 0) {
-		snprintf(err, err_len, "RPC server: %s", strerror(-ret));
-		return ret;
-	}
-	ret = bind_socket(s, err, err_len);
+	if (ret < 0)
+		return error_set(err, ret, "RPC server: %s", strerror(-ret));
+	ret = bind_socket(s, err);
 	if (ret < 0) {
 		server_free(s);
 		return ret;
@@ -289,10 +277,10 @@ int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = s->stop_fd < 0 ? -errno : thread_start(&s->thread, "ubiblk-rpc", listener_main, s);
 	if (ret < 0) {
-		snprintf(err, err_len, "RPC server: cannot start the listener: %s", strerror(-ret));
 		remove_own_socket(s);
 		server_free(s);
-		return ret;
+		return error_set(err, ret, "RPC server: cannot start the listener: %s",
+				 strerror(-ret));
 	}
 	log_info("RPC server listening on %s", path);
 	*out = s;

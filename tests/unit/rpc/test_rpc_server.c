@@ -61,10 +61,10 @@ static int teardown(void **state)
 
 static void start(struct fixture *f)
 {
-	char err[256] = "";
-	int rc = rpc_server_start(f->path, &f->ctx, &f->server, err, sizeof(err));
+	struct error err = {0};
+	int rc = rpc_server_start(f->path, &f->ctx, &f->server, &err);
 	if (rc < 0)
-		fail_msg("rpc_server_start: %s", err);
+		fail_msg("rpc_server_start: %s", err.text);
 }
 
 static int connect_client(const char *path)
@@ -172,12 +172,12 @@ static void test_stop_removes_socket(void **state)
 
 static void expect_start_error(struct fixture *f, const char *path, const char *needle)
 {
-	char err[256] = "";
+	struct error err = {0};
 	struct rpc_server *s = (struct rpc_server *)&err; /* must be overwritten */
-	assert_true(rpc_server_start(path, &f->ctx, &s, err, sizeof(err)) < 0);
+	assert_true(rpc_server_start(path, &f->ctx, &s, &err) < 0);
 	assert_null(s);
-	if (!strstr(err, needle))
-		fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+	if (!strstr(err.text, needle))
+		fail_msg("error \"%s\" lacks \"%s\"", err.text, needle);
 }
 
 static void test_path_is_directory(void **state)
