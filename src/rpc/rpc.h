@@ -20,6 +20,9 @@
 
 #define RPC_MAX_LINE	(64u * 1024u)
 #define RPC_MAX_CLIENTS 64u
+/* A client that neither completes a request line nor takes a reply for this
+ * long is closed, so idle connections cannot hold every place. */
+#define RPC_IDLE_TIMEOUT_MS 30000u
 
 /* Copied by rpc_server_start (the tracker array too); the trackers, stripe
  * state and worker must outlive the server. */
@@ -28,6 +31,7 @@ struct rpc_context {
 	uint32_t num_queues;
 	struct stripe_state *stripes; /* NULL: status is null */
 	struct fetch_worker *worker;  /* NULL: no fetch stats */
+	uint32_t idle_timeout_ms;     /* 0: RPC_IDLE_TIMEOUT_MS */
 };
 
 struct rpc_server;

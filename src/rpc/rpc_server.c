@@ -3,7 +3,10 @@
  * One thread serves every client with poll(2): the stop eventfd, the
  * listening socket and up to RPC_MAX_CLIENTS connections. When that many are
  * connected, a new connection is accepted and closed at once, so the client
- * sees EOF instead of hanging in the backlog.
+ * sees EOF instead of hanging in the backlog. A client that completes no
+ * request line and takes no reply for the idle timeout is closed: without
+ * that, RPC_MAX_CLIENTS silent connections (or ones dribbling a line that
+ * never ends) would lock every monitor out for good.
  *
  * Start-up differs from ubiblk 0.4 on purpose: only a stale socket is removed
  * from the path (never a regular file or a directory, and never the socket
@@ -40,6 +43,7 @@ struct rpc_server {
 	dev_t socket_dev; /* the socket file we bound, so stop removes only it */
 	ino_t socket_ino;
 	pthread_t thread;
+	uint64_t idle_timeout_ns;
 	struct rpc_client clients[RPC_MAX_CLIENTS];
 	uint32_t nclients;
 	bool refusing_logged;
@@ -183,12 +187,37 @@ static int poll_timeout_ms(uint64_t deadline_ns)
 	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999u) / 1000000u);
 }
 
+/* The earlier of two deadlines, 0 standing for none. */
+static uint64_t earlier(uint64_t a, uint64_t b)
+{
+	return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
+/* Closes the clients idle for the timeout; returns the next moment one
+ * would be, or 0 without clients. */
+static uint64_t drop_idle_clients(struct rpc_server *s)
+{
+	uint64_t now = now_ns(), next = 0;
+	for (uint32_t i = s->nclients; i-- > 0;) {
+		uint64_t expires = s->clients[i].active_ns + s->idle_timeout_ns;
+		if (now >= expires) {
+			log_debug("RPC client closed: idle for %llu ms",
+				  (unsigned long long)(s->idle_timeout_ns / 1000000u));
+			drop_client(s, i);
+			continue;
+		}
+		next = earlier(next, expires);
+	}
+	return next;
+}
+
 static void *listener_main(void *arg)
 {
 	struct rpc_server *s = arg;
 	struct pollfd pfd[POLL_FIXED_FDS + RPC_MAX_CLIENTS];
 	uint64_t accept_paused_until = 0; /* after a failed accept, 0 = not paused */
 	for (;;) {
+		uint64_t next_idle = drop_idle_clients(s);
 		if (accept_paused_until && now_ns() >= accept_paused_until)
 			accept_paused_until = 0;
 		pfd[0] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
@@ -198,8 +227,8 @@ static void *listener_main(void *arg)
 			pfd[POLL_FIXED_FDS + i] =
 			    (struct pollfd){.fd = s->clients[i].fd,
 					    .events = rpc_client_poll_events(&s->clients[i])};
-		int n =
-		    poll(pfd, POLL_FIXED_FDS + s->nclients, poll_timeout_ms(accept_paused_until));
+		int n = poll(pfd, POLL_FIXED_FDS + s->nclients,
+			     poll_timeout_ms(earlier(accept_paused_until, next_idle)));
 		if (n < 0) {
 			if (errno != EINTR) {
 				log_error("RPC: poll failed: %s", strerror(errno));
@@ -245,6 +274,9 @@ static int server_alloc(const char *path, const struct rpc_context *ctx, struct 
 	s->stop_fd = -1;
 	s->ctx = *ctx;
 	s->ctx.trackers = NULL;
+	s->idle_timeout_ns =
+	    (uint64_t)(ctx->idle_timeout_ms ? ctx->idle_timeout_ms : RPC_IDLE_TIMEOUT_MS) *
+	    1000000u;
 	s->path = strdup(path);
 	struct io_tracker **trackers = calloc(ctx->num_queues + 1, sizeof(*trackers));
 	if (!s->path || !trackers) {
