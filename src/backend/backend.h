@@ -17,7 +17,9 @@
 #include "config/config.h"
 #include "fetch/fetch.h"
 #include "meta/meta.h"
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
+
+struct rpc_server;
 
 struct backend_env {
 	struct bdev *disk;	   /* the data disk: the file, or the crypt layer over it */

@@ -3,6 +3,7 @@
 #include "common/common.h"
 #include "crypto/crypto.h"
 #include "lazy/lazy.h"
+#include "rpc/rpc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -39,11 +40,11 @@ static int open_file(const struct device_config *cfg, const char *what, const ch
 	    .write_through = cfg->write_through,
 	    .queue_depth = depth,
 	};
-	char why[256] = "";
-	int ret = bdev_open_file(&opts, out, why, sizeof(why));
+	struct error why = {0};
+	int ret = bdev_open_file(&opts, out, &why);
 	if (ret < 0)
 		snprintf(err, err_len, "cannot open the %s %s: %s", what, path,
-			 why[0] ? why : strerror(-ret));
+			 why.text[0] ? why.text : strerror(-ret));
 	return ret;
 }
 
@@ -208,11 +209,11 @@ int backend_env_open(const struct device_config *cfg, struct backend_env *env, c
 		    .stripes = env->stripes,
 		    .worker = env->worker,
 		};
-		char why[256] = "";
-		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, why, sizeof(why));
+		struct error why = {0};
+		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, &why);
 		if (ret < 0)
 			snprintf(err, err_len, "rpc_socket_path %s: %s", cfg->rpc_socket_path,
-				 why[0] ? why : strerror(-ret));
+				 why.text[0] ? why.text : strerror(-ret));
 	}
 	if (ret < 0)
 		backend_env_close(env);

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "common/common.h" /* struct error */
+
 enum bdev_engine { BDEV_ENGINE_IO_URING = 0, BDEV_ENGINE_SYNC, BDEV_ENGINE_NULL };
 
 /* Largest channel depth (the kernel's io_uring ring limit). */
@@ -45,11 +47,12 @@ struct bdev_completion {
 	int result; /* 0 or negative errno */
 };
 
-/* Opens (stats) the file: it must exist and its size must be a multiple of
- * 512 (regular files and block devices). Returns 0 or -errno; on error a
- * one-line explanation is written to err (which may be NULL). */
-int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, char *err,
-		   size_t err_len);
+/* Opens the file: it must exist and its size must be a multiple of 512
+ * (regular files and block devices). The device keeps its descriptor until
+ * bdev_close, and every channel does I/O on that same file even after the
+ * path is renamed, replaced or removed. Returns 0 or -errno; on error err
+ * (may be NULL) says why in one line. */
+int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, struct error *err);
 /* A device with `sectors` sectors that completes everything at once without
  * storage: reads leave buffers untouched (like fio's null engine and qemu's
  * null-co with read-zeroes=off); writes, flushes and discards do nothing.

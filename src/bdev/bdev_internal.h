@@ -36,7 +36,10 @@ struct bdev_engine_ops {
 
 struct bdev {
 	const struct bdev_engine_ops *ops;
-	char *path; /* NULL for bdev_open_null */
+	char *path; /* NULL for bdev_open_null; names the file in messages only */
+	/* The file as opened by bdev_open_file, which channels reopen; -1 for
+	 * the null device, layers and the null engine. */
+	int file_fd;
 	enum bdev_engine engine;
 	bool read_only;
 	bool direct;
@@ -72,13 +75,15 @@ static inline void bdev_channel_complete(struct bdev_channel *ch, uint64_t id, i
 	completion_fifo_push(&ch->done, id, result, true);
 }
 
-/* The file descriptor a channel does I/O through, with the flags from the
- * device options. Returns the fd or -errno. */
+/* A new file descriptor for a channel's I/O, with the flags from the device
+ * options, on the file the device opened (never the path again). Returns the
+ * fd or -errno. */
 int bdev_open_channel_fd(const struct bdev *dev);
 
-/* Fault injection for tests: while non-zero, each io_uring submit is counted
- * down and fails with -EAGAIN as if the kernel were short of memory. Always 0
- * outside tests. Atomic: a test thread sets it, channel threads consume it. */
-extern unsigned bdev_uring_fail_submits;
+/* io_uring_submit for the io_uring engine's submits (engine_uring.c): the
+ * one place where unit tests make the kernel refuse work (-EAGAIN), by
+ * linking their own definition over this weak one. */
+struct io_uring;
+int bdev_uring_enter(struct io_uring *ring);
 
 #endif

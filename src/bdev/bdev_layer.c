@@ -166,6 +166,7 @@ int bdev_layer_open(const struct bdev_layer_ops *ops, const void *layer, size_t 
 	struct bdev *dev = &ldev->dev;
 	dev->ops = &layer_engine_ops;
 	dev->path = NULL;
+	dev->file_fd = -1;
 	dev->engine = below->engine;
 	dev->read_only = below->read_only;
 	dev->direct = below->direct;

@@ -1,6 +1,12 @@
 /* Device construction: checking the file once, up front, so that a bad path
  * or option fails at start-up with one clear line instead of at the first
- * channel. Channels open their own descriptors later (bdev_open_channel_fd). */
+ * channel.
+ *
+ * The device keeps the descriptor it opened the file with, and each channel
+ * reopens that descriptor (bdev_open_channel_fd), never the path: a front end
+ * that reconnects an hour later must reach the same file even if the path
+ * has been renamed or replaced meanwhile, or it would be told one file's
+ * size while reading and growing another. */
 #include "bdev/bdev_internal.h"
 
 #include "common/common.h"
@@ -8,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,20 +25,6 @@
 
 /* Bounce buffers are never aligned beyond this, whatever statfs says. */
 #define MAX_BUFFER_ALIGNMENT (1u << 30)
-
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-{
-	if (err && err_len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_len, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static const struct bdev_engine_ops *engine_ops(enum bdev_engine engine)
 {
@@ -60,43 +51,55 @@ static int channel_open_flags(const struct bdev *dev)
 
 int bdev_open_channel_fd(const struct bdev *dev)
 {
-	int fd = open(dev->path, channel_open_flags(dev));
+	/* A fresh open file description of the same inode (its own file
+	 * reference, so channels on different threads share no refcount),
+	 * whatever has become of the path since. */
+	char self[32];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", dev->file_fd);
+	int fd = open(self, channel_open_flags(dev));
+	if (fd >= 0)
+		return fd;
+	if (errno != ENOENT)
+		return -errno;
+	/* No /proc: share the device's own description (same flags). */
+	fd = fcntl(dev->file_fd, F_DUPFD_CLOEXEC, 0);
 	return fd < 0 ? -errno : fd;
 }
 
 /* Size in bytes of a regular file or block device. */
-static int device_size(const char *path, uint64_t *size, char *err, size_t err_len)
+static int device_size(const char *path, uint64_t *size, struct stat *out_st, struct error *err)
 {
 	struct stat st;
 	if (stat(path, &st) < 0)
-		return fail(err, err_len, -errno, "%s: %s", path, strerror(errno));
+		return error_set(err, -errno, "%s: %s", path, strerror(errno));
+	*out_st = st;
 	if (S_ISREG(st.st_mode)) {
 		*size = (uint64_t)st.st_size;
 		return 0;
 	}
 	if (!S_ISBLK(st.st_mode))
-		return fail(err, err_len, -EINVAL, "%s: not a regular file or block device", path);
+		return error_set(err, -EINVAL, "%s: not a regular file or block device", path);
 	/* st_size is 0 for device nodes; only the device knows its size. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, err_len, -errno, "%s: %s", path, strerror(errno));
+		return error_set(err, -errno, "%s: %s", path, strerror(errno));
 	int rc = 0;
 	if (ioctl(fd, BLKGETSIZE64, size) < 0)
-		rc = fail(err, err_len, -errno, "%s: cannot read block device size: %s", path,
-			  strerror(errno));
+		rc = error_set(err, -errno, "%s: cannot read block device size: %s", path,
+			       strerror(errno));
 	close(fd);
 	return rc;
 }
 
-static int buffer_alignment_for(const char *path, uint32_t *alignment, char *err, size_t err_len)
+static int buffer_alignment_for(const char *path, uint32_t *alignment, struct error *err)
 {
 	struct statfs sfs;
 	if (statfs(path, &sfs) < 0)
-		return fail(err, err_len, -errno, "%s: statfs failed: %s", path, strerror(errno));
+		return error_set(err, -errno, "%s: statfs failed: %s", path, strerror(errno));
 	uint64_t bsize = sfs.f_bsize > 0 ? (uint64_t)sfs.f_bsize : 0;
 	if (bsize > MAX_BUFFER_ALIGNMENT)
-		return fail(err, err_len, -EINVAL, "%s: filesystem block size %llu is too large",
-			    path, (unsigned long long)bsize);
+		return error_set(err, -EINVAL, "%s: filesystem block size %llu is too large", path,
+				 (unsigned long long)bsize);
 	uint32_t align = BUFFER_ALIGNMENT;
 	while (align < bsize)
 		align <<= 1; /* buffer_alloc needs a power of two */
@@ -113,7 +116,7 @@ static bool probe_discard(const struct bdev *dev)
 	if (dev->read_only)
 		return false;
 	struct stat st;
-	if (stat(dev->path, &st) < 0)
+	if (fstat(dev->file_fd, &st) < 0)
 		return false;
 	if (S_ISBLK(st.st_mode)) {
 		char sysfs[96];
@@ -128,68 +131,75 @@ static bool probe_discard(const struct bdev *dev)
 		}
 		return max_bytes > 0;
 	}
-	int fd = open(dev->path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return false;
 	off_t past_end = (off_t)(dev->sectors * SECTOR_SIZE) + BUFFER_ALIGNMENT;
-	bool ok = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, past_end,
-			    BUFFER_ALIGNMENT) == 0;
-	close(fd);
-	return ok;
+	return fallocate(dev->file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, past_end,
+			 BUFFER_ALIGNMENT) == 0;
 }
 
-/* Opens the file once the way channels will, so that permissions, a
- * read-only mount or a filesystem without O_DIRECT show up now. */
-static int check_channel_open(const struct bdev *dev, char *err, size_t err_len)
+/* Opens the file the way channels will, so that permissions, a read-only
+ * mount or a filesystem without O_DIRECT show up now, and keeps the
+ * descriptor for the channels to reopen. The file must still be the one
+ * device_size() looked at (the path may
+ * have been replaced in between). */
+static int open_file_fd(struct bdev *dev, const struct stat *checked, struct error *err)
 {
-	int fd = bdev_open_channel_fd(dev);
-	if (fd >= 0) {
-		close(fd);
-		return 0;
+	int fd = open(dev->path, channel_open_flags(dev));
+	if (fd < 0) {
+		int rc = -errno;
+		if (rc == -EINVAL && dev->direct)
+			return error_set(err, rc, "%s: cannot open with O_DIRECT (%s)", dev->path,
+					 strerror(-rc));
+		return error_set(err, rc, "%s: cannot open %s: %s", dev->path,
+				 dev->read_only ? "read-only" : "read-write", strerror(-rc));
 	}
-	if (fd == -EINVAL && dev->direct)
-		return fail(err, err_len, fd, "%s: cannot open with O_DIRECT (%s)", dev->path,
-			    strerror(-fd));
-	return fail(err, err_len, fd, "%s: cannot open %s: %s", dev->path,
-		    dev->read_only ? "read-only" : "read-write", strerror(-fd));
+	dev->file_fd = fd;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return error_set(err, -errno, "%s: %s", dev->path, strerror(errno));
+	if (st.st_dev != checked->st_dev || st.st_ino != checked->st_ino)
+		return error_set(err, -EAGAIN, "%s: the file changed while it was being opened",
+				 dev->path);
+	return 0;
 }
 
-int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, char *err,
-		   size_t err_len)
+int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, struct error *err)
 {
 	if (!opts->path || !opts->path[0])
-		return fail(err, err_len, -EINVAL, "no file path given");
+		return error_set(err, -EINVAL, "no file path given");
 	const char *path = opts->path;
 	const struct bdev_engine_ops *ops = engine_ops(opts->engine);
 	if (!ops)
-		return fail(err, err_len, -EINVAL, "%s: unknown I/O engine %d", path,
-			    (int)opts->engine);
+		return error_set(err, -EINVAL, "%s: unknown I/O engine %d", path,
+				 (int)opts->engine);
 	if (opts->engine == BDEV_ENGINE_IO_URING &&
 	    (!is_power_of_two(opts->queue_depth) || opts->queue_depth > BDEV_MAX_DEPTH))
-		return fail(err, err_len, -EINVAL,
-			    "%s: io_uring queue depth %u is not a power of two between 1 and %u",
-			    path, opts->queue_depth, BDEV_MAX_DEPTH);
+		return error_set(
+		    err, -EINVAL,
+		    "%s: io_uring queue depth %u is not a power of two between 1 and %u", path,
+		    opts->queue_depth, BDEV_MAX_DEPTH);
 
 	uint64_t size = 0;
-	int rc = device_size(path, &size, err, err_len);
+	struct stat checked = {0};
+	int rc = device_size(path, &size, &checked, err);
 	if (rc < 0)
 		return rc;
 	if (size % SECTOR_SIZE)
-		return fail(err, err_len, -EINVAL, "%s: size %llu is not a multiple of %u", path,
-			    (unsigned long long)size, SECTOR_SIZE);
+		return error_set(err, -EINVAL, "%s: size %llu is not a multiple of %u", path,
+				 (unsigned long long)size, SECTOR_SIZE);
 	uint32_t alignment = BUFFER_ALIGNMENT;
-	rc = buffer_alignment_for(path, &alignment, err, err_len);
+	rc = buffer_alignment_for(path, &alignment, err);
 	if (rc < 0)
 		return rc;
 
 	struct bdev *dev = calloc(1, sizeof(*dev));
 	if (!dev)
-		return fail(err, err_len, -ENOMEM, "%s: out of memory", path);
+		return error_set(err, -ENOMEM, "%s: out of memory", path);
 	dev->path = strdup(path);
 	if (!dev->path) {
 		free(dev);
-		return fail(err, err_len, -ENOMEM, "%s: out of memory", path);
+		return error_set(err, -ENOMEM, "%s: out of memory", path);
 	}
+	dev->file_fd = -1;
 	dev->ops = ops;
 	dev->engine = opts->engine;
 	dev->read_only = opts->read_only;
@@ -201,7 +211,7 @@ int bdev_open_file(const struct bdev_file_options *opts, struct bdev **out, char
 
 	/* The null engine never opens the file: it measures the front end alone. */
 	if (dev->engine != BDEV_ENGINE_NULL) {
-		rc = check_channel_open(dev, err, err_len);
+		rc = open_file_fd(dev, &checked, err);
 		if (rc < 0) {
 			bdev_close(dev);
 			return rc;
@@ -219,6 +229,7 @@ int bdev_open_null(uint64_t sectors, struct bdev **out)
 	struct bdev *dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
+	dev->file_fd = -1;
 	dev->ops = &bdev_null_ops;
 	dev->engine = BDEV_ENGINE_NULL;
 	dev->alignment = BUFFER_ALIGNMENT;
@@ -234,6 +245,8 @@ void bdev_close(struct bdev *dev)
 		return;
 	if (dev->ops->device_close)
 		dev->ops->device_close(dev);
+	if (dev->file_fd >= 0)
+		close(dev->file_fd);
 	free(dev->path);
 	free(dev);
 }

@@ -175,21 +175,19 @@ static void uring_add_fallocate(struct bdev_channel *base, int mode, uint64_t of
 	sqe->flags |= ch->sqe_flags;
 }
 
-unsigned bdev_uring_fail_submits;
-
-static int enter_kernel(struct uring_channel *ch)
+/* Weak so that unit tests can link their own definition, one that refuses
+ * submits on demand to drive the retry paths (tests/unit/bdev/
+ * uring_submit_faults.c); the product pays one direct call and keeps no
+ * test state. */
+__attribute__((weak)) int bdev_uring_enter(struct io_uring *ring)
 {
-	unsigned fail = __atomic_load_n(&bdev_uring_fail_submits, __ATOMIC_RELAXED);
-	while (fail > 0 && !__atomic_compare_exchange_n(&bdev_uring_fail_submits, &fail, fail - 1,
-							false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-	return fail > 0 ? -EAGAIN : io_uring_submit(&ch->ring);
+	return io_uring_submit(ring);
 }
 
 /* Hands every SQE not yet taken by the kernel to it: one io_uring_enter. */
 static int flush_submissions(struct uring_channel *ch)
 {
-	int rc = enter_kernel(ch);
+	int rc = bdev_uring_enter(&ch->ring);
 	/* A failed enter, or one stopped by a bad SQE, leaves entries in the
 	 * SQ; they go with the next submit or poll, never reported twice, and
 	 * bdev_needs_submit() tells the owner not to sleep meanwhile. */

@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-bool common_args_take(struct common_args *a, int opt, const char *arg)
+static bool take_common_option(struct common_args *a, int opt, const char *arg)
 {
 	switch (opt) {
 	case 'f':
@@ -21,7 +21,7 @@ bool common_args_take(struct common_args *a, int opt, const char *arg)
 	}
 }
 
-const char *common_args_problem(const struct common_args *a, int argc, int optind_now)
+static const char *command_line_problem(const struct common_args *a, int argc, int optind_now)
 {
 	if (optind_now < argc)
 		return "unexpected argument";
@@ -42,10 +42,34 @@ int common_args_load_config(const struct common_args *a, struct device_config *c
 	return 0;
 }
 
-int tool_usage_error(const char *tool, const char *usage_line, const char *why)
+int tool_usage_error(const struct tool_cli *cli, const char *why)
 {
 	if (why)
-		fprintf(stderr, "%s: %s\n", tool, why);
-	fprintf(stderr, "%sTry '%s --help' for more information.\n", usage_line, tool);
+		fprintf(stderr, "%s: %s\n", cli->name, why);
+	fprintf(stderr, "%sTry '%s --help' for more information.\n", cli->usage_line, cli->name);
 	return EXIT_USAGE;
+}
+
+int common_args_option(const struct tool_cli *cli, struct common_args *a, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'h':
+		cli->print_help(stdout);
+		return 0;
+	case 'V':
+		printf("%s %s\n", cli->name, UBIBLK_VERSION);
+		return 0;
+	default:
+		if (take_common_option(a, opt, arg))
+			return -1;
+		/* getopt_long already named the bad option */
+		return tool_usage_error(cli, NULL);
+	}
+}
+
+int common_args_finish(const struct tool_cli *cli, const struct common_args *a, int argc,
+		       int optind_now)
+{
+	const char *problem = command_line_problem(a, argc, optind_now);
+	return problem ? tool_usage_error(cli, problem) : -1;
 }

@@ -1,10 +1,12 @@
 /* The options the device tools share: -f/--config, -k/--kek,
- * -u/--unlink-kek, and the loading they imply. Each tool keeps its own
- * getopt loop (its options differ) and hands these three over. */
+ * -u/--unlink-kek, and the loading they imply, plus -h/--help and
+ * -V/--version. Each tool keeps its own getopt loop (its options differ) and
+ * hands everything else to common_args_option. */
 #ifndef UBIBLK_BIN_COMMON_ARGS_H
 #define UBIBLK_BIN_COMMON_ARGS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* The exit status of a bad command line; every other failure exits 1, as
  * scripts written for ubiblk's tools expect. */
@@ -18,14 +20,26 @@ struct common_args {
 	bool unlink_kek;
 };
 
-/* True when opt is -f, -k or -u (and records it). */
-bool common_args_take(struct common_args *a, int opt, const char *arg);
-/* After the getopt loop: NULL, or what is wrong with the command line. */
-const char *common_args_problem(const struct common_args *a, int argc, int optind_now);
+/* A tool as the shared command-line handling shows it. */
+struct tool_cli {
+	const char *name;	/* in messages and the --version line */
+	const char *usage_line; /* "Usage: ...\n" */
+	void (*print_help)(FILE *out);
+};
+
+/* The shared tail of every tool's getopt switch (its `default:` case):
+ * records -f, -k and -u, answers -h (help on stdout) and -V (version), and
+ * refuses anything else, which getopt_long has already named. Returns -1
+ * when parsing goes on, else the exit status (0 after -h or -V, EXIT_USAGE). */
+int common_args_option(const struct tool_cli *cli, struct common_args *a, int opt, const char *arg);
+/* After the getopt loop: -1 when the shared options are complete and no
+ * argument is left over, else EXIT_USAGE after saying what is wrong. */
+int common_args_finish(const struct tool_cli *cli, const struct common_args *a, int argc,
+		       int optind_now);
 /* A bad command line: "<tool>: <why>" (why may be NULL when getopt already
- * said it), the usage line (ending in a newline) and the --help hint, all on
- * stderr. Returns EXIT_USAGE. */
-int tool_usage_error(const char *tool, const char *usage_line, const char *why);
+ * said it), the usage line and the --help hint, all on stderr. Returns
+ * EXIT_USAGE. */
+int tool_usage_error(const struct tool_cli *cli, const char *why);
 /* KEK file, then the config (device_config_load_with_kek); logs the one-line
  * error and returns -1 on failure. */
 int common_args_load_config(const struct common_args *a, struct device_config *cfg);

@@ -61,11 +61,15 @@ static void print_help(FILE *out)
 	    META_MAP_MAX_WIDTH, META_MAP_DEFAULT_WIDTH);
 }
 
+static const struct tool_cli cli = {
+    .name = "dump-metadata",
+    .usage_line = "Usage: dump-metadata -f <CONFIG> [-k <KEK> [-u]] [--map [--width <N>]]\n",
+    .print_help = print_help,
+};
+
 static int usage_error(const char *why)
 {
-	return tool_usage_error(
-	    "dump-metadata",
-	    "Usage: dump-metadata -f <CONFIG> [-k <KEK> [-u]] [--map [--width <N>]]\n", why);
+	return tool_usage_error(&cli, why);
 }
 
 static bool parse_width(const char *text, uint32_t *out)
@@ -90,7 +94,7 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	    {"version", no_argument, NULL, 'V'},	   {NULL, 0, NULL, 0},
 	};
 	char why[160];
-	int opt;
+	int opt, status;
 	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_MAP:
@@ -105,22 +109,16 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 			}
 			args->width_given = true;
 			break;
-		case 'h':
-			print_help(stdout);
-			return 0;
-		case 'V':
-			printf("dump-metadata %s\n", UBIBLK_VERSION);
-			return 0;
 		default:
-			if (common_args_take(&args->common, opt, optarg))
-				break;
-			/* getopt_long already named the bad option */
-			return usage_error(NULL);
+			status = common_args_option(&cli, &args->common, opt, optarg);
+			if (status >= 0)
+				return status;
+			break;
 		}
 	}
-	const char *problem = common_args_problem(&args->common, argc, optind);
-	if (problem)
-		return usage_error(problem);
+	status = common_args_finish(&cli, &args->common, argc, optind);
+	if (status >= 0)
+		return status;
 	if (args->width_given && !args->map)
 		return usage_error("--width only applies to --map");
 	return -1;
@@ -136,11 +134,11 @@ static struct bdev *open_read_only(const char *path, enum bdev_engine engine, ui
 					 .read_only = true,
 					 .direct = true,
 					 .queue_depth = depth};
-	char err[ERROR_MAX] = "";
+	struct error err = {0};
 	struct bdev *dev;
-	int rc = bdev_open_file(&opts, &dev, err, sizeof(err));
+	int rc = bdev_open_file(&opts, &dev, &err);
 	if (rc < 0) {
-		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
+		log_error("cannot open the %s: %s", what, err.text[0] ? err.text : strerror(-rc));
 		return NULL;
 	}
 	return dev;

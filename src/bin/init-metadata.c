@@ -63,11 +63,15 @@ static void print_help(FILE *out)
 		"and exit status 1 (2 for command-line mistakes). Format: docs/metadata.md.\n");
 }
 
+static const struct tool_cli cli = {
+    .name = "init-metadata",
+    .usage_line = "Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n",
+    .print_help = print_help,
+};
+
 static int usage_error(const char *why)
 {
-	return tool_usage_error(
-	    "init-metadata",
-	    "Usage: init-metadata -f <CONFIG> [-k <KEK> [-u]] [-s <SHIFT>] [--force] [-v]\n", why);
+	return tool_usage_error(&cli, why);
 }
 
 /* Any u8 parses here (anything else is a usage error, exit 2); the 6..16 rule
@@ -99,7 +103,7 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	    {NULL, 0, NULL, 0},
 	};
 	char why[160];
-	int opt;
+	int opt, status;
 	while ((opt = getopt_long(argc, argv, "f:k:us:vhV", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -117,23 +121,14 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 		case 'v':
 			args->verbose = true;
 			break;
-		case 'h':
-			print_help(stdout);
-			return 0;
-		case 'V':
-			printf("init-metadata %s\n", UBIBLK_VERSION);
-			return 0;
 		default:
-			if (common_args_take(&args->common, opt, optarg))
-				break;
-			/* getopt_long already named the bad option */
-			return usage_error(NULL);
+			status = common_args_option(&cli, &args->common, opt, optarg);
+			if (status >= 0)
+				return status;
+			break;
 		}
 	}
-	const char *problem = common_args_problem(&args->common, argc, optind);
-	if (problem)
-		return usage_error(problem);
-	return -1;
+	return common_args_finish(&cli, &args->common, argc, optind);
 }
 
 /* Checks in a fixed order, so a config with several problems always reports
@@ -178,9 +173,11 @@ static int file_sectors(const struct bdev_file_options *opts, const struct devic
 {
 	char err[ERROR_MAX] = "";
 	struct bdev *file, *dev;
-	int rc = bdev_open_file(opts, &file, err, sizeof(err));
+	struct error open_err = {0};
+	int rc = bdev_open_file(opts, &file, &open_err);
 	if (rc < 0) {
-		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
+		log_error("cannot open the %s: %s", what,
+			  open_err.text[0] ? open_err.text : strerror(-rc));
 		return rc;
 	}
 	dev = file;
@@ -210,7 +207,7 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	    .direct = true,
 	};
 	struct bdev *dev;
-	if (bdev_open_file(&opts, &dev, NULL, 0) < 0)
+	if (bdev_open_file(&opts, &dev, NULL) < 0)
 		return 0; /* meta_init_file reports what is wrong with it */
 	struct metadata old;
 	char why[META_ERROR_MAX] = "";

@@ -58,9 +58,15 @@ static void print_help(FILE *out)
 		usage_line);
 }
 
+static const struct tool_cli cli = {
+    .name = "ublk-backend",
+    .usage_line = usage_line,
+    .print_help = print_help,
+};
+
 static int usage_error(const char *why)
 {
-	return tool_usage_error("ublk-backend", usage_line, why);
+	return tool_usage_error(&cli, why);
 }
 
 /* Returns -1 to go on, or the exit status. */
@@ -75,31 +81,22 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	int opt;
+	int opt, status;
 	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
 		switch (opt) {
-		case 'h':
-			print_help(stdout);
-			return 0;
-		case 'V':
-			printf("ublk-backend %s\n", UBIBLK_VERSION);
-			return 0;
 		case OPT_DEVICE_SYMLINK:
 			if (!optarg[0])
 				return usage_error("--device-symlink needs a path");
 			args->device_symlink = optarg;
 			break;
 		default:
-			if (common_args_take(&args->common, opt, optarg))
-				break;
-			/* getopt_long already named the bad option */
-			return usage_error(NULL);
+			status = common_args_option(&cli, &args->common, opt, optarg);
+			if (status >= 0)
+				return status;
+			break;
 		}
 	}
-	const char *problem = common_args_problem(&args->common, argc, optind);
-	if (problem)
-		return usage_error(problem);
-	return -1;
+	return common_args_finish(&cli, &args->common, argc, optind);
 }
 
 struct ublk_daemon {
@@ -117,10 +114,9 @@ static int prepare_ublk(const struct device_config *cfg, void *ctx)
 	    .max_io_buf_bytes = cfg->seg_size_max,
 	    .device_symlink = d->args->device_symlink,
 	};
-	char err[256];
-	if (ublk_check_options(&d->opts, err, sizeof(err)) < 0 ||
-	    ublk_control_open(&d->control, err, sizeof(err)) < 0) {
-		log_error("%s", err);
+	struct error err = {0};
+	if (ublk_check_options(&d->opts, &err) < 0 || ublk_control_open(&d->control, &err) < 0) {
+		log_error("%s", err.text);
 		return -1;
 	}
 	return 0;
@@ -131,7 +127,11 @@ static int serve_ublk(const struct device_config *cfg, struct backend_env *env, 
 	(void)cfg;
 	struct ublk_daemon *d = ctx;
 	d->opts.trackers = env->trackers;
-	return ublk_serve(d->control, &d->opts, env->frontend);
+	struct error err = {0};
+	int rc = ublk_serve(d->control, &d->opts, env->frontend, &err);
+	if (rc < 0 && err.text[0])
+		log_error("%s", err.text);
+	return rc;
 }
 
 static void finish_ublk(void *ctx)

@@ -50,11 +50,11 @@ static void print_help(FILE *out)
 		"      -device vhost-user-blk-pci,chardev=c0,num-queues=4\n");
 }
 
-static int usage_error(const char *why)
-{
-	return tool_usage_error("vhost-backend",
-				"Usage: vhost-backend -f <CONFIG> [-k <KEK> [-u]]\n", why);
-}
+static const struct tool_cli cli = {
+    .name = "vhost-backend",
+    .usage_line = "Usage: vhost-backend -f <CONFIG> [-k <KEK> [-u]]\n",
+    .print_help = print_help,
+};
 
 /* Returns -1 to go on, or the exit status. */
 static int parse_args(int argc, char **argv, struct cli_args *args)
@@ -66,24 +66,11 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 	};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "f:k:uhV", options, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			print_help(stdout);
-			return 0;
-		case 'V':
-			printf("vhost-backend %s\n", UBIBLK_VERSION);
-			return 0;
-		default:
-			if (common_args_take(&args->common, opt, optarg))
-				break;
-			/* getopt_long already named the bad option */
-			return usage_error(NULL);
-		}
+		int status = common_args_option(&cli, &args->common, opt, optarg);
+		if (status >= 0)
+			return status;
 	}
-	const char *problem = common_args_problem(&args->common, argc, optind);
-	if (problem)
-		return usage_error(problem);
-	return -1;
+	return common_args_finish(&cli, &args->common, argc, optind);
 }
 
 /* Checks of the config that only this front end needs. */

@@ -22,11 +22,6 @@ void log_init(void)
 	fprintf(stderr, "[WARN] UBIBLK_LOG=%s is not one of error, warn, info, debug\n", env);
 }
 
-void log_set_level(enum log_level level)
-{
-	current_level = level;
-}
-
 bool log_enabled(enum log_level level)
 {
 	return level <= current_level;

@@ -88,7 +88,10 @@ static int open_device(const struct meta_init_options *opts, bool read_only, str
 		       struct bdev **dev, char *err, size_t err_len)
 {
 	struct bdev_file_options dev_opts = device_options(opts, read_only);
-	int rc = bdev_open_file(&dev_opts, file, err, err_len);
+	struct error why = {0};
+	int rc = bdev_open_file(&dev_opts, file, &why);
+	if (rc < 0 && err && err_len)
+		snprintf(err, err_len, "%s", why.text);
 	if (rc < 0 || !opts->wrap) {
 		*dev = rc < 0 ? NULL : *file;
 		return rc;

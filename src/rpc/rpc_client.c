@@ -24,7 +24,7 @@
 
 int rpc_client_init(struct rpc_client *c, int fd)
 {
-	*c = (struct rpc_client){.fd = fd};
+	*c = (struct rpc_client){.fd = fd, .active_ns = now_ns()};
 	c->in = malloc(INPUT_CAPACITY);
 	return c->in ? 0 : -ENOMEM;
 }
@@ -79,6 +79,7 @@ static bool flush_output(struct rpc_client *c)
 			return false;
 		}
 		c->out_sent += (size_t)n;
+		c->active_ns = now_ns();
 	}
 	c->out_len = c->out_sent = 0;
 	if (c->out_cap > OUTPUT_KEEP_BYTES) {
@@ -160,6 +161,7 @@ static bool answer_lines(struct rpc_client *c, const struct rpc_context *ctx)
 			break;
 		}
 		size_t end = (size_t)(nl - c->in);
+		c->active_ns = now_ns();
 		ok = answer_line(c, c->in + start, end - start, ctx);
 		start = end + 1;
 		c->scanned = start;

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rpc/rpc.h"
 
@@ -31,6 +32,9 @@ struct rpc_client {
 	size_t out_len;
 	size_t out_sent;
 	bool read_eof;
+	/* now_ns() when a request line last came in or reply bytes last went
+	 * out: the server closes a client idle for longer than its timeout. */
+	uint64_t active_ns;
 };
 
 /* Takes ownership of fd (non-blocking); -ENOMEM leaves fd to the caller. */

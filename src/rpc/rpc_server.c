@@ -3,7 +3,10 @@
  * One thread serves every client with poll(2): the stop eventfd, the
  * listening socket and up to RPC_MAX_CLIENTS connections. When that many are
  * connected, a new connection is accepted and closed at once, so the client
- * sees EOF instead of hanging in the backlog.
+ * sees EOF instead of hanging in the backlog. A client that completes no
+ * request line and takes no reply for the idle timeout is closed: without
+ * that, RPC_MAX_CLIENTS silent connections (or ones dribbling a line that
+ * never ends) would lock every monitor out for good.
  *
  * Start-up: only a stale socket is removed from the path (never a regular
  * file or a directory, so a typo in the config cannot delete a disk image,
@@ -16,7 +19,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,18 +44,11 @@ struct rpc_server {
 	dev_t socket_dev; /* the socket file we bound, so stop removes only it */
 	ino_t socket_ino;
 	pthread_t thread;
+	uint64_t idle_timeout_ns;
 	struct rpc_client clients[RPC_MAX_CLIENTS];
 	uint32_t nclients;
 	bool refusing_logged;
 };
-
-/* "<what> <path>: <reason>" into err; returns ret. */
-static int fail(char *err, size_t err_len, int ret, const char *what, const char *path,
-		const char *reason)
-{
-	snprintf(err, err_len, "%s %s: %s", what, path, reason);
-	return ret;
-}
 
 /* Whether a server still accepts connections on the socket at path. */
 static bool socket_is_live(const struct sockaddr_un *addr)
@@ -69,7 +64,7 @@ static bool socket_is_live(const struct sockaddr_un *addr)
 }
 
 /* Removes a stale socket file at the path; anything else is refused. */
-static int remove_stale_socket(const struct sockaddr_un *addr, char *err, size_t err_len)
+static int remove_stale_socket(const struct sockaddr_un *addr, struct error *err)
 {
 	const char *path = addr->sun_path;
 	const char *msg = "failed to remove existing RPC socket";
@@ -77,42 +72,42 @@ static int remove_stale_socket(const struct sockaddr_un *addr, char *err, size_t
 	if (lstat(path, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return fail(err, err_len, -errno, msg, path, strerror(errno));
+		return error_set(err, -errno, "%s %s: %s", msg, path, strerror(errno));
 	}
 	if (S_ISDIR(st.st_mode))
-		return fail(err, err_len, -EISDIR, msg, path, "it is a directory");
+		return error_set(err, -EISDIR, "%s %s: it is a directory", msg, path);
 	if (!S_ISSOCK(st.st_mode))
-		return fail(err, err_len, -EEXIST, msg, path,
-			    "it is not a socket (refusing to delete it)");
+		return error_set(err, -EEXIST, "%s %s: it is not a socket (refusing to delete it)",
+				 msg, path);
 	if (socket_is_live(addr))
-		return fail(err, err_len, -EADDRINUSE, msg, path,
-			    "another server is listening on it");
+		return error_set(err, -EADDRINUSE, "%s %s: another server is listening on it", msg,
+				 path);
 	if (unlink(path) < 0 && errno != ENOENT)
-		return fail(err, err_len, -errno, msg, path, strerror(errno));
+		return error_set(err, -errno, "%s %s: %s", msg, path, strerror(errno));
 	return 0;
 }
 
-static int bind_socket(struct rpc_server *s, char *err, size_t err_len)
+static int bind_socket(struct rpc_server *s, struct error *err)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(s->path) >= sizeof(addr.sun_path))
-		return fail(err, err_len, -ENAMETOOLONG, "failed to bind RPC socket", s->path,
-			    "path too long");
+		return error_set(err, -ENAMETOOLONG, "failed to bind RPC socket %s: path too long",
+				 s->path);
 	strcpy(addr.sun_path, s->path);
-	int ret = remove_stale_socket(&addr, err, err_len);
+	int ret = remove_stale_socket(&addr, err);
 	if (ret < 0)
 		return ret;
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->listen_fd < 0)
-		return fail(err, err_len, -errno, "failed to create RPC socket", s->path,
-			    strerror(errno));
+		return error_set(err, -errno, "failed to create RPC socket %s: %s", s->path,
+				 strerror(errno));
 	/* Linux gives the socket file the socket's mode (minus the umask):
 	 * owner-only until the chmod below opens it to the group. */
 	if (fchmod(s->listen_fd, 0600) < 0)
 		log_debug("RPC socket: fchmod before bind: %s", strerror(errno));
 	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return fail(err, err_len, -errno, "failed to bind RPC socket", s->path,
-			    strerror(errno));
+		return error_set(err, -errno, "failed to bind RPC socket %s: %s", s->path,
+				 strerror(errno));
 	struct stat st;
 	const char *step = NULL;
 	if (lstat(s->path, &st) < 0)
@@ -124,7 +119,7 @@ static int bind_socket(struct rpc_server *s, char *err, size_t err_len)
 	if (step) {
 		ret = -errno;
 		unlink(s->path);
-		return fail(err, err_len, ret, step, s->path, strerror(-ret));
+		return error_set(err, ret, "%s %s: %s", step, s->path, strerror(-ret));
 	}
 	s->socket_dev = st.st_dev;
 	s->socket_ino = st.st_ino;
@@ -193,13 +188,37 @@ static int poll_timeout_ms(uint64_t deadline_ns)
 	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999u) / 1000000u);
 }
 
+/* The earlier of two deadlines, 0 standing for none. */
+static uint64_t earlier(uint64_t a, uint64_t b)
+{
+	return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
+/* Closes the clients idle for the timeout; returns the next moment one
+ * would be, or 0 without clients. */
+static uint64_t drop_idle_clients(struct rpc_server *s)
+{
+	uint64_t now = now_ns(), next = 0;
+	for (uint32_t i = s->nclients; i-- > 0;) {
+		uint64_t expires = s->clients[i].active_ns + s->idle_timeout_ns;
+		if (now >= expires) {
+			log_debug("RPC client closed: idle for %llu ms",
+				  (unsigned long long)(s->idle_timeout_ns / 1000000u));
+			drop_client(s, i);
+			continue;
+		}
+		next = earlier(next, expires);
+	}
+	return next;
+}
+
 static void *listener_main(void *arg)
 {
 	struct rpc_server *s = arg;
 	struct pollfd pfd[POLL_FIXED_FDS + RPC_MAX_CLIENTS];
 	uint64_t accept_paused_until = 0; /* after a failed accept, 0 = not paused */
-	pthread_setname_np(pthread_self(), "ubiblk-rpc");
 	for (;;) {
+		uint64_t next_idle = drop_idle_clients(s);
 		if (accept_paused_until && now_ns() >= accept_paused_until)
 			accept_paused_until = 0;
 		pfd[0] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
@@ -209,8 +228,8 @@ static void *listener_main(void *arg)
 			pfd[POLL_FIXED_FDS + i] =
 			    (struct pollfd){.fd = s->clients[i].fd,
 					    .events = rpc_client_poll_events(&s->clients[i])};
-		int n =
-		    poll(pfd, POLL_FIXED_FDS + s->nclients, poll_timeout_ms(accept_paused_until));
+		int n = poll(pfd, POLL_FIXED_FDS + s->nclients,
+			     poll_timeout_ms(earlier(accept_paused_until, next_idle)));
 		if (n < 0) {
 			if (errno != EINTR) {
 				log_error("RPC: poll failed: %s", strerror(errno));
@@ -256,6 +275,9 @@ static int server_alloc(const char *path, const struct rpc_context *ctx, struct 
 	s->stop_fd = -1;
 	s->ctx = *ctx;
 	s->ctx.trackers = NULL;
+	s->idle_timeout_ns =
+	    (uint64_t)(ctx->idle_timeout_ms ? ctx->idle_timeout_ms : RPC_IDLE_TIMEOUT_MS) *
+	    1000000u;
 	s->path = strdup(path);
 	struct io_tracker **trackers = calloc(ctx->num_queues + 1, sizeof(*trackers));
 	if (!s->path || !trackers) {
@@ -270,43 +292,28 @@ static int server_alloc(const char *path, const struct rpc_context *ctx, struct 
 	return 0;
 }
 
-static int start_thread(struct rpc_server *s)
-{
-	/* Signals belong to the main thread. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = -pthread_create(&s->thread, NULL, listener_main, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
 int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc_server **out,
-		     char *err, size_t err_len)
+		     struct error *err)
 {
 	*out = NULL;
-	if (!path || !*path || !ctx || (ctx->num_queues > 0 && !ctx->trackers)) {
-		snprintf(err, err_len, "RPC server: invalid arguments");
-		return -EINVAL;
-	}
+	if (!path || !*path || !ctx || (ctx->num_queues > 0 && !ctx->trackers))
+		return error_set(err, -EINVAL, "RPC server: invalid arguments");
 	struct rpc_server *s;
 	int ret = server_alloc(path, ctx, &s);
-	if (ret < 0) {
-		snprintf(err, err_len, "RPC server: %s", strerror(-ret));
-		return ret;
-	}
-	ret = bind_socket(s, err, err_len);
+	if (ret < 0)
+		return error_set(err, ret, "RPC server: %s", strerror(-ret));
+	ret = bind_socket(s, err);
 	if (ret < 0) {
 		server_free(s);
 		return ret;
 	}
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ret = s->stop_fd < 0 ? -errno : start_thread(s);
+	ret = s->stop_fd < 0 ? -errno : thread_start(&s->thread, "ubiblk-rpc", listener_main, s);
 	if (ret < 0) {
-		snprintf(err, err_len, "RPC server: cannot start the listener: %s", strerror(-ret));
 		remove_own_socket(s);
 		server_free(s);
-		return ret;
+		return error_set(err, ret, "RPC server: cannot start the listener: %s",
+				 strerror(-ret));
 	}
 	log_info("RPC server listening on %s", path);
 	*out = s;

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "bdev/bdev.h"
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 
 struct ublk_options {
 	uint32_t num_queues;	   /* the kernel may give fewer (one per CPU at most) */
@@ -33,24 +33,27 @@ struct ublk_options {
 	struct io_tracker *const *trackers;
 };
 
-/* Checks the values ublk needs beyond the config's own rules; one line into
- * err naming the config field. */
-int ublk_check_options(const struct ublk_options *opts, char *err, size_t err_len);
+/* Checks the values ublk needs beyond the config's own rules; err names the
+ * config field. */
+int ublk_check_options(const struct ublk_options *opts, struct error *err);
 
 /* The open /dev/ublk-control. Opened before the device stack is built so
  * that a host without the driver is told so at once. */
 struct ublk_control;
 
-/* Returns 0, or -errno with one line into err (-ENOENT: no driver, with the
+/* Returns 0, or -errno with err saying why (-ENOENT: no driver, with the
  * modprobe hint; -EACCES: not allowed to use it). */
-int ublk_control_open(struct ublk_control **out, char *err, size_t err_len);
+int ublk_control_open(struct ublk_control **out, struct error *err);
 void ublk_control_close(struct ublk_control *ctrl);
 
 /* Adds the device, serves `dev` until ublk_request_stop() is called or the
  * device is deleted from outside, then stops and deletes it (and removes the
- * symlink). Returns 0 after such a stop, or -errno after a failure (logged;
- * the device is deleted then too). `dev` must outlive the call. */
-int ublk_serve(struct ublk_control *ctrl, const struct ublk_options *opts, struct bdev *dev);
+ * symlink). Returns 0 after such a stop, or -errno after a failure (the
+ * device is deleted then too). A failure to bring the device up is explained
+ * in err; a queue that fails while serving logs why when it happens, and
+ * only its errno comes back. `dev` must outlive the call. */
+int ublk_serve(struct ublk_control *ctrl, const struct ublk_options *opts, struct bdev *dev,
+	       struct error *err);
 
 /* Async-signal-safe: makes ublk_serve stop (also when called before it
  * started: it then stops as soon as the device is up, or before). */

@@ -14,40 +14,37 @@
 
 #define CONTROL_RING_ENTRIES 16
 
-int ublk_control_open(struct ublk_control **out, char *err, size_t err_len)
+int ublk_control_open(struct ublk_control **out, struct error *err)
 {
 	int fd = open(UBLK_CONTROL_PATH, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT)
-			snprintf(err, err_len,
-				 "%s does not exist: the ublk driver is not loaded (run `modprobe "
-				 "ublk_drv`; the kernel needs CONFIG_BLK_DEV_UBLK)",
-				 UBLK_CONTROL_PATH);
-		else if (e == EACCES || e == EPERM)
-			snprintf(err, err_len,
-				 "%s: %s (ublk needs root, or a udev rule that grants access)",
-				 UBLK_CONTROL_PATH, strerror(e));
-		else
-			snprintf(err, err_len, "%s: %s", UBLK_CONTROL_PATH, strerror(e));
-		return -e;
+			return error_set(
+			    err, -e,
+			    "%s does not exist: the ublk driver is not loaded (run "
+			    "`modprobe ublk_drv`; the kernel needs CONFIG_BLK_DEV_UBLK)",
+			    UBLK_CONTROL_PATH);
+		if (e == EACCES || e == EPERM)
+			return error_set(
+			    err, -e, "%s: %s (ublk needs root, or a udev rule that grants access)",
+			    UBLK_CONTROL_PATH, strerror(e));
+		return error_set(err, -e, "%s: %s", UBLK_CONTROL_PATH, strerror(e));
 	}
 	struct ublk_control *ctrl = calloc(1, sizeof(*ctrl));
 	if (!ctrl) {
 		close(fd);
-		snprintf(err, err_len, "out of memory");
-		return -ENOMEM;
+		return error_set(err, -ENOMEM, "out of memory");
 	}
 	ctrl->fd = fd;
 	int rc = io_uring_queue_init(CONTROL_RING_ENTRIES, &ctrl->ring, IORING_SETUP_SQE128);
 	if (rc < 0) {
-		snprintf(err, err_len,
-			 "cannot create an io_uring with 128-byte entries for %s: %s (ublk needs "
-			 "Linux 6.0 or later)",
-			 UBLK_CONTROL_PATH, strerror(-rc));
 		close(fd);
 		free(ctrl);
-		return rc;
+		return error_set(err, rc,
+				 "cannot create an io_uring with 128-byte entries for %s: %s (ublk "
+				 "needs Linux 6.0 or later)",
+				 UBLK_CONTROL_PATH, strerror(-rc));
 	}
 	*out = ctrl;
 	return 0;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "bdev/bdev.h"
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 #include "ublk/ublk.h"
 #include "ublk/ublk_wire.h"
 

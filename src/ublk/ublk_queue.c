@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,58 +359,47 @@ static int map_buffers(struct queue *q, size_t bytes)
 	return 0;
 }
 
-static int allocate(struct queue *q)
+static int allocate(struct queue *q, struct error *err)
 {
 	uint32_t depth = q->cfg->depth;
 	size_t bytes = (size_t)depth * q->cfg->limits.buf_bytes;
 	if (bytes / depth != q->cfg->limits.buf_bytes || map_buffers(q, bytes) < 0) {
-		log_error("ublk queue %u: cannot allocate %u I/O buffers of %u bytes (%zu MiB): "
-			  "lower queue_size or seg_size_max",
-			  q->cfg->q_id, depth, q->cfg->limits.buf_bytes, bytes >> 20);
-		return -ENOMEM;
+		return error_set(err, -ENOMEM,
+				 "ublk queue %u: cannot allocate %u I/O buffers of %u bytes (%zu "
+				 "MiB): lower queue_size or seg_size_max",
+				 q->cfg->q_id, depth, q->cfg->limits.buf_bytes, bytes >> 20);
 	}
 	q->iovs = calloc(depth, sizeof(*q->iovs));
 	q->requests = calloc(depth, sizeof(*q->requests));
-	if (!q->iovs || !q->requests) {
-		log_error("ublk queue %u: out of memory", q->cfg->q_id);
-		return -ENOMEM;
-	}
+	if (!q->iovs || !q->requests)
+		return error_set(err, -ENOMEM, "ublk queue %u: out of memory", q->cfg->q_id);
 	return 0;
 }
 
-static int set_up(struct queue *q)
+static int set_up(struct queue *q, struct error *err)
 {
 	const struct ublk_queue_config *cfg = q->cfg;
-	char name[16];
-	snprintf(name, sizeof(name), "ublk-q%u", cfg->q_id);
-	pthread_setname_np(pthread_self(), name);
 	/* Writeback to our own device may wait on us: take memory from the
 	 * reserves the kernel keeps for I/O flushers instead of deadlocking. */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
 		log_debug("ublk queue %u: PR_SET_IO_FLUSHER: %s", cfg->q_id, strerror(errno));
 
 	int rc = bdev_channel_create(cfg->dev, cfg->depth, &q->ch);
-	if (rc < 0) {
-		log_error("ublk queue %u: cannot create a device channel: %s", cfg->q_id,
-			  strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return error_set(err, rc, "ublk queue %u: cannot create a device channel: %s",
+				 cfg->q_id, strerror(-rc));
 	q->completion_fd = bdev_completion_fd(q->ch);
-	rc = allocate(q);
+	rc = allocate(q, err);
 	if (rc < 0)
 		return rc;
 	rc = create_ring(q);
-	if (rc < 0) {
-		log_error("ublk queue %u: cannot create its io_uring: %s", cfg->q_id,
-			  strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return error_set(err, rc, "ublk queue %u: cannot create its io_uring: %s",
+				 cfg->q_id, strerror(-rc));
 	rc = map_descriptors(q);
-	if (rc < 0) {
-		log_error("ublk queue %u: cannot map the request descriptors: %s", cfg->q_id,
-			  strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return error_set(err, rc, "ublk queue %u: cannot map the request descriptors: %s",
+				 cfg->q_id, strerror(-rc));
 	struct io_uring_sqe *sqe = get_sqe(q);
 	io_uring_prep_poll_add(sqe, cfg->quit_fd, POLLIN);
 	sqe->user_data = (uint64_t)CQE_QUIT << 32;
@@ -420,11 +408,9 @@ static int set_up(struct queue *q)
 	for (uint32_t tag = 0; tag < cfg->depth; tag++)
 		queue_io_command(q, q->fetch_opcode, (uint16_t)tag, -1);
 	rc = io_uring_submit(&q->ring);
-	if (rc < 0) {
-		log_error("ublk queue %u: cannot submit the FETCH commands: %s", cfg->q_id,
-			  strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return error_set(err, rc, "ublk queue %u: cannot submit the FETCH commands: %s",
+				 cfg->q_id, strerror(-rc));
 	return 0;
 }
 
@@ -455,17 +441,16 @@ static void set_phase(struct ublk_queue_thread *qt, enum ublk_queue_phase phase)
 void *ublk_queue_thread_main(void *arg)
 {
 	struct ublk_queue_thread *qt = arg;
-	/* Stop signals are the main thread's to handle. */
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	qt->tid = gettid();
 
 	struct queue q = {.cfg = &qt->cfg, .completion_fd = -1};
-	int rc = set_up(&q);
+	/* This thread is the one that can tell why its queue did not start;
+	 * the main thread only learns that it did not. */
+	struct error err = {0};
+	int rc = set_up(&q, &err);
 	if (rc < 0) {
+		error_default(&err, rc);
+		log_error("%s", err.text);
 		qt->exit_result = rc;
 		tear_down(&q);
 		set_phase(qt, UBLK_QUEUE_FAILED);

@@ -45,28 +45,22 @@ void ublk_request_stop(void)
 	}
 }
 
-int ublk_check_options(const struct ublk_options *opts, char *err, size_t err_len)
+int ublk_check_options(const struct ublk_options *opts, struct error *err)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	if (opts->num_queues == 0 || opts->num_queues > UBLK_WIRE_MAX_QUEUES) {
-		snprintf(err, err_len, "num_queues: %u is outside ublk's 1..%u", opts->num_queues,
-			 UBLK_WIRE_MAX_QUEUES);
-		return -EINVAL;
-	}
-	if (opts->queue_depth == 0 || opts->queue_depth > UBLK_WIRE_MAX_QUEUE_DEPTH) {
-		snprintf(err, err_len, "queue_size: %u is outside ublk's 1..%u", opts->queue_depth,
-			 UBLK_WIRE_MAX_QUEUE_DEPTH);
-		return -EINVAL;
-	}
+	if (opts->num_queues == 0 || opts->num_queues > UBLK_WIRE_MAX_QUEUES)
+		return error_set(err, -EINVAL, "num_queues: %u is outside ublk's 1..%u",
+				 opts->num_queues, UBLK_WIRE_MAX_QUEUES);
+	if (opts->queue_depth == 0 || opts->queue_depth > UBLK_WIRE_MAX_QUEUE_DEPTH)
+		return error_set(err, -EINVAL, "queue_size: %u is outside ublk's 1..%u",
+				 opts->queue_depth, UBLK_WIRE_MAX_QUEUE_DEPTH);
 	if (page <= 0 || opts->max_io_buf_bytes == 0 ||
 	    opts->max_io_buf_bytes % (uint32_t)page != 0 ||
-	    opts->max_io_buf_bytes > UBLK_WIRE_MAX_IO_BUF_BYTES) {
-		snprintf(err, err_len,
-			 "seg_size_max: %u must be a multiple of the page size (%ld) for ublk, at "
-			 "most %u",
-			 opts->max_io_buf_bytes, page, UBLK_WIRE_MAX_IO_BUF_BYTES);
-		return -EINVAL;
-	}
+	    opts->max_io_buf_bytes > UBLK_WIRE_MAX_IO_BUF_BYTES)
+		return error_set(err, -EINVAL,
+				 "seg_size_max: %u must be a multiple of the page size (%ld) for "
+				 "ublk, at most %u",
+				 opts->max_io_buf_bytes, page, UBLK_WIRE_MAX_IO_BUF_BYTES);
 	return 0;
 }
 
@@ -87,7 +81,7 @@ struct device {
 	bool symlink_made;
 };
 
-static int add_device(struct device *d)
+static int add_device(struct device *d, struct error *err)
 {
 	uint64_t features = 0;
 	int rc = ublk_control_command(d->ctrl, UBLK_WIRE_GET_FEATURES, 0, 0, &features,
@@ -104,10 +98,8 @@ static int add_device(struct device *d)
 	};
 	rc = ublk_control_command(d->ctrl, UBLK_WIRE_ADD_DEV, UBLK_WIRE_NEW_DEVICE, 0, &d->info,
 				  sizeof(d->info));
-	if (rc < 0) {
-		log_error("cannot add a ublk device: %s", strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return error_set(err, rc, "cannot add a ublk device: %s", strerror(-rc));
 	d->added = true;
 	/* The kernel's answer is what counts: it gives at most one queue
 	 * per CPU and may round the buffer size. */
@@ -120,13 +112,13 @@ static int add_device(struct device *d)
 	if (d->info.nr_hw_queues == 0 || d->info.nr_hw_queues > d->opts->num_queues ||
 	    d->info.queue_depth == 0 || d->info.queue_depth > d->opts->queue_depth ||
 	    d->info.max_io_buf_bytes > d->opts->max_io_buf_bytes || d->info.max_io_buf_bytes == 0 ||
-	    page <= 0 || d->info.max_io_buf_bytes % (uint32_t)page != 0) {
-		log_error("ublk device %u: the kernel answered %u queues of %u tags, %u-byte "
-			  "buffers: not usable",
-			  d->info.dev_id, d->info.nr_hw_queues, d->info.queue_depth,
-			  d->info.max_io_buf_bytes);
-		return -EINVAL;
-	}
+	    page <= 0 || d->info.max_io_buf_bytes % (uint32_t)page != 0)
+		return error_set(
+		    err, -EINVAL,
+		    "ublk device %u: the kernel answered %u queues of %u tags, %u-byte "
+		    "buffers: not usable",
+		    d->info.dev_id, d->info.nr_hw_queues, d->info.queue_depth,
+		    d->info.max_io_buf_bytes);
 	snprintf(d->block_path, sizeof(d->block_path), "%s%u", UBLK_BLOCK_PREFIX, d->info.dev_id);
 	log_info("ublk device %u added: %u queues of %u tags, requests up to %u bytes",
 		 d->info.dev_id, d->info.nr_hw_queues, d->info.queue_depth,
@@ -134,30 +126,29 @@ static int add_device(struct device *d)
 	return 0;
 }
 
-static int open_char_device(struct device *d)
+static int open_char_device(struct device *d, struct error *err)
 {
 	char path[32];
 	snprintf(path, sizeof(path), "%s%u", UBLK_CHAR_PREFIX, d->info.dev_id);
-	int err = 0;
+	int last_errno = 0;
 	for (int attempt = 0; attempt < CHAR_OPEN_ATTEMPTS; attempt++) {
 		int fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd >= 0) {
 			d->char_fd = fd;
 			return 0;
 		}
-		err = errno;
+		last_errno = errno;
 		usleep(CHAR_OPEN_INTERVAL_US);
 	}
-	log_error("cannot open %s: %s", path, strerror(err));
-	return -err;
+	return error_set(err, -last_errno, "cannot open %s: %s", path, strerror(last_errno));
 }
 
-static int start_queues(struct device *d)
+static int start_queues(struct device *d, struct error *err)
 {
 	uint32_t n = d->info.nr_hw_queues;
 	d->queues = calloc(n, sizeof(*d->queues));
 	if (!d->queues)
-		return -ENOMEM;
+		return error_set(err, -ENOMEM, "ublk device %u: out of memory", d->info.dev_id);
 	bool discard = bdev_supports_discard(d->dev) && !bdev_is_read_only(d->dev);
 	for (uint32_t i = 0; i < n; i++) {
 		struct ublk_queue_thread *qt = &d->queues[i];
@@ -176,11 +167,12 @@ static int start_queues(struct device *d)
 		qt->lock = &d->lock;
 		qt->changed = &d->changed;
 		qt->exit_fd = d->exit_fd;
-		int rc = pthread_create(&qt->thread, NULL, ublk_queue_thread_main, qt);
-		if (rc != 0) {
-			log_error("ublk queue %u: cannot start its thread: %s", i, strerror(rc));
-			return -rc;
-		}
+		char name[16];
+		snprintf(name, sizeof(name), "ublk-q%u", i);
+		int rc = thread_start(&qt->thread, name, ublk_queue_thread_main, qt);
+		if (rc < 0)
+			return error_set(err, rc, "ublk queue %u: cannot start its thread: %s", i,
+					 strerror(-rc));
 		d->queue_count++;
 	}
 	/* START_DEV waits for every tag of every queue to be fetched: only
@@ -190,13 +182,13 @@ static int start_queues(struct device *d)
 	for (uint32_t i = 0; i < n; i++) {
 		while (d->queues[i].phase == UBLK_QUEUE_STARTING)
 			pthread_cond_wait(&d->changed, &d->lock);
-		if (d->queues[i].phase == UBLK_QUEUE_FAILED && result == 0)
+		if (d->queues[i].phase == UBLK_QUEUE_FAILED && result == 0) {
 			result = d->queues[i].exit_result < 0 ? d->queues[i].exit_result : -EIO;
+			error_set(err, result, "ublk device %u: a queue could not start",
+				  d->info.dev_id);
+		}
 	}
 	pthread_mutex_unlock(&d->lock);
-	if (result < 0)
-		log_error("ublk device %u: a queue could not start; removing the device",
-			  d->info.dev_id);
 	return result;
 }
 
@@ -219,7 +211,7 @@ static void apply_queue_affinity(struct device *d)
 	}
 }
 
-static int set_params(struct device *d)
+static int set_params(struct device *d, struct error *err)
 {
 	/* GET_DEV_INFO, not GET_DEV_INFO2: the latter also wants the char
 	 * device's path (for unprivileged devices) and refuses us without it. */
@@ -256,8 +248,9 @@ static int set_params(struct device *d)
 	}
 	rc = ublk_control_command(d->ctrl, UBLK_WIRE_SET_PARAMS, d->info.dev_id, 0, &p, sizeof(p));
 	if (rc < 0)
-		log_error("ublk device %u: SET_PARAMS failed: %s", d->info.dev_id, strerror(-rc));
-	return rc;
+		return error_set(err, rc, "ublk device %u: SET_PARAMS failed: %s", d->info.dev_id,
+				 strerror(-rc));
+	return 0;
 }
 
 /* Sleeps until a stop request or the end of a queue thread. */
@@ -313,19 +306,19 @@ static int tear_down(struct device *d)
 	return result;
 }
 
-static int bring_up(struct device *d)
+static int bring_up(struct device *d, struct error *err)
 {
-	int rc = add_device(d);
+	int rc = add_device(d, err);
 	if (rc < 0)
 		return rc;
-	rc = open_char_device(d);
+	rc = open_char_device(d, err);
 	if (rc < 0)
 		return rc;
-	rc = start_queues(d);
+	rc = start_queues(d, err);
 	if (rc < 0)
 		return rc;
 	apply_queue_affinity(d);
-	rc = set_params(d);
+	rc = set_params(d, err);
 	if (rc < 0)
 		return rc;
 	if (stop_requested)
@@ -334,10 +327,9 @@ static int bring_up(struct device *d)
 	 * through the queues, so they are serving already). */
 	rc = ublk_control_command(d->ctrl, UBLK_WIRE_START_DEV, d->info.dev_id, (uint64_t)getpid(),
 				  NULL, 0);
-	if (rc < 0) {
-		log_error("ublk device %u: START_DEV failed: %s", d->info.dev_id, strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return error_set(err, rc, "ublk device %u: START_DEV failed: %s", d->info.dev_id,
+				 strerror(-rc));
 	log_info("ublk device is available at %s", d->block_path);
 	if (d->opts->device_symlink) {
 		ublk_symlink_create(d->opts->device_symlink, d->block_path);
@@ -346,28 +338,25 @@ static int bring_up(struct device *d)
 	return 0;
 }
 
-int ublk_serve(struct ublk_control *ctrl, const struct ublk_options *opts, struct bdev *dev)
+int ublk_serve(struct ublk_control *ctrl, const struct ublk_options *opts, struct bdev *dev,
+	       struct error *err)
 {
-	char err[256];
-	int rc = ublk_check_options(opts, err, sizeof(err));
-	if (rc < 0) {
-		log_error("%s", err);
+	int rc = ublk_check_options(opts, err);
+	if (rc < 0)
 		return rc;
-	}
 	struct device d = {.ctrl = ctrl, .opts = opts, .dev = dev, .char_fd = -1};
 	if (stop_fd < 0)
 		stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d.exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d.quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d.exit_fd < 0 || d.quit_fd < 0 || stop_fd < 0) {
-		rc = -errno;
-		log_error("cannot create eventfds: %s", strerror(errno));
+		rc = error_set(err, -errno, "cannot create eventfds: %s", strerror(errno));
 		goto out;
 	}
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_cond_init(&d.changed, NULL);
 
-	rc = bring_up(&d);
+	rc = bring_up(&d, err);
 	if (rc == 0)
 		wait_for_end(&d);
 	int queue_rc = tear_down(&d);

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 
 /* Bad requests logged at warning level per queue; the rest go to debug so a
  * hostile guest cannot flood the log. */

@@ -37,10 +37,10 @@ struct fixture {
 
 static void open_device(struct fixture *f, uint32_t channel_depth)
 {
-	char err[256] = "";
-	int rc = bdev_open_file(&f->opts, &f->dev, err, sizeof(err));
+	struct error err = {0};
+	int rc = bdev_open_file(&f->opts, &f->dev, &err);
 	if (rc != 0)
-		fail_msg("bdev_open_file: %s", err);
+		fail_msg("bdev_open_file: %s", err.text);
 	assert_int_equal(bdev_channel_create(f->dev, channel_depth, &f->ch), 0);
 }
 

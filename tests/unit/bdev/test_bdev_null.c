@@ -95,8 +95,8 @@ static void test_null_engine_on_file(void **state)
 	make_test_file(path, 65536, 0x11);
 	struct bdev_file_options o = {.path = path, .engine = BDEV_ENGINE_NULL, .direct = true};
 	struct bdev *dev;
-	char err[256];
-	assert_int_equal(bdev_open_file(&o, &dev, err, sizeof(err)), 0);
+	struct error err = {0};
+	assert_int_equal(bdev_open_file(&o, &dev, &err), 0);
 	assert_int_equal(bdev_sector_count(dev), 128);
 	struct bdev_channel *ch;
 	assert_int_equal(bdev_channel_create(dev, 4, &ch), 0);
@@ -130,7 +130,7 @@ static void test_read_only_null_refuses_writes(void **state)
 	struct bdev_file_options o = {.path = path, .engine = BDEV_ENGINE_NULL, .read_only = true};
 	struct bdev *dev;
 	struct bdev_channel *ch;
-	assert_int_equal(bdev_open_file(&o, &dev, NULL, 0), 0);
+	assert_int_equal(bdev_open_file(&o, &dev, NULL), 0);
 	assert_int_equal(bdev_channel_create(dev, 4, &ch), 0);
 	unsigned char buf[512];
 	struct iovec iov = {buf, sizeof(buf)};

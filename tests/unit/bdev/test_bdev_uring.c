@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
-#include "bdev/bdev_internal.h"
+#include "uring_submit_faults.h"
 #include "bdev_test_util.h"
 #include "common/common.h"
 
@@ -32,8 +32,8 @@ static int setup(void **state)
 	make_test_file(f->path, FILE_SECTORS * SECTOR_SIZE, 0x5A);
 	struct bdev_file_options o = {
 	    .path = f->path, .engine = BDEV_ENGINE_IO_URING, .direct = true, .queue_depth = 16};
-	char err[256];
-	assert_int_equal(bdev_open_file(&o, &f->dev, err, sizeof(err)), 0);
+	struct error err = {0};
+	assert_int_equal(bdev_open_file(&o, &f->dev, &err), 0);
 	assert_int_equal(bdev_channel_create(f->dev, 16, &f->ch), 0);
 	f->buf = buffer_alloc(BUFFER_ALIGNMENT, 64 * 1024);
 	assert_non_null(f->buf);
@@ -184,7 +184,7 @@ static void test_sync_and_null_have_no_completion_fd(void **state)
 	struct bdev_file_options o = {.path = f->path, .engine = BDEV_ENGINE_SYNC, .direct = true};
 	struct bdev *dev;
 	struct bdev_channel *ch;
-	assert_int_equal(bdev_open_file(&o, &dev, NULL, 0), 0);
+	assert_int_equal(bdev_open_file(&o, &dev, NULL), 0);
 	assert_int_equal(bdev_channel_create(dev, 4, &ch), 0);
 	assert_int_equal(bdev_completion_fd(ch), -1);
 	bdev_channel_destroy(ch);

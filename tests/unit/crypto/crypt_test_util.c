@@ -34,10 +34,10 @@ struct bdev *open_test_file(const char *path, enum bdev_engine engine, bool dire
 				      .direct = direct,
 				      .queue_depth = depth};
 	struct bdev *dev;
-	char err[256] = "";
-	int rc = bdev_open_file(&o, &dev, err, sizeof(err));
+	struct error err = {0};
+	int rc = bdev_open_file(&o, &dev, &err);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", err.text);
 	return dev;
 }
 

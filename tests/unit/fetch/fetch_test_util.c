@@ -35,10 +35,10 @@ static struct bdev *open_file(const char *path, enum bdev_engine engine, bool re
 	    .queue_depth = 64,
 	};
 	struct bdev *dev = NULL;
-	char err[256];
-	int rc = bdev_open_file(&o, &dev, err, sizeof(err));
+	struct error err = {0};
+	int rc = bdev_open_file(&o, &dev, &err);
 	if (rc < 0)
-		fail_msg("opening %s: %s", path, err);
+		fail_msg("opening %s: %s", path, err.text);
 	return dev;
 }
 

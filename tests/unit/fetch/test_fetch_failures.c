@@ -207,7 +207,7 @@ static void test_start_refuses_a_bad_metadata_file(void **state)
 	struct bdev_file_options fo = {
 	    .path = zero_path, .engine = BDEV_ENGINE_IO_URING, .direct = true, .queue_depth = 4};
 	struct bdev *zeros;
-	assert_int_equal(bdev_open_file(&fo, &zeros, NULL, 0), 0);
+	assert_int_equal(bdev_open_file(&fo, &zeros, NULL), 0);
 	struct fetch_worker_options wo = {
 	    .disk = fx.disk, .metadata = zeros, .source = fixture_source(&fx), .state = fx.state};
 	struct fetch_worker *w = NULL;

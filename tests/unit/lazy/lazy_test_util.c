@@ -26,10 +26,10 @@ static struct bdev *open_file(const char *path, enum bdev_engine engine, bool re
 				      .direct = true,
 				      .queue_depth = 64};
 	struct bdev *dev;
-	char err[256] = "";
-	int rc = bdev_open_file(&o, &dev, err, sizeof(err));
+	struct error err = {0};
+	int rc = bdev_open_file(&o, &dev, &err);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", err.text);
 	return dev;
 }
 

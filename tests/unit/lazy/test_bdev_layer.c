@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
-#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
+#include "uring_submit_faults.h"
 #include "bdev_test_util.h"
 #include "common/common.h"
 
@@ -164,8 +164,8 @@ static struct fixture *open_fixture(enum bdev_engine engine, bool read_only)
 				      .read_only = read_only,
 				      .direct = true,
 				      .queue_depth = 8};
-	char err[256];
-	assert_int_equal(bdev_open_file(&o, &f->file, err, sizeof(err)), 0);
+	struct error err = {0};
+	assert_int_equal(bdev_open_file(&o, &f->file, &err), 0);
 	struct pass_layer l = {.below = f->file, .seen = &f->seen};
 	assert_int_equal(bdev_layer_open(&pass_ops, &l, sizeof(l), f->file, &f->dev), 0);
 	assert_int_equal(bdev_channel_create(f->dev, 0, &f->ch), 0);

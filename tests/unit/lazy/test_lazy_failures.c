@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
+#include "uring_submit_faults.h"
 #include "common/common.h"
 #include "lazy_test_util.h"
 

@@ -31,11 +31,11 @@ struct bdev *meta_test_open(const char *path, enum bdev_engine engine, bool read
 					 .read_only = read_only,
 					 .direct = true,
 					 .queue_depth = 4};
-	char err[256] = "";
+	struct error err = {0};
 	struct bdev *dev = NULL;
-	int rc = bdev_open_file(&opts, &dev, err, sizeof(err));
+	int rc = bdev_open_file(&opts, &dev, &err);
 	if (rc < 0)
-		fail_msg("cannot open %s: %s", path, err);
+		fail_msg("cannot open %s: %s", path, err.text);
 	return dev;
 }
 

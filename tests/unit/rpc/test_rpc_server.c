@@ -61,10 +61,10 @@ static int teardown(void **state)
 
 static void start(struct fixture *f)
 {
-	char err[256] = "";
-	int rc = rpc_server_start(f->path, &f->ctx, &f->server, err, sizeof(err));
+	struct error err = {0};
+	int rc = rpc_server_start(f->path, &f->ctx, &f->server, &err);
 	if (rc < 0)
-		fail_msg("rpc_server_start: %s", err);
+		fail_msg("rpc_server_start: %s", err.text);
 }
 
 static int connect_client(const char *path)
@@ -172,12 +172,12 @@ static void test_stop_removes_socket(void **state)
 
 static void expect_start_error(struct fixture *f, const char *path, const char *needle)
 {
-	char err[256] = "";
+	struct error err = {0};
 	struct rpc_server *s = (struct rpc_server *)&err; /* must be overwritten */
-	assert_true(rpc_server_start(path, &f->ctx, &s, err, sizeof(err)) < 0);
+	assert_true(rpc_server_start(path, &f->ctx, &s, &err) < 0);
 	assert_null(s);
-	if (!strstr(err, needle))
-		fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+	if (!strstr(err.text, needle))
+		fail_msg("error \"%s\" lacks \"%s\"", err.text, needle);
 }
 
 static void test_path_is_directory(void **state)
@@ -468,6 +468,55 @@ static void test_client_limit(void **state)
 		close(fds[i]);
 }
 
+/* Clients that send nothing, or only part of a line, are closed once idle
+ * for the timeout, so RPC_MAX_CLIENTS of them cannot lock monitoring out;
+ * a client that keeps asking is never cut off. */
+static void test_idle_clients_time_out(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t idle_ms = 600;
+	f->ctx.idle_timeout_ms = idle_ms;
+	start(f);
+	int active = connect_client(f->path);
+	request(active, "{\"command\":\"version\"}\n", VERSION_REPLY);
+	int idle[RPC_MAX_CLIENTS - 1];
+	for (uint32_t i = 0; i < RPC_MAX_CLIENTS - 1; i++) {
+		idle[i] = connect_client(f->path);
+		if (i % 2)
+			send_str(idle[i], "{\"command\":\"vers"); /* never finished */
+	}
+	uint64_t full_since = now_ns();
+	int extra = connect_client(f->path);
+	assert_true(closed_by_server(extra)); /* full */
+	close(extra);
+	/* The active client asks every 100 ms while a newcomer keeps trying. */
+	int next = -1;
+	uint64_t deadline = now_ns() + 10ull * 1000000000ull;
+	while (next < 0) {
+		assert_true(now_ns() < deadline);
+		request(active, "{\"command\":\"version\"}\n", VERSION_REPLY);
+		usleep(100000);
+		int fd = connect_client(f->path);
+		send_str(fd, "{\"command\":\"version\"}\n");
+		char buf[64] = "";
+		if (recv_bytes(fd, buf, strlen(VERSION_REPLY), 200) == strlen(VERSION_REPLY)) {
+			assert_string_equal(buf, VERSION_REPLY);
+			next = fd;
+		} else {
+			close(fd);
+		}
+	}
+	assert_true(now_ns() - full_since >= (uint64_t)idle_ms * 1000000u);
+	for (uint32_t i = 0; i < RPC_MAX_CLIENTS - 1; i++) {
+		assert_true(closed_by_server(idle[i]));
+		close(idle[i]);
+	}
+	request(active, "{\"command\":\"version\"}\n", VERSION_REPLY);
+	request(next, "{\"command\":\"version\"}\n", VERSION_REPLY);
+	close(next);
+	close(active);
+}
+
 /* In-flight entries and counters as the RPC thread sees them while another
  * thread records I/O. */
 static void test_queues_and_stats_live(void **state)
@@ -512,6 +561,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_huge_unread_reply_drops_client, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_queues_and_stats_live, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_clients_time_out, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,9 +46,9 @@ static int setup(void **state)
 
 	struct bdev_file_options o = {
 	    .path = f->path, .engine = BDEV_ENGINE_SYNC, .direct = true, .queue_depth = 8};
-	char err[256] = "";
-	if (bdev_open_file(&o, &f->dev, err, sizeof(err)) < 0)
-		fail_msg("bdev_open_file: %s", err);
+	struct error err = {0};
+	if (bdev_open_file(&o, &f->dev, &err) < 0)
+		fail_msg("bdev_open_file: %s", err.text);
 	assert_int_equal(bdev_channel_create(f->dev, 8, &f->ch), 0);
 	f->buf = buffer_alloc(4096, BUF_BYTES);
 	assert_non_null(f->buf);

@@ -24,21 +24,21 @@ static struct ublk_options good_options(void)
 
 static void assert_refused(const struct ublk_options *o, const char *field)
 {
-	char err[256] = "";
-	assert_int_equal(ublk_check_options(o, err, sizeof(err)), -EINVAL);
-	if (!strstr(err, field))
-		fail_msg("message \"%s\" does not name %s", err, field);
+	struct error err = {0};
+	assert_int_equal(ublk_check_options(o, &err), -EINVAL);
+	if (!strstr(err.text, field))
+		fail_msg("message \"%s\" does not name %s", err.text, field);
 }
 
 static void test_option_checks(void **state)
 {
 	(void)state;
-	char err[256] = "";
+	struct error err = {0};
 	struct ublk_options o = good_options();
-	assert_int_equal(ublk_check_options(&o, err, sizeof(err)), 0);
+	assert_int_equal(ublk_check_options(&o, &err), 0);
 	o.queue_depth = 4096;
 	o.max_io_buf_bytes = 1u << 20;
-	assert_int_equal(ublk_check_options(&o, err, sizeof(err)), 0);
+	assert_int_equal(ublk_check_options(&o, &err), 0);
 
 	o = good_options();
 	o.queue_depth = 8192;
@@ -119,13 +119,13 @@ static void test_symlink_remove_leaves_other_files(void **state)
 static void test_control_open(void **state)
 {
 	(void)state;
-	char err[256] = "";
+	struct error err = {0};
 	struct ublk_control *ctrl = NULL;
-	int rc = ublk_control_open(&ctrl, err, sizeof(err));
+	int rc = ublk_control_open(&ctrl, &err);
 	if (access(UBLK_CONTROL_PATH, F_OK) < 0) {
 		assert_int_equal(rc, -ENOENT);
-		assert_non_null(strstr(err, "/dev/ublk-control"));
-		assert_non_null(strstr(err, "modprobe ublk_drv"));
+		assert_non_null(strstr(err.text, "/dev/ublk-control"));
+		assert_non_null(strstr(err.text, "modprobe ublk_drv"));
 		assert_null(ctrl);
 		return;
 	}
@@ -134,7 +134,7 @@ static void test_control_open(void **state)
 		return;
 	}
 	assert_true(rc == -EACCES || rc == -EPERM);
-	assert_non_null(strstr(err, "root"));
+	assert_non_null(strstr(err.text, "root"));
 }
 
 int main(void)

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "bdev/bdev.h"
-#include "bdev/bdev_internal.h" /* bdev_uring_fail_submits */
+#include "../bdev/uring_submit_faults.h"
 #include "common/common.h"
 #include "fake_guest.h"
 #include "vhost/queue_worker.h"
@@ -79,10 +79,10 @@ static int open_file(struct fixture *f, enum bdev_engine engine)
 	assert_int_equal(ftruncate(f->disk_fd, DISK_SECTORS * SECTOR_SIZE), 0);
 	struct bdev_file_options opts = {
 	    .path = f->path, .engine = engine, .direct = true, .queue_depth = NUM};
-	char err[256] = "";
-	int rc = bdev_open_file(&opts, &f->dev, err, sizeof(err));
+	struct error err = {0};
+	int rc = bdev_open_file(&opts, &f->dev, &err);
 	if (rc < 0)
-		print_message("bdev_open_file: %s\n", err);
+		print_message("bdev_open_file: %s\n", err.text);
 	return rc;
 }
 

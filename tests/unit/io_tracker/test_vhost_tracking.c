@@ -20,7 +20,7 @@
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "fake_guest.h"
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 #include "vhost/queue_worker.h"
 
 #define NUM	     64

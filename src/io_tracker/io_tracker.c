@@ -9,7 +9,7 @@
  * sector of one request with the length of another. Ending a request only
  * stores the kind: a reader that still sees the old kind reports the old
  * request, which was true a moment ago. */
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

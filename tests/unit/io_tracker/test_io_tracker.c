@@ -9,9 +9,10 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
-#include "rpc/rpc.h"
+#include "io_tracker/io_tracker.h"
 
 static size_t snapshot(const struct io_tracker *t, struct io_tracker_entry *out, size_t max)
 {
