@@ -16,7 +16,6 @@
 #include "crypto/crypto.h"
 #include "meta/meta.h"
 
-#define ERROR_MAX   512
 #define SOURCE_MAX  4096
 #define IMAGE_DEPTH 64 /* the reference checks the image as an io_uring device */
 #define META_DEPTH  4
@@ -136,11 +135,11 @@ static struct bdev *open_read_only(const char *path, enum bdev_engine engine, ui
 					 .read_only = true,
 					 .direct = true,
 					 .queue_depth = depth};
-	char err[ERROR_MAX] = "";
+	struct error err = {0};
 	struct bdev *dev;
-	int rc = bdev_open_file(&opts, &dev, err, sizeof(err));
+	int rc = bdev_open_file(&opts, &dev, err.text, sizeof(err.text));
 	if (rc < 0) {
-		log_error("cannot open the %s: %s", what, err[0] ? err : strerror(-rc));
+		log_error("cannot open the %s: %s", what, err.text[0] ? err.text : strerror(-rc));
 		return NULL;
 	}
 	return dev;
@@ -213,21 +212,21 @@ static int load_metadata(const struct device_config *cfg, struct metadata *m)
 	/* Encrypted with the disk's keys (storage.md §2.4). */
 	struct bdev *dev = file;
 	if (cfg->has_encryption_key) {
-		char why[CRYPTO_ERROR_MAX] = "";
+		struct error why = {0};
 		if (crypt_bdev_open(file, cfg->encryption_key[0], cfg->encryption_key[1], &dev,
-				    why) < 0) {
-			log_error("%s", why);
+				    &why) < 0) {
+			log_error("%s", why.text);
 			bdev_close(file);
 			return -1;
 		}
 	}
-	char err[META_ERROR_MAX] = "";
-	int rc = meta_load(dev, m, err);
+	struct error err = {0};
+	int rc = meta_load(dev, m, &err);
 	if (dev != file)
 		bdev_close(dev);
 	bdev_close(file);
 	if (rc < 0) {
-		log_error("Failed to load metadata from %s: %s%s", cfg->metadata_path, err,
+		log_error("Failed to load metadata from %s: %s%s", cfg->metadata_path, err.text,
 			  magic_hint(cfg, rc));
 		return -1;
 	}
@@ -266,14 +265,14 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	/* The disk is opened as the backend would (crypt iff keys): bad keys
 	 * are reported before anything else is read. */
 	struct bdev *crypt = NULL;
-	char why[CRYPTO_ERROR_MAX] = "";
+	struct error why = {0};
 	int rc = cfg->has_encryption_key ? crypt_bdev_open(disk, cfg->encryption_key[0],
-							   cfg->encryption_key[1], &crypt, why)
+							   cfg->encryption_key[1], &crypt, &why)
 					 : 0;
 	bdev_close(crypt);
 	bdev_close(disk);
 	if (rc < 0) {
-		log_error("%s", why);
+		log_error("%s", why.text);
 		return 1;
 	}
 

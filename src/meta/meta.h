@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "bdev/bdev.h"
+#include "common/common.h"
 
 #define META_HEADER_FETCHED    0x01u
 #define META_HEADER_WRITTEN    0x02u
@@ -27,7 +28,6 @@
 #define META_MAX_INIT_SHIFT	16u /* init-metadata accepts 6..16 */
 #define META_MAX_LOAD_SHIFT	17u /* a loaded file may have up to 17 */
 #define META_HEADERS_PER_SECTOR 512u
-#define META_ERROR_MAX		256
 
 struct metadata {
 	uint8_t shift;	       /* stripe = 1 << shift sectors */
@@ -53,7 +53,7 @@ int meta_serialize(const struct metadata *m, uint8_t *buf, size_t len);
  * one-line message in err: -EBADMSG when the bytes are no metadata at all
  * (shorter than 512, wrong magic: safe to initialise over), -EPROTONOSUPPORT
  * for another format version, -EINVAL for a shift out of range, -ENOMEM. */
-int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, char err[META_ERROR_MAX]);
+int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, struct error *err);
 void meta_free(struct metadata *m);
 
 /* Whole-file load/save through the device (O_DIRECT, one request). Save
@@ -61,8 +61,8 @@ void meta_free(struct metadata *m);
  * at most 30 s (-ETIMEDOUT). Load returns meta_deserialize's errors, or the
  * I/O error; both describe the failure in err without naming the file (the
  * caller knows the path). */
-int meta_load(struct bdev *dev, struct metadata *m, char err[META_ERROR_MAX]);
-int meta_save(struct bdev *dev, const struct metadata *m, char err[META_ERROR_MAX]);
+int meta_load(struct bdev *dev, struct metadata *m, struct error *err);
+int meta_save(struct bdev *dev, const struct metadata *m, struct error *err);
 
 /* init-metadata's write of a fresh file: m serialized, every other byte zero.
  * The file is created 0600 when missing (never through a symlink; regular
@@ -81,12 +81,11 @@ struct meta_init_options {
 	/* Optional: stacks a device over the file's before it is read or
 	 * written (the crypt layer when the config has encryption_key). *out
 	 * is closed before `file`; one line in err on failure. */
-	int (*wrap)(void *wrap_ctx, struct bdev *file, struct bdev **out, char *err,
-		    size_t err_len);
+	int (*wrap)(void *wrap_ctx, struct bdev *file, struct bdev **out, struct error *err);
 	void *wrap_ctx;
 };
-int meta_init_file(const struct meta_init_options *opts, const struct metadata *m, char *err,
-		   size_t err_len);
+int meta_init_file(const struct meta_init_options *opts, const struct metadata *m,
+		   struct error *err);
 
 /* True when every header with HAS_SOURCE also has FETCHED, surplus headers
  * included: the source is no longer needed. */
@@ -137,7 +136,7 @@ struct stripe_state;
  * -EINVAL (message in err) when the file has fewer headers than the disk has
  * stripes. */
 int stripe_state_create(const struct metadata *m, uint64_t disk_sectors, struct stripe_state **out,
-			char err[META_ERROR_MAX]);
+			struct error *err);
 void stripe_state_destroy(struct stripe_state *s);
 
 uint8_t stripe_state_shift(const struct stripe_state *s);

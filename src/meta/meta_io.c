@@ -60,47 +60,41 @@ static int wait_for_request(struct bdev_channel *ch, uint64_t id)
 	}
 }
 
-static int run_request(struct bdev_channel *ch, uint64_t id, const char *what,
-		       char err[META_ERROR_MAX])
+static int run_request(struct bdev_channel *ch, uint64_t id, const char *what, struct error *err)
 {
 	int rc = bdev_submit(ch);
 	if (rc == 0)
 		rc = wait_for_request(ch, id);
 	if (rc == -ETIMEDOUT)
-		snprintf(err, META_ERROR_MAX, "Timeout while waiting for the metadata %s (30 s)",
-			 what);
+		error_set(err, rc, "Timeout while waiting for the metadata %s (30 s)", what);
 	else if (rc < 0)
-		snprintf(err, META_ERROR_MAX, "Metadata %s failed: %s", what, strerror(-rc));
+		error_set(err, rc, "Metadata %s failed: %s", what, strerror(-rc));
 	return rc;
 }
 
-static int open_channel(struct bdev *dev, struct bdev_channel **ch, char err[META_ERROR_MAX])
+static int open_channel(struct bdev *dev, struct bdev_channel **ch, struct error *err)
 {
 	int rc = bdev_channel_create(dev, CHANNEL_DEPTH, ch);
 	if (rc < 0)
-		snprintf(err, META_ERROR_MAX, "Cannot create an I/O channel for the metadata: %s",
-			 strerror(-rc));
+		error_set(err, rc, "Cannot create an I/O channel for the metadata: %s",
+			  strerror(-rc));
 	return rc;
 }
 
-int meta_load(struct bdev *dev, struct metadata *m, char err[META_ERROR_MAX])
+int meta_load(struct bdev *dev, struct metadata *m, struct error *err)
 {
 	memset(m, 0, sizeof(*m));
 	uint64_t sectors = bdev_sector_count(dev);
-	if (sectors > MAX_SECTORS) {
-		snprintf(err, META_ERROR_MAX, "Metadata file too large: %llu sectors (at most %u)",
-			 (unsigned long long)sectors, MAX_SECTORS);
-		return -EFBIG;
-	}
+	if (sectors > MAX_SECTORS)
+		return error_set(err, -EFBIG, "Metadata file too large: %llu sectors (at most %u)",
+				 (unsigned long long)sectors, MAX_SECTORS);
 	size_t bytes = (size_t)sectors * SECTOR_SIZE;
 	if (bytes < SECTOR_SIZE) /* nothing to read: report it like a short buffer */
 		return meta_deserialize(NULL, 0, m, err);
 
 	uint8_t *buf = buffer_alloc(bdev_buffer_alignment(dev), bytes);
-	if (!buf) {
-		snprintf(err, META_ERROR_MAX, "Out of memory for a %zu-byte metadata file", bytes);
-		return -ENOMEM;
-	}
+	if (!buf)
+		return error_set(err, -ENOMEM, "Out of memory for a %zu-byte metadata file", bytes);
 	struct bdev_channel *ch;
 	int rc = open_channel(dev, &ch, err);
 	if (rc == 0) {
@@ -116,27 +110,24 @@ int meta_load(struct bdev *dev, struct metadata *m, char err[META_ERROR_MAX])
 	return rc;
 }
 
-int meta_save(struct bdev *dev, const struct metadata *m, char err[META_ERROR_MAX])
+int meta_save(struct bdev *dev, const struct metadata *m, struct error *err)
 {
 	uint64_t sectors = bdev_sector_count(dev);
-	if (sectors > MAX_SECTORS) {
-		snprintf(err, META_ERROR_MAX, "Device sector count exceeds u32 (%llu sectors)",
-			 (unsigned long long)sectors);
-		return -EFBIG;
-	}
+	if (sectors > MAX_SECTORS)
+		return error_set(err, -EFBIG, "Device sector count exceeds u32 (%llu sectors)",
+				 (unsigned long long)sectors);
 	size_t total = (size_t)sectors * SECTOR_SIZE;
-	if (m->header_count > SIZE_MAX - SECTOR_SIZE || SECTOR_SIZE + m->header_count > total) {
-		snprintf(err, META_ERROR_MAX, "Metadata size %llu exceeds device capacity %zu",
-			 (unsigned long long)(SECTOR_SIZE + m->header_count), total);
-		return -ENOSPC;
-	}
+	if (m->header_count > SIZE_MAX - SECTOR_SIZE || SECTOR_SIZE + m->header_count > total)
+		return error_set(err, -ENOSPC, "Metadata size %llu exceeds device capacity %zu",
+				 (unsigned long long)(SECTOR_SIZE + m->header_count), total);
 	/* Zeroed: reserved bytes and the headers past the disk stay 0. */
 	uint8_t *buf = buffer_alloc(bdev_buffer_alignment(dev), total);
-	if (!buf) {
-		snprintf(err, META_ERROR_MAX, "Out of memory for a %zu-byte metadata file", total);
-		return -ENOMEM;
-	}
+	if (!buf)
+		return error_set(err, -ENOMEM, "Out of memory for a %zu-byte metadata file", total);
 	int rc = meta_serialize(m, buf, total);
+	if (rc < 0)
+		error_set(err, rc, "Cannot serialize %llu stripe headers",
+			  (unsigned long long)m->header_count);
 	struct bdev_channel *ch = NULL;
 	if (rc == 0)
 		rc = open_channel(dev, &ch, err);

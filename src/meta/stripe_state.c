@@ -42,29 +42,26 @@ static uint8_t entry_from_header(uint8_t header)
 }
 
 int stripe_state_create(const struct metadata *m, uint64_t disk_sectors, struct stripe_state **out,
-			char err[META_ERROR_MAX])
+			struct error *err)
 {
-	if (m->shift < META_MIN_SHIFT || m->shift > META_MAX_LOAD_SHIFT) {
-		snprintf(err, META_ERROR_MAX,
-			 "Stripe sector count shift %u is out of range (%u..%u)", m->shift,
-			 META_MIN_SHIFT, META_MAX_LOAD_SHIFT);
-		return -EINVAL;
-	}
+	if (m->shift < META_MIN_SHIFT || m->shift > META_MAX_LOAD_SHIFT)
+		return error_set(err, -EINVAL,
+				 "Stripe sector count shift %u is out of range (%u..%u)", m->shift,
+				 META_MIN_SHIFT, META_MAX_LOAD_SHIFT);
 	uint64_t count = meta_stripe_count(disk_sectors, m->shift);
 	if (m->header_count < count) {
-		snprintf(err, META_ERROR_MAX,
-			 "The metadata has %llu stripe headers but the disk (%llu sectors) has "
-			 "%llu stripes of %u sectors; the metadata file belongs to a smaller disk",
-			 (unsigned long long)m->header_count, (unsigned long long)disk_sectors,
-			 (unsigned long long)count, 1u << m->shift);
-		return -EINVAL;
+		return error_set(
+		    err, -EINVAL,
+		    "The metadata has %llu stripe headers but the disk (%llu sectors) has "
+		    "%llu stripes of %u sectors; the metadata file belongs to a smaller disk",
+		    (unsigned long long)m->header_count, (unsigned long long)disk_sectors,
+		    (unsigned long long)count, 1u << m->shift);
 	}
 	struct stripe_state *s = calloc(1, sizeof(*s));
 	if (!s || count > SIZE_MAX - 1 || !(s->entries = calloc((size_t)count + 1, 1))) {
 		free(s);
-		snprintf(err, META_ERROR_MAX, "Out of memory for the state of %llu stripes",
-			 (unsigned long long)count);
-		return -ENOMEM;
+		return error_set(err, -ENOMEM, "Out of memory for the state of %llu stripes",
+				 (unsigned long long)count);
 	}
 	s->shift = m->shift;
 	s->disk_sectors = disk_sectors;

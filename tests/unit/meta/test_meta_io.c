@@ -33,7 +33,7 @@ static void make_metadata_file(char path[TEST_PATH_MAX], size_t size, uint8_t sh
 }
 
 static int load_file(const char *path, enum bdev_engine engine, struct metadata *m,
-		     char err[META_ERROR_MAX])
+		     struct error *err)
 {
 	struct bdev *dev = meta_test_open(path, engine, true);
 	int rc = meta_load(dev, m, err);
@@ -55,8 +55,8 @@ static void save_then_load_round_trips_on_a_1_mib_file(void **state)
 		assert_int_equal(meta_create(&m, 11, 10, 6), 0);
 		m.headers[2] |= META_HEADER_FETCHED | META_HEADER_WRITTEN;
 		struct bdev *dev = meta_test_open(path, engines[e], false);
-		char err[META_ERROR_MAX] = "";
-		assert_int_equal(meta_save(dev, &m, err), 0);
+		struct error err = {0};
+		assert_int_equal(meta_save(dev, &m, &err), 0);
 		bdev_close(dev);
 
 		size_t len;
@@ -71,7 +71,7 @@ static void save_then_load_round_trips_on_a_1_mib_file(void **state)
 		free(raw);
 
 		struct metadata back;
-		assert_int_equal(load_file(path, engines[e], &back, err), 0);
+		assert_int_equal(load_file(path, engines[e], &back, &err), 0);
 		assert_int_equal(back.shift, 11);
 		/* The loaded array is the whole file: longer than what was saved. */
 		assert_int_equal(back.header_count, (1 << 20) - 512);
@@ -89,9 +89,9 @@ static void all_zero_file_is_a_magic_mismatch(void **state)
 		char path[TEST_PATH_MAX];
 		meta_test_file(path, NULL, 8192);
 		struct metadata m;
-		char err[META_ERROR_MAX] = "";
-		assert_int_equal(load_file(path, engines[e], &m, err), -EBADMSG);
-		assert_non_null(strstr(err, "Metadata magic mismatch"));
+		struct error err = {0};
+		assert_int_equal(load_file(path, engines[e], &m, &err), -EBADMSG);
+		assert_non_null(strstr(err.text, "Metadata magic mismatch"));
 		unlink(path);
 	}
 }
@@ -104,9 +104,9 @@ static void minor_version_1_is_a_version_mismatch(void **state)
 	buf[11] = 1;
 	meta_test_file(path, buf, sizeof(buf));
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(load_file(path, BDEV_ENGINE_IO_URING, &m, err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "Metadata version mismatch"));
+	struct error err = {0};
+	assert_int_equal(load_file(path, BDEV_ENGINE_IO_URING, &m, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.text, "Metadata version mismatch"));
 	unlink(path);
 }
 
@@ -117,9 +117,9 @@ static void shifts_5_and_18_are_rejected_on_load(void **state)
 		char path[TEST_PATH_MAX];
 		make_metadata_file(path, 1024, bad[i], NULL, 0);
 		struct metadata m;
-		char err[META_ERROR_MAX] = "";
-		assert_int_equal(load_file(path, BDEV_ENGINE_IO_URING, &m, err), -EINVAL);
-		assert_non_null(strstr(err, "out of range"));
+		struct error err = {0};
+		assert_int_equal(load_file(path, BDEV_ENGINE_IO_URING, &m, &err), -EINVAL);
+		assert_non_null(strstr(err.text, "out of range"));
 		unlink(path);
 	}
 }
@@ -129,9 +129,9 @@ static void empty_file_is_too_short(void **state)
 	char path[TEST_PATH_MAX];
 	meta_test_file(path, NULL, 0);
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(load_file(path, BDEV_ENGINE_IO_URING, &m, err), -EBADMSG);
-	assert_non_null(strstr(err, "too short"));
+	struct error err = {0};
+	assert_int_equal(load_file(path, BDEV_ENGINE_IO_URING, &m, &err), -EBADMSG);
+	assert_non_null(strstr(err.text, "too short"));
 	unlink(path);
 }
 
@@ -143,8 +143,8 @@ static void loaded_headers_keep_every_bit(void **state)
 		headers[i] = (uint8_t)(i * 7);
 	make_metadata_file(path, 2048, 6, headers, sizeof(headers));
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(load_file(path, BDEV_ENGINE_SYNC, &m, err), 0);
+	struct error err = {0};
+	assert_int_equal(load_file(path, BDEV_ENGINE_SYNC, &m, &err), 0);
 	assert_int_equal(m.shift, 6);
 	assert_int_equal(m.header_count, 1536);
 	/* Headers 512.. sit in file sector 2. */
@@ -159,9 +159,9 @@ static void saving_to_a_0_sector_device_exceeds_capacity(void **state)
 	assert_int_equal(bdev_open_null(0, &dev), 0);
 	struct metadata m;
 	assert_int_equal(meta_create(&m, 11, 0, 0), 0);
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_save(dev, &m, err), -ENOSPC);
-	assert_string_equal(err, "Metadata size 512 exceeds device capacity 0");
+	struct error err = {0};
+	assert_int_equal(meta_save(dev, &m, &err), -ENOSPC);
+	assert_string_equal(err.text, "Metadata size 512 exceeds device capacity 0");
 	meta_free(&m);
 	bdev_close(dev);
 }
@@ -173,9 +173,9 @@ static void headers_beyond_the_file_exceed_capacity(void **state)
 	struct metadata m;
 	assert_int_equal(meta_create(&m, 11, 513, 0), 0);
 	struct bdev *dev = meta_test_open(path, BDEV_ENGINE_IO_URING, false);
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_save(dev, &m, err), -ENOSPC);
-	assert_string_equal(err, "Metadata size 1025 exceeds device capacity 1024");
+	struct error err = {0};
+	assert_int_equal(meta_save(dev, &m, &err), -ENOSPC);
+	assert_string_equal(err.text, "Metadata size 1025 exceeds device capacity 1024");
 	bdev_close(dev);
 	meta_free(&m);
 	unlink(path);
@@ -187,12 +187,12 @@ static void a_2_pow_32_sector_device_is_too_large(void **state)
 	assert_int_equal(bdev_open_null(UINT64_C(1) << 32, &dev), 0);
 	struct metadata m;
 	assert_int_equal(meta_create(&m, 11, 4, 0), 0);
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_save(dev, &m, err), -EFBIG);
-	assert_non_null(strstr(err, "Device sector count exceeds u32"));
+	struct error err = {0};
+	assert_int_equal(meta_save(dev, &m, &err), -EFBIG);
+	assert_non_null(strstr(err.text, "Device sector count exceeds u32"));
 	struct metadata loaded;
-	assert_int_equal(meta_load(dev, &loaded, err), -EFBIG);
-	assert_non_null(strstr(err, "Metadata file too large"));
+	assert_int_equal(meta_load(dev, &loaded, &err), -EFBIG);
+	assert_non_null(strstr(err.text, "Metadata file too large"));
 	meta_free(&m);
 	bdev_close(dev);
 }
@@ -204,8 +204,8 @@ static void null_device_reads_as_no_metadata(void **state)
 	struct bdev *dev;
 	assert_int_equal(bdev_open_null(16, &dev), 0);
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_load(dev, &m, err), -EBADMSG);
+	struct error err = {0};
+	assert_int_equal(meta_load(dev, &m, &err), -EBADMSG);
 	bdev_close(dev);
 }
 
@@ -216,9 +216,9 @@ static void saving_to_a_read_only_device_fails(void **state)
 	struct metadata m;
 	assert_int_equal(meta_create(&m, 11, 4, 4), 0);
 	struct bdev *dev = meta_test_open(path, BDEV_ENGINE_IO_URING, true);
-	char err[META_ERROR_MAX] = "";
-	assert_true(meta_save(dev, &m, err) < 0);
-	assert_non_null(strstr(err, "Metadata write failed"));
+	struct error err = {0};
+	assert_true(meta_save(dev, &m, &err) < 0);
+	assert_non_null(strstr(err.text, "Metadata write failed"));
 	bdev_close(dev);
 	meta_free(&m);
 	size_t len;

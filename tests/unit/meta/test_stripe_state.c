@@ -25,8 +25,8 @@ static struct stripe_state *create(uint8_t *headers, uint64_t count, uint64_t di
 {
 	struct metadata m = {.shift = 11, .header_count = count, .headers = headers};
 	struct stripe_state *s = NULL;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(stripe_state_create(&m, disk_sectors, &s, err), 0);
+	struct error err = {0};
+	assert_int_equal(stripe_state_create(&m, disk_sectors, &s, &err), 0);
 	return s;
 }
 
@@ -156,12 +156,12 @@ static void too_few_headers_for_the_disk_are_refused(void **state)
 	uint8_t headers[3] = {S, S, S};
 	struct metadata m = {.shift = 11, .header_count = 3, .headers = headers};
 	struct stripe_state *s = NULL;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(stripe_state_create(&m, 3 * 2048 + 1, &s, err), -EINVAL);
+	struct error err = {0};
+	assert_int_equal(stripe_state_create(&m, 3 * 2048 + 1, &s, &err), -EINVAL);
 	assert_null(s);
-	assert_non_null(strstr(err, "3 stripe headers"));
-	assert_non_null(strstr(err, "4 stripes"));
-	assert_int_equal(stripe_state_create(&m, 3 * 2048, &s, err), 0);
+	assert_non_null(strstr(err.text, "3 stripe headers"));
+	assert_non_null(strstr(err.text, "4 stripes"));
+	assert_int_equal(stripe_state_create(&m, 3 * 2048, &s, &err), 0);
 	stripe_state_destroy(s);
 }
 
@@ -169,8 +169,8 @@ static void empty_disk_and_bad_shift(void **state)
 {
 	struct metadata m = {.shift = 11, .header_count = 0, .headers = NULL};
 	struct stripe_state *s = NULL;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(stripe_state_create(&m, 0, &s, err), 0);
+	struct error err = {0};
+	assert_int_equal(stripe_state_create(&m, 0, &s, &err), 0);
 	assert_int_equal(stripe_state_count(s), 0);
 	assert_int_equal(stripe_state_fetch(s, 0), STRIPE_FAILED);
 	stripe_state_destroy(s);
@@ -178,8 +178,8 @@ static void empty_disk_and_bad_shift(void **state)
 
 	uint8_t headers[4] = {0};
 	m = (struct metadata){.shift = 18, .header_count = 4, .headers = headers};
-	assert_int_equal(stripe_state_create(&m, 2048, &s, err), -EINVAL);
-	assert_non_null(strstr(err, "out of range"));
+	assert_int_equal(stripe_state_create(&m, 2048, &s, &err), -EINVAL);
+	assert_non_null(strstr(err.text, "out of range"));
 }
 
 /* One writer (the worker) and a reader thread: the reader never sees a stripe
