@@ -150,8 +150,9 @@ bool stripe_state_written(const struct stripe_state *s, uint64_t stripe);
 bool stripe_state_ready(const struct stripe_state *s, uint64_t stripe);
 /* Called by the worker once a header change is durable (release). Stripes
  * past the disk are ignored (set_fetched/set_written log a warning).
- * set_fetched leaves a NoSource stripe as it is and counts a stripe at most
- * once, whatever happened in between. set_failed applies to any state, so
+ * set_fetched leaves a stripe without a source as it is (NoSource, or Failed
+ * after set_failed) and never counts it, and counts a stripe at most once,
+ * whatever happened in between. set_failed applies to any state, so
  * requests waiting on a WRITTEN update that could not be made durable stop
  * waiting too; a stripe already counted as fetched stays counted. Failed is
  * never persisted: after a restart the stripe is tried again. */

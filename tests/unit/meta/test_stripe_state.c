@@ -68,6 +68,23 @@ static void fetched_without_source_stays_no_source(void **state)
 	stripe_state_destroy(s);
 }
 
+/* A stripe without a source that failed (a WRITTEN update that could not be
+ * made durable) is still a stripe without a source: fetching it is refused,
+ * so it is never counted and fetched stays <= source. */
+static void failed_stripe_without_source_is_never_counted_as_fetched(void **state)
+{
+	struct stripe_state *s = create(sample_headers, 8, 8 * 2048);
+	uint64_t total, source, fetched;
+	stripe_state_set_failed(s, 5);
+	assert_int_equal(stripe_state_fetch(s, 5), STRIPE_FAILED);
+	stripe_state_set_fetched(s, 5);
+	assert_int_not_equal(stripe_state_fetch(s, 5), STRIPE_FETCHED);
+	stripe_state_counts(s, &total, &source, &fetched);
+	assert_int_equal(source, 5);
+	assert_int_equal(fetched, 2);
+	stripe_state_destroy(s);
+}
+
 static void setting_fetched_counts_once(void **state)
 {
 	struct stripe_state *s = create(sample_headers, 8, 8 * 2048);
@@ -234,6 +251,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(initial_states_come_from_the_headers),
 	    cmocka_unit_test(fetched_without_source_stays_no_source),
+	    cmocka_unit_test(failed_stripe_without_source_is_never_counted_as_fetched),
 	    cmocka_unit_test(setting_fetched_counts_once),
 	    cmocka_unit_test(ready_means_fetched_or_no_source),
 	    cmocka_unit_test(failed_is_neither_fetched_nor_ready),
