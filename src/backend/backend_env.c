@@ -87,7 +87,7 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 
 	struct metadata meta = {0};
 	struct error why = {0};
-	ret = meta_load(env->metadata, &meta, &why);
+	ret = meta_load(env->metadata, bdev_sector_count(env->disk), &meta, &why);
 	if (ret == 0)
 		ret = stripe_state_create(&meta, bdev_sector_count(env->disk), &env->stripes, &why);
 	meta_free(&meta);

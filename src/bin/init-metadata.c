@@ -207,7 +207,7 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	if (bdev_open_file(&opts, &dev, NULL, 0) < 0)
 		return 0; /* meta_init_file reports what is wrong with it */
 	struct metadata old;
-	int rc = meta_load(dev, &old, NULL);
+	int rc = meta_load(dev, 0, &old, NULL); /* sector 0 says it all */
 	bdev_close(dev);
 	if (rc < 0)
 		return 0;

@@ -5,7 +5,7 @@
  * stripe_sector_count_shift (u8), zeros; from byte 512 one header byte per
  * stripe (FETCHED 0x01, WRITTEN 0x02, HAS_SOURCE 0x04). Stripe i's header is
  * in file sector 1 + i / 512. Load and save go through a bdev, so the
- * encryption layer can be stacked under them later. */
+ * encryption layer stacks under them. */
 #ifndef UBIBLK_META_H
 #define UBIBLK_META_H
 
@@ -56,13 +56,25 @@ int meta_serialize(const struct metadata *m, uint8_t *buf, size_t len);
 int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, struct error *err);
 void meta_free(struct metadata *m);
 
-/* Whole-file load/save through the device (O_DIRECT, one request). Save
- * writes every sector of the device then flushes. Each request is waited for
+/* Load and save through the device (O_DIRECT). Save writes every sector of
+ * the device in one request, then flushes. Load reads sector 0, then only the
+ * header sectors holding the stripes of a disk of disk_sectors (META_LOAD_ALL:
+ * every header of the file), so header_count is those stripes rounded up to a
+ * whole sector, or every header when the file is shorter (a file too small for
+ * the disk still shows fewer headers than stripes). Each request is waited for
  * at most 30 s (-ETIMEDOUT). Load returns meta_deserialize's errors, or the
  * I/O error; both describe the failure in err without naming the file (the
  * caller knows the path). */
-int meta_load(struct bdev *dev, struct metadata *m, struct error *err);
+#define META_LOAD_ALL UINT64_MAX
+int meta_load(struct bdev *dev, uint64_t disk_sectors, struct metadata *m, struct error *err);
 int meta_save(struct bdev *dev, const struct metadata *m, struct error *err);
+
+/* Calls visit(ctx, headers, count) for the headers of the file from index
+ * `first` to the end, in order, a bounded piece (1 MiB) at a time, so a file
+ * of any size is walked in little memory. Stops at the first I/O error. */
+typedef void (*meta_header_visitor)(void *ctx, const uint8_t *headers, size_t count);
+int meta_scan_headers(struct bdev *dev, uint64_t first, meta_header_visitor visit, void *ctx,
+		      struct error *err);
 
 /* init-metadata's write of a fresh file: m serialized, every other byte zero.
  * The file is created 0600 when missing (never through a symlink; regular
@@ -108,6 +120,19 @@ void meta_count(const struct metadata *m, uint64_t first, uint64_t count, struct
 /* The indices of all headers having `flag`, ascending, as runs: "a" for one,
  * "a, b" for two, "a-b" for three or more, joined by ", ". Nothing for none. */
 void meta_print_stripe_list(FILE *out, const struct metadata *m, uint8_t flag);
+/* The same list fed in pieces (headers 0, 1, 2, ... in order), for headers
+ * that are not all in memory: begin, add as often as needed, end. */
+struct meta_list_printer {
+	FILE *out;
+	uint8_t flag;
+	bool any;    /* something printed: the next run needs ", " */
+	bool in_run; /* run_first.. the previous header have the flag */
+	uint64_t run_first;
+	uint64_t next; /* index of the next header added */
+};
+void meta_list_begin(struct meta_list_printer *p, FILE *out, uint8_t flag);
+void meta_list_add(struct meta_list_printer *p, const uint8_t *headers, size_t count);
+void meta_list_end(struct meta_list_printer *p);
 
 #define META_MAP_DEFAULT_WIDTH 64u
 #define META_MAP_MAX_WIDTH     4096u

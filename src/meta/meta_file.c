@@ -104,7 +104,7 @@ static int check_not_in_use(const struct meta_init_options *opts, struct error *
 		return rc;
 	struct metadata old;
 	struct error why = {0};
-	rc = meta_load(dev, &old, &why);
+	rc = meta_load(dev, META_LOAD_ALL, &old, &why);
 	close_device(file, dev);
 	if (rc == -EBADMSG)
 		return 0; /* no metadata there */

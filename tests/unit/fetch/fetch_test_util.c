@@ -75,7 +75,7 @@ static void build_state(struct fixture *fx)
 {
 	struct metadata m;
 	struct error err = {0};
-	if (meta_load(fx->metadata, &m, &err) < 0)
+	if (meta_load(fx->metadata, META_LOAD_ALL, &m, &err) < 0)
 		fail_msg("meta_load: %s", err.text);
 	if (stripe_state_create(&m, fx->opts.disk_sectors, &fx->state, &err) < 0)
 		fail_msg("stripe_state_create: %s", err.text);

@@ -67,7 +67,7 @@ static void build_state(struct lazy_env *env, const struct lazy_setup *setup)
 {
 	struct metadata m;
 	struct error err = {0};
-	int rc = meta_load(env->meta, &m, &err);
+	int rc = meta_load(env->meta, META_LOAD_ALL, &m, &err);
 	if (rc < 0)
 		fail_msg("%s", &err);
 	uint64_t sectors = setup->state_sectors ? setup->state_sectors : TEST_DISK_SECTORS;

@@ -37,7 +37,7 @@ static int init_file(const char *path, const struct metadata *m, bool force,
 static void load(const char *path, struct metadata *m)
 {
 	struct bdev *dev = meta_test_open(path, BDEV_ENGINE_SYNC, true);
-	assert_int_equal(meta_load(dev, m, NULL), 0);
+	assert_int_equal(meta_load(dev, META_LOAD_ALL, m, NULL), 0);
 	bdev_close(dev);
 }
 
