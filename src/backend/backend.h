@@ -39,10 +39,9 @@ struct backend_env {
 	struct rpc_server *rpc;
 };
 
-/* Builds everything; on failure writes one line into err and returns -errno
- * with nothing left open. */
-int backend_env_open(const struct device_config *cfg, struct backend_env *env, char *err,
-		     size_t err_len);
+/* Builds everything; on failure returns -errno with nothing left open and
+ * err saying why in one line (the caller prints it). */
+int backend_env_open(const struct device_config *cfg, struct backend_env *env, struct error *err);
 void backend_env_close(struct backend_env *env);
 
 /* The bdev engine for a config's io_engine. */

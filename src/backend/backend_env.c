@@ -30,7 +30,7 @@ enum bdev_engine backend_engine(enum io_engine engine)
 }
 
 static int open_file(const struct device_config *cfg, const char *what, const char *path,
-		     bool read_only, uint32_t depth, struct bdev **out, char *err, size_t err_len)
+		     bool read_only, uint32_t depth, struct bdev **out, struct error *err)
 {
 	struct bdev_file_options opts = {
 	    .path = path,
@@ -43,27 +43,22 @@ static int open_file(const struct device_config *cfg, const char *what, const ch
 	struct error why = {0};
 	int ret = bdev_open_file(&opts, out, &why);
 	if (ret < 0)
-		snprintf(err, err_len, "cannot open the %s %s: %s", what, path,
-			 why.text[0] ? why.text : strerror(-ret));
+		error_set(err, ret, "cannot open the %s %s: %s", what, path,
+			  why.text[0] ? why.text : strerror(-ret));
 	return ret;
 }
 
 /* The disk or metadata file, crypt-wrapped when the config has keys: *out is
  * what the stack uses, *file the file under a crypt layer (NULL without). */
 static int open_stored(const struct device_config *cfg, const char *what, const char *path,
-		       uint32_t depth, struct bdev **out, struct bdev **file, char *err,
-		       size_t err_len)
+		       uint32_t depth, struct bdev **out, struct bdev **file, struct error *err)
 {
-	int ret = open_file(cfg, what, path, false, depth, out, err, err_len);
+	int ret = open_file(cfg, what, path, false, depth, out, err);
 	if (ret < 0 || !cfg->has_encryption_key)
 		return ret;
 	*file = *out;
 	*out = NULL;
-	char why[CRYPTO_ERROR_MAX] = "";
-	ret = crypt_bdev_open(*file, cfg->encryption_key[0], cfg->encryption_key[1], out, why);
-	if (ret < 0)
-		snprintf(err, err_len, "%s", why);
-	return ret;
+	return crypt_bdev_open(*file, cfg->encryption_key[0], cfg->encryption_key[1], out, err);
 }
 
 /* A metadata file that does not start with the magic may be encrypted with
@@ -82,48 +77,42 @@ static const char *magic_hint(const struct device_config *cfg, int ret)
  * The raw image is opened twice on purpose: the worker's source reads it to
  * fetch stripes, the lazy device reads it to serve unfetched stripes
  * directly (copy_on_read false). */
-static int open_lazy_stack(const struct device_config *cfg, struct backend_env *env, char *err,
-			   size_t err_len)
+static int open_lazy_stack(const struct device_config *cfg, struct backend_env *env,
+			   struct error *err)
 {
-	if (cfg->source.kind == STRIPE_SOURCE_REMOTE || cfg->source.kind == STRIPE_SOURCE_ARCHIVE) {
-		snprintf(err, err_len, "stripe_source: the %s source is not supported yet",
-			 cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
-		return -ENOTSUP;
-	}
+	if (cfg->source.kind == STRIPE_SOURCE_REMOTE || cfg->source.kind == STRIPE_SOURCE_ARCHIVE)
+		return error_set(err, -ENOTSUP, "stripe_source: the %s source is not supported yet",
+				 cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
 	int ret = open_stored(cfg, "metadata file", cfg->metadata_path, cfg->queue_size,
-			      &env->metadata, &env->metadata_file, err, err_len);
+			      &env->metadata, &env->metadata_file, err);
 	if (ret < 0)
 		return ret;
 
 	struct metadata meta = {0};
-	char why[META_ERROR_MAX] = "";
-	ret = meta_load(env->metadata, &meta, why);
+	struct error why = {0};
+	ret = meta_load(env->metadata, bdev_sector_count(env->disk), &meta, &why);
 	if (ret == 0)
-		ret = stripe_state_create(&meta, bdev_sector_count(env->disk), &env->stripes, why);
+		ret = stripe_state_create(&meta, bdev_sector_count(env->disk), &env->stripes, &why);
 	meta_free(&meta);
-	if (ret < 0) {
-		snprintf(err, err_len, "metadata file %s: %s%s", cfg->metadata_path, why,
-			 magic_hint(cfg, ret));
-		return ret;
-	}
+	if (ret < 0)
+		return error_set(err, ret, "metadata file %s: %s%s", cfg->metadata_path, why.text,
+				 magic_hint(cfg, ret));
 
 	uint32_t stripe_sectors = 1u << stripe_state_shift(env->stripes);
 	struct stripe_source *source = NULL;
 	if (cfg->source.kind == STRIPE_SOURCE_RAW) {
 		/* The source borrows this device: it is closed after the worker stops. */
 		ret = open_file(cfg, "raw image", cfg->source.raw_path, true, IMAGE_QUEUE_DEPTH,
-				&env->source_image, err, err_len);
+				&env->source_image, err);
 		if (ret < 0)
 			return ret;
 		ret = stripe_source_raw(env->source_image, stripe_sectors, &source);
-		if (ret < 0) {
-			snprintf(err, err_len, "raw image %s: %s", cfg->source.raw_path,
-				 strerror(-ret));
-			return ret;
-		}
+		if (ret < 0)
+			return error_set(err, ret, "raw image %s: %s", cfg->source.raw_path,
+					 strerror(-ret));
 		if (!cfg->copy_on_read) {
 			ret = open_file(cfg, "raw image", cfg->source.raw_path, true,
-					cfg->queue_size, &env->image, err, err_len);
+					cfg->queue_size, &env->image, err);
 			if (ret < 0) {
 				stripe_source_destroy(source);
 				return ret;
@@ -131,10 +120,8 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 		}
 	} else {
 		ret = stripe_source_none(stripe_sectors, &source);
-		if (ret < 0) {
-			snprintf(err, err_len, "stripe source: %s", strerror(-ret));
-			return ret;
-		}
+		if (ret < 0)
+			return error_set(err, ret, "stripe source: %s", strerror(-ret));
 	}
 
 	/* From here on the worker owns the source, even when it fails to start. */
@@ -148,10 +135,8 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 	};
 	char werr[FETCH_ERROR_MAX] = "";
 	ret = fetch_worker_start(&wopts, &env->worker, werr);
-	if (ret < 0) {
-		snprintf(err, err_len, "cannot start the fetch worker: %s", werr);
-		return ret;
-	}
+	if (ret < 0)
+		return error_set(err, ret, "cannot start the fetch worker: %s", werr);
 
 	struct lazy_options lopts = {
 	    .base = env->disk,
@@ -161,10 +146,8 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 	    .track_written = cfg->track_written,
 	};
 	ret = lazy_bdev_open(&lopts, &env->lazy);
-	if (ret < 0) {
-		snprintf(err, err_len, "cannot build the lazy device: %s", strerror(-ret));
-		return ret;
-	}
+	if (ret < 0)
+		return error_set(err, ret, "cannot build the lazy device: %s", strerror(-ret));
 	env->frontend = env->lazy;
 	return 0;
 }
@@ -186,21 +169,20 @@ static int open_trackers(const struct device_config *cfg, struct backend_env *en
 	return 0;
 }
 
-int backend_env_open(const struct device_config *cfg, struct backend_env *env, char *err,
-		     size_t err_len)
+int backend_env_open(const struct device_config *cfg, struct backend_env *env, struct error *err)
 {
 	memset(env, 0, sizeof(*env));
-	int ret = open_stored(cfg, "disk", cfg->path, cfg->queue_size, &env->disk, &env->disk_file,
-			      err, err_len);
+	int ret =
+	    open_stored(cfg, "disk", cfg->path, cfg->queue_size, &env->disk, &env->disk_file, err);
 	if (ret == 0) {
 		env->frontend = env->disk;
 		if (cfg->metadata_path)
-			ret = open_lazy_stack(cfg, env, err, err_len);
+			ret = open_lazy_stack(cfg, env, err);
 	}
 	if (ret == 0) {
 		ret = open_trackers(cfg, env);
 		if (ret < 0)
-			snprintf(err, err_len, "cannot allocate I/O trackers");
+			error_set(err, ret, "cannot allocate I/O trackers");
 	}
 	if (ret == 0 && cfg->rpc_socket_path) {
 		struct rpc_context ctx = {
@@ -212,8 +194,8 @@ int backend_env_open(const struct device_config *cfg, struct backend_env *env, c
 		struct error why = {0};
 		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, &why);
 		if (ret < 0)
-			snprintf(err, err_len, "rpc_socket_path %s: %s", cfg->rpc_socket_path,
-				 why.text[0] ? why.text : strerror(-ret));
+			error_set(err, ret, "rpc_socket_path %s: %s", cfg->rpc_socket_path,
+				  why.text[0] ? why.text : strerror(-ret));
 	}
 	if (ret < 0)
 		backend_env_close(env);

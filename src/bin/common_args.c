@@ -34,9 +34,10 @@ static const char *command_line_problem(const struct common_args *a, int argc, i
 
 int common_args_load_config(const struct common_args *a, struct device_config *cfg)
 {
-	char err[CONFIG_ERROR_MAX] = "";
-	if (device_config_load_with_kek(a->config_path, a->kek_path, a->unlink_kek, cfg, err) < 0) {
-		log_error("%s", err);
+	struct error err = {0};
+	if (device_config_load_with_kek(a->config_path, a->kek_path, a->unlink_kek, cfg, &err) <
+	    0) {
+		log_error("%s", err.text);
 		return -1;
 	}
 	return 0;

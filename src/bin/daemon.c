@@ -34,9 +34,9 @@ static int serve_stack(const struct daemon_frontend *fe, const struct device_con
 {
 	log_info("Starting %s backend. Process ID: %d", fe->name, (int)getpid());
 	struct backend_env env;
-	char err[512] = "";
-	if (backend_env_open(cfg, &env, err, sizeof(err)) < 0) {
-		log_error("%s", err);
+	struct error err = {0};
+	if (backend_env_open(cfg, &env, &err) < 0) {
+		log_error("%s", err.text);
 		return 1;
 	}
 	int rc = fe->serve(cfg, &env, ctx);

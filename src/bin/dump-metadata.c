@@ -16,7 +16,6 @@
 #include "crypto/crypto.h"
 #include "meta/meta.h"
 
-#define ERROR_MAX   512
 #define SOURCE_MAX  4096
 #define IMAGE_DEPTH 64 /* the image is opened as the backend opens it, io_uring */
 #define META_DEPTH  4
@@ -198,7 +197,25 @@ static const char *magic_hint(const struct device_config *cfg, int rc)
 					 "encryption_key)";
 }
 
-static int load_metadata(const struct device_config *cfg, struct metadata *m)
+/* The metadata file, open (crypt layer over it with keys): the headers of the
+ * disk's stripes in m; the rest of the file is read by print_dump in pieces,
+ * so a file far larger than the disk costs no memory. */
+struct metadata_file {
+	struct bdev *file;
+	struct bdev *dev; /* file, or the crypt layer over it */
+	struct metadata m;
+};
+
+static void metadata_file_close(struct metadata_file *mf)
+{
+	if (mf->dev != mf->file)
+		bdev_close(mf->dev);
+	bdev_close(mf->file);
+	meta_free(&mf->m);
+}
+
+static int load_metadata(const struct device_config *cfg, uint64_t disk_sectors,
+			 struct metadata_file *mf)
 {
 	if (!cfg->metadata_path) {
 		log_error("metadata_path is none");
@@ -213,30 +230,50 @@ static int load_metadata(const struct device_config *cfg, struct metadata *m)
 	 * keys, every sector tweaked with its own sector number. */
 	struct bdev *dev = file;
 	if (cfg->has_encryption_key) {
-		char why[CRYPTO_ERROR_MAX] = "";
+		struct error why = {0};
 		if (crypt_bdev_open(file, cfg->encryption_key[0], cfg->encryption_key[1], &dev,
-				    why) < 0) {
-			log_error("%s", why);
+				    &why) < 0) {
+			log_error("%s", why.text);
 			bdev_close(file);
 			return -1;
 		}
 	}
-	char err[META_ERROR_MAX] = "";
-	int rc = meta_load(dev, m, err);
-	if (dev != file)
-		bdev_close(dev);
-	bdev_close(file);
+	struct error err = {0};
+	*mf = (struct metadata_file){.file = file, .dev = dev};
+	int rc = meta_load(dev, disk_sectors, &mf->m, &err);
 	if (rc < 0) {
-		log_error("Failed to load metadata from %s: %s%s", cfg->metadata_path, err,
+		metadata_file_close(mf);
+		log_error("Failed to load metadata from %s: %s%s", cfg->metadata_path, err.text,
 			  magic_hint(cfg, rc));
 		return -1;
 	}
 	return 0;
 }
 
-static void print_dump(const struct device_config *cfg, uint64_t disk_sectors, const char *source,
-		       const struct metadata *m)
+static void list_add(void *ctx, const uint8_t *headers, size_t count)
 {
+	meta_list_add(ctx, headers, count);
+}
+
+/* Every header of the file, the loaded ones and then the rest. */
+static int print_stripe_list(const struct metadata_file *mf, uint8_t flag)
+{
+	struct meta_list_printer p;
+	meta_list_begin(&p, stdout, flag);
+	meta_list_add(&p, mf->m.headers, (size_t)mf->m.header_count);
+	struct error err = {0};
+	int rc = meta_scan_headers(mf->dev, mf->m.header_count, list_add, &p, &err);
+	meta_list_end(&p);
+	putchar('\n');
+	if (rc < 0)
+		log_error("Failed to read metadata: %s", err.text);
+	return rc;
+}
+
+static int print_dump(const struct device_config *cfg, uint64_t disk_sectors, const char *source,
+		      const struct metadata_file *mf)
+{
+	const struct metadata *m = &mf->m;
 	printf("data file: %s (%llu bytes)\n", cfg->path,
 	       (unsigned long long)disk_sectors * SECTOR_SIZE);
 	printf("source: %s\n", source);
@@ -252,9 +289,10 @@ static void print_dump(const struct device_config *cfg, uint64_t disk_sectors, c
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
 		printf("%s stripes: ", lists[i].label);
-		meta_print_stripe_list(stdout, m, lists[i].flag);
-		putchar('\n');
+		if (print_stripe_list(mf, lists[i].flag) < 0)
+			return -1;
 	}
+	return 0;
 }
 
 static int run(const struct cli_args *args, const struct device_config *cfg)
@@ -266,35 +304,36 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	/* The disk is opened as the backend would (crypt iff keys): bad keys
 	 * are reported before anything else is read. */
 	struct bdev *crypt = NULL;
-	char why[CRYPTO_ERROR_MAX] = "";
+	struct error why = {0};
 	int rc = cfg->has_encryption_key ? crypt_bdev_open(disk, cfg->encryption_key[0],
-							   cfg->encryption_key[1], &crypt, why)
+							   cfg->encryption_key[1], &crypt, &why)
 					 : 0;
 	bdev_close(crypt);
 	bdev_close(disk);
 	if (rc < 0) {
-		log_error("%s", why);
+		log_error("%s", why.text);
 		return 1;
 	}
 
 	char source[SOURCE_MAX];
-	struct metadata m;
-	if (describe_source(&cfg->source, source, sizeof(source)) < 0 || load_metadata(cfg, &m) < 0)
+	struct metadata_file mf;
+	if (describe_source(&cfg->source, source, sizeof(source)) < 0 ||
+	    load_metadata(cfg, disk_sectors, &mf) < 0)
 		return 1;
-	uint64_t stripes = meta_stripe_count(disk_sectors, m.shift);
-	if (m.header_count < stripes)
+	uint64_t stripes = meta_stripe_count(disk_sectors, mf.m.shift);
+	if (mf.m.header_count < stripes)
 		log_warn("%s has %llu stripe headers but the disk has %llu stripes; vhost-backend "
 			 "will refuse it",
-			 cfg->metadata_path, (unsigned long long)m.header_count,
+			 cfg->metadata_path, (unsigned long long)mf.m.header_count,
 			 (unsigned long long)stripes);
 
-	print_dump(cfg, disk_sectors, source, &m);
-	if (args->map) {
+	rc = print_dump(cfg, disk_sectors, source, &mf);
+	if (rc == 0 && args->map) {
 		putchar('\n');
-		meta_print_map(stdout, &m, stripes, args->width);
+		meta_print_map(stdout, &mf.m, stripes, args->width);
 	}
-	meta_free(&m);
-	return 0;
+	metadata_file_close(&mf);
+	return rc < 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv)

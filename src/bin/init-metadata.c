@@ -18,8 +18,7 @@
 #include "crypto/crypto.h"
 #include "meta/meta.h"
 
-#define ERROR_MAX   (META_ERROR_MAX + 4096) /* room for paths */
-#define IMAGE_DEPTH 64			    /* as the backend's image device */
+#define IMAGE_DEPTH 64 /* as the backend's image device */
 #define OPT_FORCE   256
 
 struct cli_args {
@@ -155,14 +154,10 @@ static int check_config(const struct cli_args *args, const struct device_config 
 
 /* meta_init_options.wrap: the metadata file of an encrypted disk is
  * encrypted with the disk's keys. */
-static int wrap_crypt(void *ctx, struct bdev *file, struct bdev **out, char *err, size_t err_len)
+static int wrap_crypt(void *ctx, struct bdev *file, struct bdev **out, struct error *err)
 {
 	const struct device_config *cfg = ctx;
-	char why[CRYPTO_ERROR_MAX] = "";
-	int rc = crypt_bdev_open(file, cfg->encryption_key[0], cfg->encryption_key[1], out, why);
-	if (rc < 0)
-		snprintf(err, err_len, "%s", why);
-	return rc;
+	return crypt_bdev_open(file, cfg->encryption_key[0], cfg->encryption_key[1], out, err);
 }
 
 /* Size in sectors of a file, checked the way the backend will open it: with
@@ -171,18 +166,16 @@ static int wrap_crypt(void *ctx, struct bdev *file, struct bdev **out, char *err
 static int file_sectors(const struct bdev_file_options *opts, const struct device_config *keys,
 			const char *what, uint64_t *sectors)
 {
-	char err[ERROR_MAX] = "";
+	struct error err = {0};
 	struct bdev *file, *dev;
-	struct error open_err = {0};
-	int rc = bdev_open_file(opts, &file, &open_err);
+	int rc = bdev_open_file(opts, &file, &err);
 	if (rc < 0) {
-		log_error("cannot open the %s: %s", what,
-			  open_err.text[0] ? open_err.text : strerror(-rc));
+		log_error("cannot open the %s: %s", what, err.text[0] ? err.text : strerror(-rc));
 		return rc;
 	}
 	dev = file;
-	if (keys && (rc = wrap_crypt((void *)keys, file, &dev, err, sizeof(err))) < 0) {
-		log_error("%s", err);
+	if (keys && (rc = wrap_crypt((void *)keys, file, &dev, &err)) < 0) {
+		log_error("%s", err.text);
 		bdev_close(file);
 		return rc;
 	}
@@ -210,8 +203,7 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	if (bdev_open_file(&opts, &dev, NULL) < 0)
 		return 0; /* meta_init_file reports what is wrong with it */
 	struct metadata old;
-	char why[META_ERROR_MAX] = "";
-	int rc = meta_load(dev, &old, why);
+	int rc = meta_load(dev, 0, &old, NULL); /* sector 0 says it all */
 	bdev_close(dev);
 	if (rc < 0)
 		return 0;
@@ -289,11 +281,11 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	    .wrap = cfg->has_encryption_key ? wrap_crypt : NULL,
 	    .wrap_ctx = (void *)cfg,
 	};
-	char err[ERROR_MAX] = "";
-	int rc = meta_init_file(&opts, &m, err, sizeof(err));
+	struct error err = {0};
+	int rc = meta_init_file(&opts, &m, &err);
 	meta_free(&m);
 	if (rc < 0) {
-		log_error("%s", err);
+		log_error("%s", err.text);
 		return 1;
 	}
 	if (args->verbose)

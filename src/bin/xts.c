@@ -214,10 +214,10 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 
 static int run_wrap(const struct cli_args *args)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
-	if (kek_load(args->kek_path, &kek, err) < 0) {
-		log_error("%s", err);
+	if (kek_load(args->kek_path, &kek, &err) < 0) {
+		log_error("%s", err.text);
 		return 1;
 	}
 	int ret = xts_wrap_secrets(&kek);
@@ -229,21 +229,19 @@ static int run_wrap(const struct cli_args *args)
  * of the keys wiped) before any file is touched. */
 static int open_cipher(const struct cli_args *args, struct xts_cipher **cipher)
 {
-	char err[CONFIG_ERROR_MAX] = "";
-	char cipher_err[CRYPTO_ERROR_MAX] = "";
+	struct error err = {0};
 	struct device_config cfg;
 
 	/* xts takes no --unlink-kek: it never deletes the KEK file. */
-	if (device_config_load_with_kek(args->config_path, args->kek_path, false, &cfg, err) < 0) {
-		log_error("%s", err);
+	if (device_config_load_with_kek(args->config_path, args->kek_path, false, &cfg, &err) < 0) {
+		log_error("%s", err.text);
 		return -1;
 	}
 	int ret = -1;
 	if (!cfg.has_encryption_key)
 		log_error("Configuration does not contain encryption keys");
-	else if (xts_cipher_new(cfg.encryption_key[0], cfg.encryption_key[1], cipher, cipher_err) <
-		 0)
-		log_error("%s", cipher_err);
+	else if (xts_cipher_new(cfg.encryption_key[0], cfg.encryption_key[1], cipher, &err) < 0)
+		log_error("%s", err.text);
 	else
 		ret = 0;
 	device_config_free(&cfg); /* wipes encryption_key */

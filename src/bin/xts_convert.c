@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -40,20 +39,8 @@ struct conversion {
 	uint64_t len;	     /* sectors to convert */
 	bool out_positional; /* pwrite at offsets (regular file, block device) */
 	struct progress progress;
-	char error[1024];
+	struct error error; /* kept until the progress line ends: one line */
 };
-
-/* Errors are kept until the progress line is finished, so they stay one line. */
-static int fail(struct conversion *cv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int fail(struct conversion *cv, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cv->error, sizeof(cv->error), fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* One line on stderr, redrawn in place: "xts: decode  42% of 1024 MiB, 812.3 MB/s". */
 static void progress_draw(struct progress *p, bool final)
@@ -84,17 +71,18 @@ static int input_bytes(struct conversion *cv, uint64_t *bytes)
 {
 	const char *path = cv->job->input;
 	if (fstat(cv->in_fd, &cv->in_st) < 0)
-		return fail(cv, "cannot stat %s: %s", path, strerror(errno));
+		return error_set(&cv->error, -1, "cannot stat %s: %s", path, strerror(errno));
 	if (S_ISREG(cv->in_st.st_mode)) {
 		*bytes = (uint64_t)cv->in_st.st_size;
 		return 0;
 	}
 	if (S_ISBLK(cv->in_st.st_mode)) {
 		if (ioctl(cv->in_fd, BLKGETSIZE64, bytes) < 0)
-			return fail(cv, "cannot get the size of %s: %s", path, strerror(errno));
+			return error_set(&cv->error, -1, "cannot get the size of %s: %s", path,
+					 strerror(errno));
 		return 0;
 	}
-	return fail(cv, "%s is neither a regular file nor a block device", path);
+	return error_set(&cv->error, -1, "%s is neither a regular file nor a block device", path);
 }
 
 /* The range checks, in a fixed order and with the texts users of the xts
@@ -105,19 +93,22 @@ static int check_range(struct conversion *cv, uint64_t bytes)
 	bool encode = job->action == XTS_ENCODE;
 	if (bytes % SECTOR_SIZE) {
 		if (encode)
-			return fail(cv, "Input file size %llu is not a multiple of sector size",
-				    (unsigned long long)bytes);
-		return fail(cv, "File size is not a multiple of sector size");
+			return error_set(&cv->error, -1,
+					 "Input file size %llu is not a multiple of sector size",
+					 (unsigned long long)bytes);
+		return error_set(&cv->error, -1, "File size is not a multiple of sector size");
 	}
 	uint64_t total = bytes / SECTOR_SIZE;
 	if (job->start >= total)
-		return fail(cv, "Start sector %llu is out of range (%s has %llu sectors)",
-			    (unsigned long long)job->start, encode ? "input" : "device",
-			    (unsigned long long)total);
+		return error_set(&cv->error, -1,
+				 "Start sector %llu is out of range (%s has %llu sectors)",
+				 (unsigned long long)job->start, encode ? "input" : "device",
+				 (unsigned long long)total);
 	uint64_t available = total - job->start;
 	if (job->len_given && job->len > available)
-		return fail(cv, "Requested length %llu exceeds available sectors (%llu)",
-			    (unsigned long long)job->len, (unsigned long long)available);
+		return error_set(&cv->error, -1,
+				 "Requested length %llu exceeds available sectors (%llu)",
+				 (unsigned long long)job->len, (unsigned long long)available);
 	cv->len = job->len_given ? job->len : available;
 	return 0;
 }
@@ -141,22 +132,24 @@ static int open_output(struct conversion *cv)
 
 	cv->out_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
 	if (cv->out_fd < 0)
-		return fail(cv, "cannot create %s: %s", path, strerror(errno));
+		return error_set(&cv->error, -1, "cannot create %s: %s", path, strerror(errno));
 	if (fstat(cv->out_fd, &st) < 0)
-		return fail(cv, "cannot stat %s: %s", path, strerror(errno));
+		return error_set(&cv->error, -1, "cannot stat %s: %s", path, strerror(errno));
 	if (same_file(&st, &cv->in_st))
-		return fail(cv, "%s is the input itself; write the output to another file", path);
+		return error_set(&cv->error, -1,
+				 "%s is the input itself; write the output to another file", path);
 	cv->out_positional = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
 	if (encode && !cv->out_positional)
-		return fail(cv,
-			    "%s is neither a regular file nor a block device: encode writes "
-			    "sectors at their own offsets",
-			    path);
+		return error_set(&cv->error, -1,
+				 "%s is neither a regular file nor a block device: encode writes "
+				 "sectors at their own offsets",
+				 path);
 	if (S_ISREG(st.st_mode)) {
 		/* encode: zeros up to start*512, then the sectors at their offsets. */
 		off_t size = encode ? (off_t)(cv->len * SECTOR_SIZE) : 0;
 		if (ftruncate(cv->out_fd, 0) < 0 || ftruncate(cv->out_fd, size) < 0)
-			return fail(cv, "cannot truncate %s: %s", path, strerror(errno));
+			return error_set(&cv->error, -1, "cannot truncate %s: %s", path,
+					 strerror(errno));
 	}
 	return 0;
 }
@@ -169,11 +162,12 @@ static int read_full(struct conversion *cv, uint8_t *buf, size_t n, uint64_t off
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return fail(cv, "cannot read %s at byte %llu: %s", cv->job->input,
-				    (unsigned long long)(offset + got), strerror(errno));
+			return error_set(&cv->error, -1, "cannot read %s at byte %llu: %s",
+					 cv->job->input, (unsigned long long)(offset + got),
+					 strerror(errno));
 		if (r == 0)
-			return fail(cv, "%s ended at byte %llu while being read", cv->job->input,
-				    (unsigned long long)(offset + got));
+			return error_set(&cv->error, -1, "%s ended at byte %llu while being read",
+					 cv->job->input, (unsigned long long)(offset + got));
 		got += (size_t)r;
 	}
 	return 0;
@@ -191,8 +185,9 @@ static int write_full(struct conversion *cv, const uint8_t *buf, size_t n, uint6
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
-			return fail(cv, "cannot write %s at byte %llu: %s", cv->job->output,
-				    (unsigned long long)(offset + put), strerror(errno));
+			return error_set(&cv->error, -1, "cannot write %s at byte %llu: %s",
+					 cv->job->output, (unsigned long long)(offset + put),
+					 strerror(errno));
 		put += (size_t)w;
 	}
 	return 0;
@@ -214,9 +209,9 @@ static int convert_sectors(struct conversion *cv, uint8_t *buf)
 		int ret = encode ? xts_encrypt(cv->cipher, sector, buf, buf, n)
 				 : xts_decrypt(cv->cipher, sector, buf, buf, n);
 		if (ret < 0)
-			return fail(cv, "cannot %s sectors %llu..%llu: %s",
-				    encode ? "encrypt" : "decrypt", (unsigned long long)sector,
-				    (unsigned long long)(sector + n - 1), strerror(-ret));
+			return error_set(&cv->error, -1, "cannot %s sectors %llu..%llu: %s",
+					 encode ? "encrypt" : "decrypt", (unsigned long long)sector,
+					 (unsigned long long)(sector + n - 1), strerror(-ret));
 		/* encode: at the sector's own offset; decode: packed from 0. */
 		uint64_t offset = (encode ? sector : done) * SECTOR_SIZE;
 		if (write_full(cv, buf, n * SECTOR_SIZE, offset))
@@ -232,11 +227,13 @@ static int finish_output(struct conversion *cv)
 {
 	/* Report a delayed write error now rather than exit 0 over lost data. */
 	if (cv->out_positional && fsync(cv->out_fd) < 0)
-		return fail(cv, "cannot flush %s: %s", cv->job->output, strerror(errno));
+		return error_set(&cv->error, -1, "cannot flush %s: %s", cv->job->output,
+				 strerror(errno));
 	int fd = cv->out_fd;
 	cv->out_fd = -1;
 	if (close(fd) < 0)
-		return fail(cv, "cannot close %s: %s", cv->job->output, strerror(errno));
+		return error_set(&cv->error, -1, "cannot close %s: %s", cv->job->output,
+				 strerror(errno));
 	return 0;
 }
 
@@ -247,7 +244,7 @@ static int run(struct conversion *cv)
 
 	cv->in_fd = open(job->input, O_RDONLY | O_CLOEXEC);
 	if (cv->in_fd < 0)
-		return fail(cv, "cannot open %s: %s", job->input, strerror(errno));
+		return error_set(&cv->error, -1, "cannot open %s: %s", job->input, strerror(errno));
 	if (input_bytes(cv, &bytes) || check_range(cv, bytes) || open_output(cv))
 		return -1;
 	if (cv->len == 0)
@@ -255,7 +252,7 @@ static int run(struct conversion *cv)
 
 	uint8_t *buf = buffer_alloc(BUFFER_ALIGNMENT, CHUNK_BYTES);
 	if (!buf)
-		return fail(cv, "cannot allocate a %zu-byte buffer", CHUNK_BYTES);
+		return error_set(&cv->error, -1, "cannot allocate a %zu-byte buffer", CHUNK_BYTES);
 	struct progress *p = &cv->progress;
 	p->verb = job->action == XTS_ENCODE ? "encode" : "decode";
 	p->total = cv->len * SECTOR_SIZE;
@@ -282,6 +279,6 @@ int xts_convert(const struct xts_job *job, struct xts_cipher *cipher)
 	if (cv.in_fd >= 0)
 		close(cv.in_fd);
 	if (ret)
-		log_error("%s", cv.error);
+		log_error("%s", cv.error.text);
 	return ret;
 }

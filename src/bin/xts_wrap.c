@@ -53,14 +53,12 @@ static int read_stdin(char *buf, size_t cap, size_t *len)
 
 /* nonce || wrap(secret) with the KEK's key and AAD and a random nonce. */
 static int wrap_fresh_nonce(const struct kek *kek, const struct bytes *plain, struct bytes *out,
-			    char err[CONFIG_ERROR_MAX])
+			    struct error *err)
 {
 	uint8_t nonce[NONCE_LEN];
 	struct bytes wrapped;
-	if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
-		snprintf(err, CONFIG_ERROR_MAX, "Failed to generate random bytes");
-		return -EIO;
-	}
+	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+		return error_set(err, -EIO, "Failed to generate random bytes");
 	struct kek with_nonce = *kek; /* shallow: only the nonce differs */
 	with_nonce.init_vector = (struct bytes){.data = nonce, .len = NONCE_LEN, .present = true};
 	int ret = kek_wrap(&with_nonce, plain->data, plain->len, &wrapped, err);
@@ -82,19 +80,20 @@ static int wrap_fresh_nonce(const struct kek *kek, const struct bytes *plain, st
 /* One secret (one line of base64) to stdout. */
 static int wrap_line(const struct kek *kek, bool fresh_nonce, char *line, unsigned lineno)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct bytes plain, wrapped = {0};
 	char *text = NULL;
 
-	if (base64_decode(line, true, &plain, err)) {
-		log_error("stdin line %u: %s", lineno, err);
+	if (base64_decode(line, true, &plain, &err)) {
+		log_error("stdin line %u: %s", lineno, err.text);
 		return -1;
 	}
-	int ret = fresh_nonce ? wrap_fresh_nonce(kek, &plain, &wrapped, err)
-			      : kek_wrap(kek, plain.data, plain.len, &wrapped, err);
+	int ret = fresh_nonce ? wrap_fresh_nonce(kek, &plain, &wrapped, &err)
+			      : kek_wrap(kek, plain.data, plain.len, &wrapped, &err);
 	bytes_free(&plain);
 	if (ret) {
-		log_error("stdin line %u: %s", lineno, err[0] ? err : strerror(-ret));
+		error_default(&err, ret);
+		log_error("stdin line %u: %s", lineno, err.text);
 		return -1;
 	}
 	ret = base64_encode(wrapped.data, wrapped.len, &text);

@@ -6,7 +6,7 @@
 #include "config/config.h"
 
 #include "common/common.h"
-#include "config_error.h"
+#include "config_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -41,7 +41,7 @@ void bytes_free(struct bytes *b)
 /* Checks the shape (symbols, padding, length, trailing bits) before any byte
  * is produced, so a failure leaves nothing behind to wipe. */
 static int check_shape(const char *text, size_t len, bool strict, size_t *data_len,
-		       char err[CONFIG_ERROR_MAX])
+		       struct error *err)
 {
 	size_t first_pad = len;
 
@@ -53,11 +53,11 @@ static int check_shape(const char *text, size_t len, bool strict, size_t *data_l
 			continue;
 		}
 		if (symbol_value(c) < 0)
-			return config_error(err, "Invalid symbol %u, offset %zu.", c, i);
+			return error_set(err, -EINVAL, "Invalid symbol %u, offset %zu.", c, i);
 		/* Data after padding: the '=' is the misplaced symbol. */
 		if (first_pad != len)
-			return config_error(err, "Invalid symbol %u, offset %zu.", (unsigned)'=',
-					    first_pad);
+			return error_set(err, -EINVAL, "Invalid symbol %u, offset %zu.",
+					 (unsigned)'=', first_pad);
 	}
 
 	size_t symbols = first_pad;
@@ -65,22 +65,22 @@ static int check_shape(const char *text, size_t len, bool strict, size_t *data_l
 	size_t canonical_pads = (4 - symbols % 4) % 4;
 
 	if (symbols % 4 == 1)
-		return config_error(err, "Invalid input length.");
+		return error_set(err, -EINVAL, "Invalid input length.");
 	if (strict ? pads != canonical_pads : pads > canonical_pads)
-		return config_error(err, "Invalid padding");
+		return error_set(err, -EINVAL, "Invalid padding");
 	if (symbols % 4 != 0) {
 		/* The last symbol carries 4 (xx==) or 2 (xxx=) unused bits. */
 		unsigned char last = (unsigned char)text[symbols - 1];
 		unsigned unused_mask = symbols % 4 == 2 ? 0x0f : 0x03;
 		if ((unsigned)symbol_value(last) & unused_mask)
-			return config_error(err, "Invalid last symbol %u, offset %zu.", last,
-					    symbols - 1);
+			return error_set(err, -EINVAL, "Invalid last symbol %u, offset %zu.", last,
+					 symbols - 1);
 	}
 	*data_len = symbols / 4 * 3 + (symbols % 4 == 0 ? 0 : symbols % 4 - 1);
 	return 0;
 }
 
-int base64_decode(const char *text, bool strict, struct bytes *out, char err[CONFIG_ERROR_MAX])
+int base64_decode(const char *text, bool strict, struct bytes *out, struct error *err)
 {
 	size_t len = strlen(text);
 	size_t data_len = 0;

@@ -3,7 +3,6 @@
 #include "config_internal.h"
 
 #include "common/common.h"
-#include "config_error.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,8 +46,7 @@ void device_config_free(struct device_config *cfg)
 }
 
 /* Exactly two strings (strict base64), with serde's messages for other shapes. */
-static int encryption_key_parse(const struct yaml_map *map, struct bytes keys[2],
-				char err[CONFIG_ERROR_MAX])
+static int encryption_key_parse(const struct yaml_map *map, struct bytes keys[2], struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(map, "encryption_key", &value, err);
@@ -71,24 +69,24 @@ static int encryption_key_parse(const struct yaml_map *map, struct bytes keys[2]
 				       count);
 	for (size_t i = 0; i < 2; i++) {
 		yaml_node_t *item = yaml_tree_node(map->tree, value->data.sequence.items.start[i]);
-		char field[32], b64_err[CONFIG_ERROR_MAX];
+		char field[32];
+		struct error b64_err = {0};
 		char *text;
 
 		snprintf(field, sizeof(field), "encryption_key[%zu]", i);
 		ret = yaml_node_string(map, field, item, false, true, &text, err);
 		if (ret)
 			return ret;
-		ret = base64_decode(text, true, &keys[i], b64_err);
+		ret = base64_decode(text, true, &keys[i], &b64_err);
 		secret_wipe(text, strlen(text));
 		free(text);
 		if (ret)
-			return yaml_node_error(err, map, field, item, "%s", b64_err);
+			return yaml_node_error(err, map, field, item, "%s", b64_err.text);
 	}
 	return 0;
 }
 
-static int device_id_parse(const struct yaml_map *map, struct device_config *cfg,
-			   char err[CONFIG_ERROR_MAX])
+static int device_id_parse(const struct yaml_map *map, struct device_config *cfg, struct error *err)
 {
 	yaml_node_t *value;
 	char *id = NULL;
@@ -101,8 +99,8 @@ static int device_id_parse(const struct yaml_map *map, struct device_config *cfg
 		return ret;
 	if (strlen(id) > VIRTIO_BLK_ID_BYTES) {
 		free(id);
-		return config_error(
-		    err, "device_id exceeds maximum of %d bytes at line %zu column %zu",
+		return error_set(
+		    err, -EINVAL, "device_id exceeds maximum of %d bytes at line %zu column %zu",
 		    VIRTIO_BLK_ID_BYTES, value->start_mark.line + 1, value->start_mark.column + 1);
 	}
 	snprintf(cfg->device_id, sizeof(cfg->device_id), "%s", id);
@@ -111,7 +109,7 @@ static int device_id_parse(const struct yaml_map *map, struct device_config *cfg
 }
 
 static int scalar_fields_parse(const struct yaml_map *map, struct device_config *cfg,
-			       char err[CONFIG_ERROR_MAX])
+			       struct error *err)
 {
 	int engine = 0;
 	bool present;
@@ -156,7 +154,7 @@ static int scalar_fields_parse(const struct yaml_map *map, struct device_config 
 }
 
 static int stripe_source_field_parse(const struct yaml_map *map, struct device_config *cfg,
-				     struct wrapped_credentials *creds, char err[CONFIG_ERROR_MAX])
+				     struct wrapped_credentials *creds, struct error *err)
 {
 	struct yaml_map source_map;
 	bool present;
@@ -193,7 +191,7 @@ static bool has_plaintext_secrets(const struct device_config *cfg, const struct 
 /* Parse, unwrap and validate; err gets the message without the "config X: "
  * prefix, which the callers add. */
 static int config_from_text(const char *yaml, size_t len, const struct kek *kek,
-			    struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+			    struct device_config *cfg, struct error *err)
 {
 	struct yaml_tree tree;
 	struct yaml_map map;
@@ -204,7 +202,7 @@ static int config_from_text(const char *yaml, size_t len, const struct kek *kek,
 	device_config_init(cfg);
 	memset(wrapped_keys, 0, sizeof(wrapped_keys));
 	memset(&creds, 0, sizeof(creds));
-	err[0] = '\0';
+	error_clear(err);
 	ret = yaml_tree_load(&tree, yaml, len, err);
 	if (ret == 0) {
 		ret = yaml_map_root(&tree, false, &map, err);
@@ -217,8 +215,8 @@ static int config_from_text(const char *yaml, size_t len, const struct kek *kek,
 		yaml_tree_free(&tree);
 	}
 	if (ret) {
-		config_error_default(err, ret);
-		config_error_prefix(err, "Failed to parse device config YAML: ");
+		error_default(err, ret);
+		error_prefix(err, "Failed to parse device config YAML: ");
 		goto out;
 	}
 	ret = device_config_unwrap(cfg, wrapped_keys, &creds, kek, err);
@@ -228,7 +226,7 @@ static int config_from_text(const char *yaml, size_t len, const struct kek *kek,
 		ret = resolve_image_path(cfg);
 	if (!ret && has_plaintext_secrets(cfg, kek))
 		log_warn("device config holds secrets that are not wrapped with a KEK");
-	config_error_default(err, ret);
+	error_default(err, ret);
 out:
 	bytes_free(&wrapped_keys[0]);
 	bytes_free(&wrapped_keys[1]);
@@ -239,17 +237,17 @@ out:
 }
 
 int device_config_parse(const char *yaml, size_t len, const struct kek *kek,
-			struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+			struct device_config *cfg, struct error *err)
 {
 	int ret = config_from_text(yaml, len, kek, cfg, err);
 
 	if (ret)
-		config_error_prefix(err, "config: ");
+		error_prefix(err, "config: ");
 	return ret;
 }
 
 int device_config_load(const char *path, const struct kek *kek, struct device_config *cfg,
-		       char err[CONFIG_ERROR_MAX])
+		       struct error *err)
 {
 	char *text;
 	size_t len;
@@ -257,14 +255,13 @@ int device_config_load(const char *path, const struct kek *kek, struct device_co
 
 	device_config_init(cfg);
 	ret = config_read_file(path, &text, &len);
-	if (ret) {
-		config_error(err, "Failed to read device config file %s: %s", path, strerror(-ret));
-		return ret;
-	}
+	if (ret)
+		return error_set(err, ret, "Failed to read device config file %s: %s", path,
+				 strerror(-ret));
 	ret = config_from_text(text, len, kek, cfg, err);
 	secret_wipe(text, len);
 	free(text);
 	if (ret)
-		config_error_prefix(err, "config %s: ", path);
+		error_prefix(err, "config %s: ", path);
 	return ret;
 }

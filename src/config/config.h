@@ -4,13 +4,13 @@
 #ifndef UBIBLK_CONFIG_H
 #define UBIBLK_CONFIG_H
 
+#include "common/common.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <linux/virtio_blk.h> /* VIRTIO_BLK_ID_BYTES: the longest device_id */
-
-#define CONFIG_ERROR_MAX 512
 
 /* Byte string owned by its struct (secrets are wiped when freed). */
 struct bytes {
@@ -102,20 +102,20 @@ void device_config_init(struct device_config *cfg);
 /* Read, parse, unwrap secrets with `kek` (NULL = method none) and validate.
  * On failure returns a negative errno and writes one line into err. */
 int device_config_load(const char *path, const struct kek *kek, struct device_config *cfg,
-		       char err[CONFIG_ERROR_MAX]);
+		       struct error *err);
 /* What every tool does with -f/-k/-u: load the KEK file (if kek_path is not
  * NULL; unlinked right after reading when unlink_kek), then the config. */
 int device_config_load_with_kek(const char *config_path, const char *kek_path, bool unlink_kek,
-				struct device_config *cfg, char err[CONFIG_ERROR_MAX]);
+				struct device_config *cfg, struct error *err);
 /* Same, from text already in memory (used by tests). */
 int device_config_parse(const char *yaml, size_t len, const struct kek *kek,
-			struct device_config *cfg, char err[CONFIG_ERROR_MAX]);
+			struct device_config *cfg, struct error *err);
 void device_config_free(struct device_config *cfg);
 
 /* KEK file: YAML map with method, key, init_vector, auth_data. */
 void kek_init_none(struct kek *kek);
-int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX]);
-int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX]);
+int kek_load(const char *path, struct kek *kek, struct error *err);
+int kek_parse(const char *yaml, size_t len, struct kek *kek, struct error *err);
 void kek_free(struct kek *kek);
 
 /* Secrets under a KEK. method none returns a copy; aes256-gcm decrypts
@@ -124,25 +124,25 @@ void kek_free(struct kek *kek);
  * format's text, e.g. "Key is required". out must be freed with
  * bytes_free(). */
 int kek_unwrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
-	       char err[CONFIG_ERROR_MAX]);
+	       struct error *err);
 /* The inverse in the fixed-nonce form (ct||tag under the KEK's init_vector),
  * the form the archive format stores per-archive keys in; method none
  * returns a copy. */
 int kek_wrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
-	     char err[CONFIG_ERROR_MAX]);
+	     struct error *err);
 
 /* Standalone configs of the remote and archive tools. */
 /* Listen/server config: top-level address, psk_identity, psk_secret. */
 int remote_config_load(const char *path, const struct kek *kek, struct remote_source_config *out,
-		       char err[CONFIG_ERROR_MAX]);
+		       struct error *err);
 int remote_config_parse(const char *yaml, size_t len, const struct kek *kek,
-			struct remote_source_config *out, char err[CONFIG_ERROR_MAX]);
+			struct remote_source_config *out, struct error *err);
 void remote_config_free(struct remote_source_config *remote);
 /* Archive target config: top-level `type` plus the archive fields. */
 int archive_config_load(const char *path, const struct kek *kek, struct archive_source_config *out,
-			char err[CONFIG_ERROR_MAX]);
+			struct error *err);
 int archive_config_parse(const char *yaml, size_t len, const struct kek *kek,
-			 struct archive_source_config *out, char err[CONFIG_ERROR_MAX]);
+			 struct archive_source_config *out, struct error *err);
 void archive_config_free(struct archive_source_config *archive);
 
 /* False when an S3 prefix has a `..` segment, is `.` or starts with `./`. */
@@ -150,7 +150,7 @@ bool s3_prefix_is_safe(const char *prefix);
 
 /* Base64 (RFC 4648 standard alphabet). strict: padding required and canonical.
  * Returns 0 or -EINVAL with a message like "Invalid symbol 37, offset 0." */
-int base64_decode(const char *text, bool strict, struct bytes *out, char err[CONFIG_ERROR_MAX]);
+int base64_decode(const char *text, bool strict, struct bytes *out, struct error *err);
 /* Standard padded base64 of data into a new NUL-terminated string (free()). */
 int base64_encode(const uint8_t *data, size_t len, char **out);
 

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 int device_config_load_with_kek(const char *config_path, const char *kek_path, bool unlink_kek,
-				struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+				struct device_config *cfg, struct error *err)
 {
 	struct kek kek;
 	kek_init_none(&kek);
@@ -19,9 +19,8 @@ int device_config_load_with_kek(const char *config_path, const char *kek_path, b
 		if (ret < 0)
 			return ret;
 		if (unlink_kek && unlink(kek_path) < 0) {
-			ret = -errno;
-			snprintf(err, CONFIG_ERROR_MAX, "cannot remove the KEK file %s: %s",
-				 kek_path, strerror(errno));
+			ret = error_set(err, -errno, "cannot remove the KEK file %s: %s", kek_path,
+					strerror(errno));
 			kek_free(&kek);
 			return ret;
 		}

@@ -6,7 +6,6 @@
 #include "config_internal.h"
 
 #include "common/common.h"
-#include "config_error.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +16,7 @@
 
 /* Replaces a wrapped secret by its plaintext. */
 static int unwrap_in_place(const struct kek *kek, struct bytes *secret, const char *prefix,
-			   const char *field, char err[CONFIG_ERROR_MAX])
+			   const char *field, struct error *err)
 {
 	struct bytes plain;
 	int ret;
@@ -26,7 +25,7 @@ static int unwrap_in_place(const struct kek *kek, struct bytes *secret, const ch
 		return 0;
 	ret = kek_unwrap(kek, secret->data, secret->len, &plain, err);
 	if (ret) {
-		config_error_prefix(err, "%s%s: ", prefix, field);
+		error_prefix(err, "%s%s: ", prefix, field);
 		return ret;
 	}
 	bytes_free(secret);
@@ -80,7 +79,7 @@ static size_t utf8_invalid_offset(const uint8_t *s, size_t len)
 }
 
 static int unwrap_credential(const struct kek *kek, struct bytes *wrapped, const char *prefix,
-			     const char *field, char **out, char err[CONFIG_ERROR_MAX])
+			     const char *field, char **out, struct error *err)
 {
 	int ret = unwrap_in_place(kek, wrapped, prefix, field, err);
 	size_t bad;
@@ -89,26 +88,26 @@ static int unwrap_credential(const struct kek *kek, struct bytes *wrapped, const
 		return ret;
 	bad = utf8_invalid_offset(wrapped->data, wrapped->len);
 	if (bad != wrapped->len)
-		return config_error(err,
-				    "%s%s: Decrypted AWS credential is not valid UTF-8: invalid "
-				    "utf-8 sequence from index %zu",
-				    prefix, field, bad);
+		return error_set(err, -EINVAL,
+				 "%s%s: Decrypted AWS credential is not valid UTF-8: invalid "
+				 "utf-8 sequence from index %zu",
+				 prefix, field, bad);
 	/* U+0000 is valid UTF-8 but would cut the C string short. */
 	if (memchr(wrapped->data, '\0', wrapped->len))
-		return config_error(err, "%s%s: Decrypted AWS credential contains a NUL byte",
-				    prefix, field);
+		return error_set(err, -EINVAL, "%s%s: Decrypted AWS credential contains a NUL byte",
+				 prefix, field);
 	*out = strndup((const char *)wrapped->data, wrapped->len);
 	return *out ? 0 : -ENOMEM;
 }
 
 int remote_source_unwrap(struct remote_source_config *remote, const struct kek *kek,
-			 const char *prefix, char err[CONFIG_ERROR_MAX])
+			 const char *prefix, struct error *err)
 {
 	return unwrap_in_place(kek, &remote->psk_secret, prefix, "psk_secret", err);
 }
 
 int archive_source_unwrap(struct archive_source_config *archive, struct wrapped_credentials *creds,
-			  const struct kek *kek, const char *prefix, char err[CONFIG_ERROR_MAX])
+			  const struct kek *kek, const char *prefix, struct error *err)
 {
 	struct kek *inner = &archive->archive_kek;
 	int ret = unwrap_in_place(kek, &inner->key, prefix, "archive_kek.key", err);
@@ -130,7 +129,7 @@ int archive_source_unwrap(struct archive_source_config *archive, struct wrapped_
 
 int device_config_unwrap(struct device_config *cfg, struct bytes wrapped_keys[2],
 			 struct wrapped_credentials *creds, const struct kek *kek,
-			 char err[CONFIG_ERROR_MAX])
+			 struct error *err)
 {
 	int ret;
 
@@ -142,7 +141,8 @@ int device_config_unwrap(struct device_config *cfg, struct bytes wrapped_keys[2]
 		if (ret)
 			return ret;
 		if (wrapped_keys[i].len != XTS_KEY_LEN)
-			return config_error(err, "%s: Key length must be exactly 32 bytes", field);
+			return error_set(err, -EINVAL, "%s: Key length must be exactly 32 bytes",
+					 field);
 		memcpy(cfg->encryption_key[i], wrapped_keys[i].data, XTS_KEY_LEN);
 	}
 	cfg->has_encryption_key = wrapped_keys[0].present;

@@ -5,7 +5,6 @@
 #include "config_internal.h"
 
 #include "common/common.h"
-#include "config_error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +29,7 @@ void kek_free(struct kek *kek)
 	kek_init_none(kek);
 }
 
-int kek_from_map(const struct yaml_map *map, struct kek *kek, char err[CONFIG_ERROR_MAX])
+int kek_from_map(const struct yaml_map *map, struct kek *kek, struct error *err)
 {
 	int method = 0;
 	bool present = false;
@@ -55,14 +54,14 @@ int kek_from_map(const struct yaml_map *map, struct kek *kek, char err[CONFIG_ER
 	return ret;
 }
 
-static int kek_parse_text(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX])
+static int kek_parse_text(const char *yaml, size_t len, struct kek *kek, struct error *err)
 {
 	struct yaml_tree tree;
 	struct yaml_map map;
 	int ret;
 
 	kek_init_none(kek);
-	err[0] = '\0';
+	error_clear(err);
 	ret = yaml_tree_load(&tree, yaml, len, err);
 	if (ret == 0) {
 		ret = yaml_map_root(&tree, false, &map, err);
@@ -70,16 +69,16 @@ static int kek_parse_text(const char *yaml, size_t len, struct kek *kek, char er
 			ret = kek_from_map(&map, kek, err);
 		yaml_tree_free(&tree);
 	}
-	config_error_default(err, ret);
+	error_default(err, ret);
 	return ret;
 }
 
-int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERROR_MAX])
+int kek_parse(const char *yaml, size_t len, struct kek *kek, struct error *err)
 {
 	int ret = kek_parse_text(yaml, len, kek, err);
 
 	if (ret)
-		config_error_prefix(err, "Error parsing KEK: ");
+		error_prefix(err, "Error parsing KEK: ");
 	return ret;
 }
 
@@ -88,24 +87,23 @@ int kek_parse(const char *yaml, size_t len, struct kek *kek, char err[CONFIG_ERR
  * checked, so the file cannot be swapped between check and read. FIFOs,
  * pipes on /dev/stdin and other non-regular files carry the key only once
  * and are accepted. */
-static int kek_check_mode(int fd, const char *path, char err[CONFIG_ERROR_MAX])
+static int kek_check_mode(int fd, const char *path, struct error *err)
 {
 	struct stat st;
 
 	if (fstat(fd, &st) < 0) {
 		int ret = -errno;
-		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
-		return ret;
+		return error_set(err, ret, "Failed to read KEK file %s: %s", path, strerror(-ret));
 	}
 	if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0)
 		return 0;
-	config_error(err, "KEK file %s is %s by group or others (mode %04o); chmod 600 it", path,
-		     (st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "accessible",
-		     (unsigned)(st.st_mode & 07777));
-	return -EACCES;
+	return error_set(err, -EACCES,
+			 "KEK file %s is %s by group or others (mode %04o); chmod 600 it", path,
+			 (st.st_mode & (S_IRGRP | S_IROTH)) ? "readable" : "accessible",
+			 (unsigned)(st.st_mode & 07777));
 }
 
-int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX])
+int kek_load(const char *path, struct kek *kek, struct error *err)
 {
 	char *text;
 	size_t len;
@@ -115,8 +113,7 @@ int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX])
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
-		return ret;
+		return error_set(err, ret, "Failed to read KEK file %s: %s", path, strerror(-ret));
 	}
 	ret = kek_check_mode(fd, path, err);
 	if (ret) {
@@ -125,14 +122,12 @@ int kek_load(const char *path, struct kek *kek, char err[CONFIG_ERROR_MAX])
 	}
 	ret = config_read_fd(fd, &text, &len);
 	close(fd);
-	if (ret) {
-		config_error(err, "Failed to read KEK file %s: %s", path, strerror(-ret));
-		return ret;
-	}
+	if (ret)
+		return error_set(err, ret, "Failed to read KEK file %s: %s", path, strerror(-ret));
 	ret = kek_parse_text(text, len, kek, err);
 	secret_wipe(text, len);
 	free(text);
 	if (ret)
-		config_error_prefix(err, "Error parsing KEK file %s: ", path);
+		error_prefix(err, "Error parsing KEK file %s: ", path);
 	return ret;
 }

@@ -7,7 +7,7 @@
 #include "config/config.h"
 
 #include "common/common.h"
-#include "config_error.h"
+#include "config_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -84,19 +84,18 @@ static int gcm_encrypt(const uint8_t *key, const uint8_t *nonce, const struct by
  * a KEK with several problems always reports the same one. Without an
  * init_vector the fresh-nonce form nonce||ct||tag is still possible if the
  * secret is long enough. */
-static int check_gcm_kek(const struct kek *kek, bool nonce_form_possible,
-			 char err[CONFIG_ERROR_MAX])
+static int check_gcm_kek(const struct kek *kek, bool nonce_form_possible, struct error *err)
 {
 	if (!kek->key.present)
-		return config_error(err, "Key is required");
+		return error_set(err, -EINVAL, "Key is required");
 	if (!kek->init_vector.present && !nonce_form_possible)
-		return config_error(err, "Initialization vector is required");
+		return error_set(err, -EINVAL, "Initialization vector is required");
 	if (!kek->auth_data.present)
-		return config_error(err, "Authentication data is required");
+		return error_set(err, -EINVAL, "Authentication data is required");
 	if (kek->key.len != GCM_KEY_LEN)
-		return config_error(err, "Failed to initialize cipher: Invalid Length");
+		return error_set(err, -EINVAL, "Failed to initialize cipher: Invalid Length");
 	if (kek->init_vector.present && kek->init_vector.len != GCM_NONCE_LEN)
-		return config_error(err, "Initialization vector must be exactly 12 bytes");
+		return error_set(err, -EINVAL, "Initialization vector must be exactly 12 bytes");
 	return 0;
 }
 
@@ -120,7 +119,7 @@ static int try_decrypt(const struct kek *kek, const uint8_t *nonce, const uint8_
 }
 
 int kek_unwrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
-	       char err[CONFIG_ERROR_MAX])
+	       struct error *err)
 {
 	bool nonce_form_possible = len >= GCM_NONCE_LEN + GCM_TAG_LEN;
 	int ret = -EBADMSG;
@@ -132,7 +131,7 @@ int kek_unwrap(const struct kek *kek, const uint8_t *in, size_t len, struct byte
 	if (ret)
 		return ret;
 	if (len > SECRET_MAX)
-		return config_error(err, "Failed to decrypt data: aead::Error");
+		return error_set(err, -EINVAL, "Failed to decrypt data: aead::Error");
 
 	ret = -EBADMSG;
 	if (kek->init_vector.present && len >= GCM_TAG_LEN)
@@ -142,12 +141,12 @@ int kek_unwrap(const struct kek *kek, const uint8_t *in, size_t len, struct byte
 		ret = try_decrypt(kek, in, in + GCM_NONCE_LEN, len - GCM_NONCE_LEN - GCM_TAG_LEN,
 				  out);
 	if (ret == -EBADMSG)
-		return config_error(err, "Failed to decrypt data: aead::Error");
+		return error_set(err, -EINVAL, "Failed to decrypt data: aead::Error");
 	return ret;
 }
 
 int kek_wrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes *out,
-	     char err[CONFIG_ERROR_MAX])
+	     struct error *err)
 {
 	int ret;
 
@@ -158,7 +157,7 @@ int kek_wrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes 
 	if (ret)
 		return ret;
 	if (len > SECRET_MAX)
-		return config_error(err, "Secret is too long to wrap (%zu bytes)", len);
+		return error_set(err, -EINVAL, "Secret is too long to wrap (%zu bytes)", len);
 	out->data = malloc(len + GCM_TAG_LEN);
 	if (!out->data)
 		return -ENOMEM;
@@ -167,7 +166,7 @@ int kek_wrap(const struct kek *kek, const uint8_t *in, size_t len, struct bytes 
 			  out->data + len);
 	if (ret) {
 		bytes_free(out);
-		return config_error(err, "Failed to encrypt data");
+		return error_set(err, -EINVAL, "Failed to encrypt data");
 	}
 	out->present = true;
 	return 0;

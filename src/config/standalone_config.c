@@ -4,7 +4,6 @@
 #include "config_internal.h"
 
 #include "common/common.h"
-#include "config_error.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,14 +12,14 @@
 /* The listen/server config is not internally tagged, so its strings are
  * lenient; the archive target config is tagged by `type`, so typed. */
 static int remote_from_text(const char *yaml, size_t len, const struct kek *kek,
-			    struct remote_source_config *out, char err[CONFIG_ERROR_MAX])
+			    struct remote_source_config *out, struct error *err)
 {
 	struct yaml_tree tree;
 	struct yaml_map map;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	err[0] = '\0';
+	error_clear(err);
 	ret = yaml_tree_load(&tree, yaml, len, err);
 	if (ret == 0) {
 		ret = yaml_map_root(&tree, false, &map, err);
@@ -29,21 +28,21 @@ static int remote_from_text(const char *yaml, size_t len, const struct kek *kek,
 		yaml_tree_free(&tree);
 	}
 	if (ret) {
-		config_error_default(err, ret);
-		config_error_prefix(err, "Failed to parse remote config YAML: ");
+		error_default(err, ret);
+		error_prefix(err, "Failed to parse remote config YAML: ");
 	}
 	if (!ret)
 		ret = remote_source_unwrap(out, kek, "", err);
 	if (!ret)
 		ret = remote_source_validate(out, "", err);
-	config_error_default(err, ret);
+	error_default(err, ret);
 	if (ret)
 		remote_source_free(out);
 	return ret;
 }
 
 static int archive_from_text(const char *yaml, size_t len, const struct kek *kek,
-			     struct archive_source_config *out, char err[CONFIG_ERROR_MAX])
+			     struct archive_source_config *out, struct error *err)
 {
 	struct yaml_tree tree;
 	struct yaml_map map;
@@ -52,7 +51,7 @@ static int archive_from_text(const char *yaml, size_t len, const struct kek *kek
 
 	memset(out, 0, sizeof(*out));
 	memset(&creds, 0, sizeof(creds));
-	err[0] = '\0';
+	error_clear(err);
 	ret = yaml_tree_load(&tree, yaml, len, err);
 	if (ret == 0) {
 		ret = yaml_map_root(&tree, true, &map, err);
@@ -61,14 +60,14 @@ static int archive_from_text(const char *yaml, size_t len, const struct kek *kek
 		yaml_tree_free(&tree);
 	}
 	if (ret) {
-		config_error_default(err, ret);
-		config_error_prefix(err, "Failed to parse archive target config YAML: ");
+		error_default(err, ret);
+		error_prefix(err, "Failed to parse archive target config YAML: ");
 	}
 	if (!ret)
 		ret = archive_source_unwrap(out, &creds, kek, "", err);
 	if (!ret)
 		ret = archive_source_validate(out, "", err);
-	config_error_default(err, ret);
+	error_default(err, ret);
 	wrapped_credentials_free(&creds);
 	if (ret)
 		archive_source_free(out);
@@ -76,19 +75,19 @@ static int archive_from_text(const char *yaml, size_t len, const struct kek *kek
 }
 
 int remote_config_parse(const char *yaml, size_t len, const struct kek *kek,
-			struct remote_source_config *out, char err[CONFIG_ERROR_MAX])
+			struct remote_source_config *out, struct error *err)
 {
 	return remote_from_text(yaml, len, kek, out, err);
 }
 
 int archive_config_parse(const char *yaml, size_t len, const struct kek *kek,
-			 struct archive_source_config *out, char err[CONFIG_ERROR_MAX])
+			 struct archive_source_config *out, struct error *err)
 {
 	return archive_from_text(yaml, len, kek, out, err);
 }
 
 int remote_config_load(const char *path, const struct kek *kek, struct remote_source_config *out,
-		       char err[CONFIG_ERROR_MAX])
+		       struct error *err)
 {
 	char *text;
 	size_t len;
@@ -96,20 +95,19 @@ int remote_config_load(const char *path, const struct kek *kek, struct remote_so
 
 	memset(out, 0, sizeof(*out));
 	ret = config_read_file(path, &text, &len);
-	if (ret) {
-		config_error(err, "Failed to read remote config file %s: %s", path, strerror(-ret));
-		return ret;
-	}
+	if (ret)
+		return error_set(err, ret, "Failed to read remote config file %s: %s", path,
+				 strerror(-ret));
 	ret = remote_from_text(text, len, kek, out, err);
 	secret_wipe(text, len);
 	free(text);
 	if (ret)
-		config_error_prefix(err, "config %s: ", path);
+		error_prefix(err, "config %s: ", path);
 	return ret;
 }
 
 int archive_config_load(const char *path, const struct kek *kek, struct archive_source_config *out,
-			char err[CONFIG_ERROR_MAX])
+			struct error *err)
 {
 	char *text;
 	size_t len;
@@ -117,16 +115,14 @@ int archive_config_load(const char *path, const struct kek *kek, struct archive_
 
 	memset(out, 0, sizeof(*out));
 	ret = config_read_file(path, &text, &len);
-	if (ret) {
-		config_error(err, "Failed to read archive target config %s: %s", path,
-			     strerror(-ret));
-		return ret;
-	}
+	if (ret)
+		return error_set(err, ret, "Failed to read archive target config %s: %s", path,
+				 strerror(-ret));
 	ret = archive_from_text(text, len, kek, out, err);
 	secret_wipe(text, len);
 	free(text);
 	if (ret)
-		config_error_prefix(err, "config %s: ", path);
+		error_prefix(err, "config %s: ", path);
 	return ret;
 }
 

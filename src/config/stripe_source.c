@@ -4,7 +4,6 @@
 #include "config_internal.h"
 
 #include "common/common.h"
-#include "config_error.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,7 +15,7 @@ static const char *const source_kinds[] = {"raw", "remote", "archive"};
 static const char *const archive_stores[] = {"filesystem", "s3"};
 
 static int required_string(const struct yaml_map *map, const char *key, char **out,
-			   char err[CONFIG_ERROR_MAX])
+			   struct error *err)
 {
 	int ret = yaml_map_string(map, key, out, err);
 
@@ -32,7 +31,7 @@ void wrapped_credentials_free(struct wrapped_credentials *creds)
 }
 
 int remote_source_parse(const struct yaml_map *map, struct remote_source_config *remote,
-			char err[CONFIG_ERROR_MAX])
+			struct error *err)
 {
 	int ret = required_string(map, "address", &remote->address, err);
 
@@ -44,7 +43,7 @@ int remote_source_parse(const struct yaml_map *map, struct remote_source_config 
 }
 
 static int credentials_parse(const struct yaml_map *map, struct archive_source_config *archive,
-			     struct wrapped_credentials *creds, char err[CONFIG_ERROR_MAX])
+			     struct wrapped_credentials *creds, struct error *err)
 {
 	struct yaml_map creds_map;
 	bool present;
@@ -66,7 +65,7 @@ static int credentials_parse(const struct yaml_map *map, struct archive_source_c
 }
 
 static int s3_fields_parse(const struct yaml_map *map, struct archive_source_config *archive,
-			   struct wrapped_credentials *creds, char err[CONFIG_ERROR_MAX])
+			   struct wrapped_credentials *creds, struct error *err)
 {
 	int ret = required_string(map, "bucket", &archive->bucket, err);
 
@@ -86,7 +85,7 @@ static int s3_fields_parse(const struct yaml_map *map, struct archive_source_con
 }
 
 int archive_source_parse(const struct yaml_map *map, struct archive_source_config *archive,
-			 struct wrapped_credentials *creds, char err[CONFIG_ERROR_MAX])
+			 struct wrapped_credentials *creds, struct error *err)
 {
 	int store = 0;
 	bool present;
@@ -117,7 +116,7 @@ int archive_source_parse(const struct yaml_map *map, struct archive_source_confi
 }
 
 int stripe_source_parse(const struct yaml_map *map, struct stripe_source_config *source,
-			struct wrapped_credentials *creds, char err[CONFIG_ERROR_MAX])
+			struct wrapped_credentials *creds, struct error *err)
 {
 	int kind = 0;
 	bool present;

@@ -6,8 +6,8 @@
 #include "config_internal.h"
 
 #include "common/common.h"
-#include "config_error.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,35 +40,37 @@ bool s3_prefix_is_safe(const char *prefix)
 }
 
 static int check_range(const char *field, uint64_t value, uint64_t min, uint64_t max,
-		       char err[CONFIG_ERROR_MAX])
+		       struct error *err)
 {
 	if (value < min || value > max)
-		return config_error(err, "%s: %" PRIu64 " is out of range %" PRIu64 "..%" PRIu64,
-				    field, value, min, max);
+		return error_set(err, -EINVAL,
+				 "%s: %" PRIu64 " is out of range %" PRIu64 "..%" PRIu64, field,
+				 value, min, max);
 	return 0;
 }
 
 int remote_source_validate(const struct remote_source_config *remote, const char *prefix,
-			   char err[CONFIG_ERROR_MAX])
+			   struct error *err)
 {
 	if ((remote->psk_identity != NULL) != remote->psk_secret.present)
-		return config_error(
-		    err,
+		return error_set(
+		    err, -EINVAL,
 		    "%spsk_identity: Both psk_identity and psk_secret must be specified "
 		    "together.",
 		    prefix);
 	/* Checked here, not when TLS credentials are built at the first
 	 * connection, so a bad PSK stops start-up with one line. */
 	if (remote->psk_identity && remote->psk_identity[0] == '\0')
-		return config_error(err, "%spsk_identity: PSK identity must not be empty", prefix);
+		return error_set(err, -EINVAL, "%spsk_identity: PSK identity must not be empty",
+				 prefix);
 	if (remote->psk_secret.present && remote->psk_secret.len < PSK_SECRET_MIN)
-		return config_error(err, "%spsk_secret: PSK secret must be at least 16 bytes long",
-				    prefix);
+		return error_set(err, -EINVAL,
+				 "%spsk_secret: PSK secret must be at least 16 bytes long", prefix);
 	return 0;
 }
 
 int archive_source_validate(const struct archive_source_config *archive, const char *prefix,
-			    char err[CONFIG_ERROR_MAX])
+			    struct error *err)
 {
 	char field[YAML_FIELD_PATH_MAX];
 
@@ -77,9 +79,9 @@ int archive_source_validate(const struct archive_source_config *archive, const c
 	if (archive->prefix && !s3_prefix_is_safe(archive->prefix)) {
 		char quoted[4 * 128 + 4];
 		config_quote(archive->prefix, strlen(archive->prefix), 128, quoted, sizeof(quoted));
-		return config_error(err,
-				    "%sprefix: Invalid S3 prefix (contains . or .. components): %s",
-				    prefix, quoted);
+		return error_set(err, -EINVAL,
+				 "%sprefix: Invalid S3 prefix (contains . or .. components): %s",
+				 prefix, quoted);
 	}
 	snprintf(field, sizeof(field), "%sconnections", prefix);
 	return check_range(field, archive->connections, 1, S3_CONNECTIONS_MAX, err);
@@ -87,38 +89,40 @@ int archive_source_validate(const struct archive_source_config *archive, const c
 
 /* The five stripe source rules. Their order decides which one a config that
  * breaks several reports, and their texts are the format's: keep both. */
-static int check_source_rules(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+static int check_source_rules(const struct device_config *cfg, struct error *err)
 {
 	enum stripe_source_kind kind = cfg->source.kind;
 
 	if (cfg->image_path && kind != STRIPE_SOURCE_NONE)
-		return config_error(err, "image_path and stripe_source: Only one stripe source may "
-					 "be specified");
+		return error_set(err, -EINVAL,
+				 "image_path and stripe_source: Only one stripe source may "
+				 "be specified");
 	if (kind == STRIPE_SOURCE_REMOTE &&
 	    (cfg->source.remote.psk_identity != NULL) != cfg->source.remote.psk_secret.present)
-		return config_error(err, "stripe_source: Both psk_identity and psk_secret must be "
-					 "specified together.");
+		return error_set(err, -EINVAL,
+				 "stripe_source: Both psk_identity and psk_secret must be "
+				 "specified together.");
 	if (kind == STRIPE_SOURCE_REMOTE && !cfg->copy_on_read)
-		return config_error(
-		    err, "copy_on_read must be enabled when using remote stripe source.");
+		return error_set(err, -EINVAL,
+				 "copy_on_read must be enabled when using remote stripe source.");
 	if (kind == STRIPE_SOURCE_ARCHIVE && !cfg->copy_on_read)
-		return config_error(
-		    err, "copy_on_read must be enabled when using archive stripe source.");
+		return error_set(err, -EINVAL,
+				 "copy_on_read must be enabled when using archive stripe source.");
 	if ((cfg->image_path || kind != STRIPE_SOURCE_NONE) && !cfg->metadata_path)
-		return config_error(err,
-				    "metadata_path must be specified when using a stripe source.");
+		return error_set(err, -EINVAL,
+				 "metadata_path must be specified when using a stripe source.");
 	return 0;
 }
 
-static int check_tuning(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+static int check_tuning(const struct device_config *cfg, struct error *err)
 {
 	int ret = check_range("num_queues", cfg->num_queues, 1, NUM_QUEUES_MAX, err);
 
 	if (ret)
 		return ret;
 	if (!is_power_of_two(cfg->queue_size))
-		return config_error(err, "queue_size: %u is not a non-zero power of two",
-				    cfg->queue_size);
+		return error_set(err, -EINVAL, "queue_size: %u is not a non-zero power of two",
+				 cfg->queue_size);
 	ret = check_range("queue_size", cfg->queue_size, 1, QUEUE_SIZE_MAX, err);
 	if (!ret)
 		ret =
@@ -131,21 +135,21 @@ static int check_tuning(const struct device_config *cfg, char err[CONFIG_ERROR_M
 	if (ret)
 		return ret;
 	if (cfg->cpus && cfg->cpus_len != cfg->num_queues)
-		return config_error(err,
-				    "cpus length must equal num_queues (cpus has %zu entries, "
-				    "num_queues is %u)",
-				    cfg->cpus_len, cfg->num_queues);
+		return error_set(err, -EINVAL,
+				 "cpus length must equal num_queues (cpus has %zu entries, "
+				 "num_queues is %u)",
+				 cfg->cpus_len, cfg->num_queues);
 	return 0;
 }
 
-int device_config_validate(const struct device_config *cfg, char err[CONFIG_ERROR_MAX])
+int device_config_validate(const struct device_config *cfg, struct error *err)
 {
 	int ret;
 
 	if (!cfg->path)
-		return config_error(err, "missing field `path`");
+		return error_set(err, -EINVAL, "missing field `path`");
 	if (cfg->path[0] == '\0')
-		return config_error(err, "path: must not be empty");
+		return error_set(err, -EINVAL, "path: must not be empty");
 	ret = check_source_rules(cfg, err);
 	if (!ret)
 		ret = check_tuning(cfg, err);

@@ -1,7 +1,7 @@
 #include "yaml_fields.h"
 
 #include "common/common.h"
-#include "config_error.h"
+#include "config_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,20 +12,20 @@
 #define QUOTED_VALUE_MAX 64
 #define QUOTED_TEXT_SIZE (QUOTED_VALUE_MAX * 4 + 4)
 
-int yaml_node_error(char err[CONFIG_ERROR_MAX], const struct yaml_map *map, const char *field,
+int yaml_node_error(struct error *err, const struct yaml_map *map, const char *field,
 		    const yaml_node_t *node, const char *fmt, ...)
 {
-	char message[CONFIG_ERROR_MAX];
+	char message[ERROR_TEXT_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 	if (node)
-		return config_error(err, "%s%s: %s at line %zu column %zu", map->prefix, field,
-				    message, node->start_mark.line + 1,
-				    node->start_mark.column + 1);
-	return config_error(err, "%s%s: %s", map->prefix, field, message);
+		return error_set(err, -EINVAL, "%s%s: %s at line %zu column %zu", map->prefix,
+				 field, message, node->start_mark.line + 1,
+				 node->start_mark.column + 1);
+	return error_set(err, -EINVAL, "%s%s: %s", map->prefix, field, message);
 }
 
 /* serde's "unexpected" wording: `string "x"`, `integer `5``, `map`, ... */
@@ -75,7 +75,7 @@ static void describe_node(const yaml_node_t *node, bool secret, char *buf, size_
 		snprintf(buf, size, "%s `%s`", kind, text);
 }
 
-int yaml_node_type_error(char err[CONFIG_ERROR_MAX], const struct yaml_map *map, const char *field,
+int yaml_node_type_error(struct error *err, const struct yaml_map *map, const char *field,
 			 const yaml_node_t *node, bool secret, const char *expected)
 {
 	char what[QUOTED_TEXT_SIZE + 32];
@@ -92,7 +92,7 @@ static bool key_matches(const yaml_node_t *key, const char *name)
 }
 
 int yaml_map_find(const struct yaml_map *map, const char *key, yaml_node_t **value,
-		  char err[CONFIG_ERROR_MAX])
+		  struct error *err)
 {
 	*value = NULL;
 	if (!map->node)
@@ -109,17 +109,17 @@ int yaml_map_find(const struct yaml_map *map, const char *key, yaml_node_t **val
 	return 0;
 }
 
-int yaml_map_missing(const struct yaml_map *map, const char *key, char err[CONFIG_ERROR_MAX])
+int yaml_map_missing(const struct yaml_map *map, const char *key, struct error *err)
 {
 	if (map->prefix[0] == '\0')
-		return config_error(err, "missing field `%s`", key);
+		return error_set(err, -EINVAL, "missing field `%s`", key);
 	/* "stripe_source.": name the map itself, without the trailing dot. */
 	if (!map->node)
-		return config_error(err, "%.*s: missing field `%s`", (int)strlen(map->prefix) - 1,
-				    map->prefix, key);
-	return config_error(err, "%.*s: missing field `%s` at line %zu column %zu",
-			    (int)strlen(map->prefix) - 1, map->prefix, key,
-			    map->node->start_mark.line + 1, map->node->start_mark.column + 1);
+		return error_set(err, -EINVAL, "%.*s: missing field `%s`",
+				 (int)strlen(map->prefix) - 1, map->prefix, key);
+	return error_set(err, -EINVAL, "%.*s: missing field `%s` at line %zu column %zu",
+			 (int)strlen(map->prefix) - 1, map->prefix, key,
+			 map->node->start_mark.line + 1, map->node->start_mark.column + 1);
 }
 
 static bool is_null_node(const yaml_node_t *node)
@@ -128,7 +128,7 @@ static bool is_null_node(const yaml_node_t *node)
 }
 
 int yaml_map_root(struct yaml_tree *tree, bool typed_strings, struct yaml_map *map,
-		  char err[CONFIG_ERROR_MAX])
+		  struct error *err)
 {
 	yaml_node_t *root = yaml_tree_root(tree);
 
@@ -140,15 +140,16 @@ int yaml_map_root(struct yaml_tree *tree, bool typed_strings, struct yaml_map *m
 	if (root->type != YAML_MAPPING_NODE) {
 		char what[QUOTED_TEXT_SIZE + 32];
 		describe_node(root, false, what, sizeof(what));
-		return config_error(err, "invalid type: %s, expected a map at line %zu column %zu",
-				    what, root->start_mark.line + 1, root->start_mark.column + 1);
+		return error_set(err, -EINVAL,
+				 "invalid type: %s, expected a map at line %zu column %zu", what,
+				 root->start_mark.line + 1, root->start_mark.column + 1);
 	}
 	map->node = root;
 	return 0;
 }
 
 int yaml_map_child(const struct yaml_map *parent, const char *key, struct yaml_map *child,
-		   bool *present, char err[CONFIG_ERROR_MAX])
+		   bool *present, struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(parent, key, &value, err);
@@ -169,8 +170,7 @@ int yaml_map_child(const struct yaml_map *parent, const char *key, struct yaml_m
 	return 0;
 }
 
-int yaml_map_bool(const struct yaml_map *map, const char *key, bool *out,
-		  char err[CONFIG_ERROR_MAX])
+int yaml_map_bool(const struct yaml_map *map, const char *key, bool *out, struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(map, key, &value, err);
@@ -184,7 +184,7 @@ int yaml_map_bool(const struct yaml_map *map, const char *key, bool *out,
 }
 
 static int node_uint(const struct yaml_map *map, const char *field, const yaml_node_t *node,
-		     uint64_t max, const char *type_name, uint64_t *out, char err[CONFIG_ERROR_MAX])
+		     uint64_t max, const char *type_name, uint64_t *out, struct error *err)
 {
 	uint64_t value;
 	bool overflow;
@@ -210,8 +210,7 @@ static int node_uint(const struct yaml_map *map, const char *field, const yaml_n
 	}
 }
 
-int yaml_map_u32(const struct yaml_map *map, const char *key, uint32_t *out,
-		 char err[CONFIG_ERROR_MAX])
+int yaml_map_u32(const struct yaml_map *map, const char *key, uint32_t *out, struct error *err)
 {
 	yaml_node_t *value;
 	uint64_t v;
@@ -225,8 +224,7 @@ int yaml_map_u32(const struct yaml_map *map, const char *key, uint32_t *out,
 	return ret;
 }
 
-int yaml_map_u64(const struct yaml_map *map, const char *key, uint64_t *out,
-		 char err[CONFIG_ERROR_MAX])
+int yaml_map_u64(const struct yaml_map *map, const char *key, uint64_t *out, struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(map, key, &value, err);
@@ -237,7 +235,7 @@ int yaml_map_u64(const struct yaml_map *map, const char *key, uint64_t *out,
 }
 
 int yaml_map_u32_list(const struct yaml_map *map, const char *key, uint32_t **out, size_t *len,
-		      char err[CONFIG_ERROR_MAX])
+		      struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(map, key, &value, err);
@@ -270,7 +268,7 @@ int yaml_map_u32_list(const struct yaml_map *map, const char *key, uint32_t **ou
 }
 
 int yaml_node_string(const struct yaml_map *map, const char *field, const yaml_node_t *node,
-		     bool typed, bool secret, char **out, char err[CONFIG_ERROR_MAX])
+		     bool typed, bool secret, char **out, struct error *err)
 {
 	if (node->type != YAML_SCALAR_NODE ||
 	    (typed && yaml_scalar_type(node) != YAML_SCALAR_STRING))
@@ -282,8 +280,7 @@ int yaml_node_string(const struct yaml_map *map, const char *field, const yaml_n
 	return *out ? 0 : -ENOMEM;
 }
 
-int yaml_map_string(const struct yaml_map *map, const char *key, char **out,
-		    char err[CONFIG_ERROR_MAX])
+int yaml_map_string(const struct yaml_map *map, const char *key, char **out, struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(map, key, &value, err);
@@ -294,7 +291,7 @@ int yaml_map_string(const struct yaml_map *map, const char *key, char **out,
 }
 
 int yaml_map_optional_string(const struct yaml_map *map, const char *key, char **out,
-			     char err[CONFIG_ERROR_MAX])
+			     struct error *err)
 {
 	yaml_node_t *value;
 	int ret = yaml_map_find(map, key, &value, err);
@@ -319,7 +316,7 @@ static void append_variants(char *buf, size_t size, const char *const *names, si
 }
 
 int yaml_map_variant(const struct yaml_map *map, const char *key, const char *const *names,
-		     size_t count, int *index, bool *present, char err[CONFIG_ERROR_MAX])
+		     size_t count, int *index, bool *present, struct error *err)
 {
 	yaml_node_t *value;
 	char expected[256];
@@ -350,11 +347,11 @@ int yaml_map_variant(const struct yaml_map *map, const char *key, const char *co
 }
 
 int yaml_map_base64(const struct yaml_map *map, const char *key, bool strict, struct bytes *out,
-		    char err[CONFIG_ERROR_MAX])
+		    struct error *err)
 {
 	yaml_node_t *value;
 	char *text = NULL;
-	char b64_err[CONFIG_ERROR_MAX];
+	struct error b64_err = {0};
 	int ret = yaml_map_find(map, key, &value, err);
 
 	if (ret || !value || is_null_node(value))
@@ -362,10 +359,10 @@ int yaml_map_base64(const struct yaml_map *map, const char *key, bool strict, st
 	ret = yaml_node_string(map, key, value, map->typed_strings, true, &text, err);
 	if (ret)
 		return ret;
-	ret = base64_decode(text, strict, out, b64_err);
+	ret = base64_decode(text, strict, out, &b64_err);
 	secret_wipe(text, strlen(text));
 	free(text);
 	if (ret)
-		return yaml_node_error(err, map, key, value, "%s", b64_err);
+		return yaml_node_error(err, map, key, value, "%s", b64_err.text);
 	return 0;
 }

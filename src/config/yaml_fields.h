@@ -41,50 +41,46 @@ bool yaml_parse_uint(const char *text, size_t len, uint64_t *value, bool *overfl
 
 /* The document root as a map; a null or empty document is an empty map. */
 int yaml_map_root(struct yaml_tree *tree, bool typed_strings, struct yaml_map *map,
-		  char err[CONFIG_ERROR_MAX]);
+		  struct error *err);
 /* A nested map; absent or null leaves *present false. */
 int yaml_map_child(const struct yaml_map *parent, const char *key, struct yaml_map *child,
-		   bool *present, char err[CONFIG_ERROR_MAX]);
+		   bool *present, struct error *err);
 /* The value node of key, or NULL when absent; a repeated key is an error. */
 int yaml_map_find(const struct yaml_map *map, const char *key, yaml_node_t **value,
-		  char err[CONFIG_ERROR_MAX]);
+		  struct error *err);
 /* "missing field `key`", for required fields the caller found absent. */
-int yaml_map_missing(const struct yaml_map *map, const char *key, char err[CONFIG_ERROR_MAX]);
+int yaml_map_missing(const struct yaml_map *map, const char *key, struct error *err);
 
-int yaml_map_bool(const struct yaml_map *map, const char *key, bool *out,
-		  char err[CONFIG_ERROR_MAX]);
-int yaml_map_u32(const struct yaml_map *map, const char *key, uint32_t *out,
-		 char err[CONFIG_ERROR_MAX]);
-int yaml_map_u64(const struct yaml_map *map, const char *key, uint64_t *out,
-		 char err[CONFIG_ERROR_MAX]);
+int yaml_map_bool(const struct yaml_map *map, const char *key, bool *out, struct error *err);
+int yaml_map_u32(const struct yaml_map *map, const char *key, uint32_t *out, struct error *err);
+int yaml_map_u64(const struct yaml_map *map, const char *key, uint64_t *out, struct error *err);
 /* A sequence of u32; null leaves *out NULL. An empty sequence gives a
  * non-NULL array of length 0. */
 int yaml_map_u32_list(const struct yaml_map *map, const char *key, uint32_t **out, size_t *len,
-		      char err[CONFIG_ERROR_MAX]);
+		      struct error *err);
 /* A string field that has no "absent" value: scalars are read per
  * typed_strings. *out stays NULL when the key is absent. */
-int yaml_map_string(const struct yaml_map *map, const char *key, char **out,
-		    char err[CONFIG_ERROR_MAX]);
+int yaml_map_string(const struct yaml_map *map, const char *key, char **out, struct error *err);
 /* An optional string: null, ~ or an empty value are absent (*out NULL). */
 int yaml_map_optional_string(const struct yaml_map *map, const char *key, char **out,
-			     char err[CONFIG_ERROR_MAX]);
+			     struct error *err);
 /* One of names[]; *index is set when present. null is a type error. */
 int yaml_map_variant(const struct yaml_map *map, const char *key, const char *const *names,
-		     size_t count, int *index, bool *present, char err[CONFIG_ERROR_MAX]);
+		     size_t count, int *index, bool *present, struct error *err);
 /* An optional base64 secret (null = absent). The value never appears in a
  * message. */
 int yaml_map_base64(const struct yaml_map *map, const char *key, bool strict, struct bytes *out,
-		    char err[CONFIG_ERROR_MAX]);
+		    struct error *err);
 
 /* A scalar node read as a string for `field` (e.g. "encryption_key[0]"). */
 int yaml_node_string(const struct yaml_map *map, const char *field, const yaml_node_t *node,
-		     bool typed, bool secret, char **out, char err[CONFIG_ERROR_MAX]);
+		     bool typed, bool secret, char **out, struct error *err);
 /* "<prefix><field>: <message> at line L column C" */
-int yaml_node_error(char err[CONFIG_ERROR_MAX], const struct yaml_map *map, const char *field,
+int yaml_node_error(struct error *err, const struct yaml_map *map, const char *field,
 		    const yaml_node_t *node, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* "invalid type: <what the node is>, expected <expected>" at the node. */
-int yaml_node_type_error(char err[CONFIG_ERROR_MAX], const struct yaml_map *map, const char *field,
+int yaml_node_type_error(struct error *err, const struct yaml_map *map, const char *field,
 			 const yaml_node_t *node, bool secret, const char *expected);
 
 #endif

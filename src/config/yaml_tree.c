@@ -1,26 +1,24 @@
 #include "yaml_tree.h"
 
 #include "common/common.h"
-#include "config_error.h"
+#include "config_internal.h"
 
 #include <errno.h>
 #include <string.h>
 
-static int syntax_error(const yaml_parser_t *parser, char err[CONFIG_ERROR_MAX])
+static int syntax_error(const yaml_parser_t *parser, struct error *err)
 {
 	const char *problem = parser->problem ? parser->problem : "invalid YAML";
 
-	if (parser->error == YAML_MEMORY_ERROR) {
-		config_error(err, "out of memory while parsing YAML");
-		return -ENOMEM;
-	}
+	if (parser->error == YAML_MEMORY_ERROR)
+		return error_set(err, -ENOMEM, "out of memory while parsing YAML");
 	if (parser->context)
-		return config_error(err, "%s at line %zu column %zu, %s at line %zu column %zu",
-				    problem, parser->problem_mark.line + 1,
-				    parser->problem_mark.column + 1, parser->context,
-				    parser->context_mark.line + 1, parser->context_mark.column + 1);
-	return config_error(err, "%s at line %zu column %zu", problem,
-			    parser->problem_mark.line + 1, parser->problem_mark.column + 1);
+		return error_set(
+		    err, -EINVAL, "%s at line %zu column %zu, %s at line %zu column %zu", problem,
+		    parser->problem_mark.line + 1, parser->problem_mark.column + 1, parser->context,
+		    parser->context_mark.line + 1, parser->context_mark.column + 1);
+	return error_set(err, -EINVAL, "%s at line %zu column %zu", problem,
+			 parser->problem_mark.line + 1, parser->problem_mark.column + 1);
 }
 
 /* Configs and KEK files hold secrets; libyaml frees its buffers unwiped. */
@@ -34,17 +32,15 @@ static void wipe_parser_buffers(yaml_parser_t *parser)
 			    (size_t)(parser->buffer.end - parser->buffer.start));
 }
 
-int yaml_tree_load(struct yaml_tree *tree, const char *text, size_t len, char err[CONFIG_ERROR_MAX])
+int yaml_tree_load(struct yaml_tree *tree, const char *text, size_t len, struct error *err)
 {
 	yaml_parser_t parser;
 	yaml_document_t extra;
 	int ret = 0;
 
 	memset(tree, 0, sizeof(*tree));
-	if (!yaml_parser_initialize(&parser)) {
-		config_error(err, "out of memory while parsing YAML");
-		return -ENOMEM;
-	}
+	if (!yaml_parser_initialize(&parser))
+		return error_set(err, -ENOMEM, "out of memory while parsing YAML");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &tree->doc)) {
 		ret = syntax_error(&parser, err);
@@ -59,10 +55,10 @@ int yaml_tree_load(struct yaml_tree *tree, const char *text, size_t len, char er
 	}
 	if (yaml_document_get_root_node(&extra)) {
 		yaml_mark_t mark = yaml_document_get_root_node(&extra)->start_mark;
-		ret = config_error(err,
-				   "deserializing from YAML containing more than one document is "
-				   "not supported at line %zu column %zu",
-				   mark.line + 1, mark.column + 1);
+		ret = error_set(err, -EINVAL,
+				"deserializing from YAML containing more than one document is "
+				"not supported at line %zu column %zu",
+				mark.line + 1, mark.column + 1);
 	}
 	yaml_document_delete(&extra);
 out:

@@ -14,8 +14,7 @@ struct yaml_tree {
 
 /* Loads exactly one document. Syntax errors are written as libyaml's problem
  * with 1-based "at line L column C". */
-int yaml_tree_load(struct yaml_tree *tree, const char *text, size_t len,
-		   char err[CONFIG_ERROR_MAX]);
+int yaml_tree_load(struct yaml_tree *tree, const char *text, size_t len, struct error *err);
 void yaml_tree_free(struct yaml_tree *tree);
 /* The document's root node; NULL for an empty document. */
 yaml_node_t *yaml_tree_root(struct yaml_tree *tree);

@@ -36,8 +36,7 @@ static int crypt_channel_create(void *layer, struct bdev_channel *self, uint32_t
 	if (!ch)
 		return -ENOMEM;
 	ch->self = self;
-	char err[CRYPTO_ERROR_MAX];
-	int rc = xts_cipher_new(dev->keys->key1, dev->keys->key2, &ch->cipher, err);
+	int rc = xts_cipher_new(dev->keys->key1, dev->keys->key2, &ch->cipher, NULL);
 	if (rc == 0)
 		rc = crypt_pool_init(ch, depth, bdev_buffer_alignment(dev->lower));
 	if (rc == 0) {
@@ -222,14 +221,11 @@ static const struct bdev_layer_ops crypt_layer_ops = {
 };
 
 int crypt_bdev_open(struct bdev *lower, const uint8_t key1[XTS_KEY_BYTES],
-		    const uint8_t key2[XTS_KEY_BYTES], struct bdev **out,
-		    char err[CRYPTO_ERROR_MAX])
+		    const uint8_t key2[XTS_KEY_BYTES], struct bdev **out, struct error *err)
 {
 	*out = NULL;
-	if (!lower) {
-		snprintf(err, CRYPTO_ERROR_MAX, "no device to encrypt");
-		return -EINVAL;
-	}
+	if (!lower)
+		return error_set(err, -EINVAL, "no device to encrypt");
 	/* Channels build their own ciphers; building one now reports bad keys
 	 * (or an OpenSSL without AES) at open instead of at the first I/O. */
 	struct xts_cipher *probe;
@@ -238,16 +234,14 @@ int crypt_bdev_open(struct bdev *lower, const uint8_t key1[XTS_KEY_BYTES],
 		return rc;
 	xts_cipher_free(probe);
 	struct crypt_device dev = {.lower = lower, .keys = malloc(sizeof(struct crypt_keys))};
-	if (!dev.keys) {
-		snprintf(err, CRYPTO_ERROR_MAX, "out of memory for the encryption keys");
-		return -ENOMEM;
-	}
+	if (!dev.keys)
+		return error_set(err, -ENOMEM, "out of memory for the encryption keys");
 	memcpy(dev.keys->key1, key1, XTS_KEY_BYTES);
 	memcpy(dev.keys->key2, key2, XTS_KEY_BYTES);
 	rc = bdev_layer_open(&crypt_layer_ops, &dev, sizeof(dev), lower, out);
 	if (rc < 0) {
 		crypt_destroy(&dev);
-		snprintf(err, CRYPTO_ERROR_MAX, "cannot build the crypt layer: %s", strerror(-rc));
+		error_set(err, rc, "cannot build the crypt layer: %s", strerror(-rc));
 	}
 	return rc;
 }

@@ -15,16 +15,16 @@
 #include <stdint.h>
 
 #include "bdev/bdev.h"
+#include "common/common.h"
 
-#define XTS_KEY_BYTES	 32u
-#define CRYPTO_ERROR_MAX 256
+#define XTS_KEY_BYTES 32u
 
 struct xts_cipher;
 
 /* Fails with -EINVAL (message in err) when the two halves are equal: OpenSSL
  * refuses them and they weaken XTS. The keys are copied; wipe yours. */
 int xts_cipher_new(const uint8_t key1[XTS_KEY_BYTES], const uint8_t key2[XTS_KEY_BYTES],
-		   struct xts_cipher **out, char err[CRYPTO_ERROR_MAX]);
+		   struct xts_cipher **out, struct error *err);
 /* Wipes the key schedule. */
 void xts_cipher_free(struct xts_cipher *c);
 /* nsectors sectors starting at absolute sector `first`; in may equal out. */
@@ -36,7 +36,6 @@ int xts_decrypt(struct xts_cipher *c, uint64_t first, const uint8_t *in, uint8_t
 /* A device that stores `lower`'s sectors encrypted. `lower` is borrowed and
  * must outlive it; free with bdev_close() (which wipes the keys). */
 int crypt_bdev_open(struct bdev *lower, const uint8_t key1[XTS_KEY_BYTES],
-		    const uint8_t key2[XTS_KEY_BYTES], struct bdev **out,
-		    char err[CRYPTO_ERROR_MAX]);
+		    const uint8_t key2[XTS_KEY_BYTES], struct bdev **out, struct error *err);
 
 #endif

@@ -74,30 +74,26 @@ static EVP_CIPHER_CTX *ecb_context(const uint8_t key[XTS_KEY_BYTES], int encrypt
 }
 
 int xts_cipher_new(const uint8_t key1[XTS_KEY_BYTES], const uint8_t key2[XTS_KEY_BYTES],
-		   struct xts_cipher **out, char err[CRYPTO_ERROR_MAX])
+		   struct xts_cipher **out, struct error *err)
 {
 	*out = NULL;
 	/* OpenSSL's own XTS refuses to encrypt with equal halves ("xts
 	 * duplicated keys"), and equal halves weaken XTS: refused here, once,
 	 * at start-up. */
-	if (CRYPTO_memcmp(key1, key2, XTS_KEY_BYTES) == 0) {
-		snprintf(err, CRYPTO_ERROR_MAX,
-			 "encryption_key: the two keys must differ (AES-XTS with equal halves is "
-			 "refused by OpenSSL and weak)");
-		return -EINVAL;
-	}
+	if (CRYPTO_memcmp(key1, key2, XTS_KEY_BYTES) == 0)
+		return error_set(
+		    err, -EINVAL,
+		    "encryption_key: the two keys must differ (AES-XTS with equal halves "
+		    "is refused by OpenSSL and weak)");
 	struct xts_cipher *c = buffer_alloc(CIPHER_ALIGNMENT, sizeof(*c));
-	if (!c) {
-		snprintf(err, CRYPTO_ERROR_MAX, "out of memory for the XTS cipher");
-		return -ENOMEM;
-	}
+	if (!c)
+		return error_set(err, -ENOMEM, "out of memory for the XTS cipher");
 	c->data_enc = ecb_context(key1, 1);
 	c->data_dec = ecb_context(key1, 0);
 	c->tweak_enc = ecb_context(key2, 1);
 	if (!c->data_enc || !c->data_dec || !c->tweak_enc) {
 		xts_cipher_free(c);
-		snprintf(err, CRYPTO_ERROR_MAX, "cannot set up AES-256 with OpenSSL");
-		return -EIO;
+		return error_set(err, -EIO, "cannot set up AES-256 with OpenSSL");
 	}
 	*out = c;
 	return 0;

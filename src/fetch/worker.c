@@ -211,10 +211,11 @@ int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_wor
 	w->fetcher.source = opts->source; /* freed with the worker on failure */
 
 	struct metadata loaded = {0};
-	char meta_err[META_ERROR_MAX] = "";
-	int rc = meta_load(opts->metadata, &loaded, meta_err);
+	struct error meta_err = {0};
+	int rc =
+	    meta_load(opts->metadata, stripe_state_disk_sectors(opts->state), &loaded, &meta_err);
 	if (rc < 0) {
-		set_error(err, "fetch worker: %s", meta_err);
+		set_error(err, "fetch worker: %s", meta_err.text);
 		worker_free(w);
 		return rc;
 	}

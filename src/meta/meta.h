@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "bdev/bdev.h"
+#include "common/common.h"
 
 #define META_HEADER_FETCHED    0x01u
 #define META_HEADER_WRITTEN    0x02u
@@ -28,7 +29,6 @@
 #define META_MAX_INIT_SHIFT	16u /* init-metadata accepts 6..16 */
 #define META_MAX_LOAD_SHIFT	17u /* a loaded file may have up to 17 */
 #define META_HEADERS_PER_SECTOR 512u
-#define META_ERROR_MAX		256
 
 struct metadata {
 	uint8_t shift;	       /* stripe = 1 << shift sectors */
@@ -54,16 +54,28 @@ int meta_serialize(const struct metadata *m, uint8_t *buf, size_t len);
  * one-line message in err: -EBADMSG when the bytes are no metadata at all
  * (shorter than 512, wrong magic: safe to initialise over), -EPROTONOSUPPORT
  * for another format version, -EINVAL for a shift out of range, -ENOMEM. */
-int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, char err[META_ERROR_MAX]);
+int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, struct error *err);
 void meta_free(struct metadata *m);
 
-/* Whole-file load/save through the device (O_DIRECT, one request). Save
- * writes every sector of the device then flushes. Each request is waited for
+/* Load and save through the device (O_DIRECT). Save writes every sector of
+ * the device in one request, then flushes. Load reads sector 0, then only the
+ * header sectors holding the stripes of a disk of disk_sectors (META_LOAD_ALL:
+ * every header of the file), so header_count is those stripes rounded up to a
+ * whole sector, or every header when the file is shorter (a file too small for
+ * the disk still shows fewer headers than stripes). Each request is waited for
  * at most 30 s (-ETIMEDOUT). Load returns meta_deserialize's errors, or the
  * I/O error; both describe the failure in err without naming the file (the
  * caller knows the path). */
-int meta_load(struct bdev *dev, struct metadata *m, char err[META_ERROR_MAX]);
-int meta_save(struct bdev *dev, const struct metadata *m, char err[META_ERROR_MAX]);
+#define META_LOAD_ALL UINT64_MAX
+int meta_load(struct bdev *dev, uint64_t disk_sectors, struct metadata *m, struct error *err);
+int meta_save(struct bdev *dev, const struct metadata *m, struct error *err);
+
+/* Calls visit(ctx, headers, count) for the headers of the file from index
+ * `first` to the end, in order, a bounded piece (1 MiB) at a time, so a file
+ * of any size is walked in little memory. Stops at the first I/O error. */
+typedef void (*meta_header_visitor)(void *ctx, const uint8_t *headers, size_t count);
+int meta_scan_headers(struct bdev *dev, uint64_t first, meta_header_visitor visit, void *ctx,
+		      struct error *err);
 
 /* init-metadata's write of a fresh file: m serialized, every other byte zero.
  * The file is created 0600 when missing (never through a symlink; regular
@@ -82,12 +94,11 @@ struct meta_init_options {
 	/* Optional: stacks a device over the file's before it is read or
 	 * written (the crypt layer when the config has encryption_key). *out
 	 * is closed before `file`; one line in err on failure. */
-	int (*wrap)(void *wrap_ctx, struct bdev *file, struct bdev **out, char *err,
-		    size_t err_len);
+	int (*wrap)(void *wrap_ctx, struct bdev *file, struct bdev **out, struct error *err);
 	void *wrap_ctx;
 };
-int meta_init_file(const struct meta_init_options *opts, const struct metadata *m, char *err,
-		   size_t err_len);
+int meta_init_file(const struct meta_init_options *opts, const struct metadata *m,
+		   struct error *err);
 
 /* True when every header with HAS_SOURCE also has FETCHED, surplus headers
  * included: the source is no longer needed. */
@@ -110,6 +121,19 @@ void meta_count(const struct metadata *m, uint64_t first, uint64_t count, struct
 /* The indices of all headers having `flag`, ascending, as runs: "a" for one,
  * "a, b" for two, "a-b" for three or more, joined by ", ". Nothing for none. */
 void meta_print_stripe_list(FILE *out, const struct metadata *m, uint8_t flag);
+/* The same list fed in pieces (headers 0, 1, 2, ... in order), for headers
+ * that are not all in memory: begin, add as often as needed, end. */
+struct meta_list_printer {
+	FILE *out;
+	uint8_t flag;
+	bool any;    /* something printed: the next run needs ", " */
+	bool in_run; /* run_first.. the previous header have the flag */
+	uint64_t run_first;
+	uint64_t next; /* index of the next header added */
+};
+void meta_list_begin(struct meta_list_printer *p, FILE *out, uint8_t flag);
+void meta_list_add(struct meta_list_printer *p, const uint8_t *headers, size_t count);
+void meta_list_end(struct meta_list_printer *p);
 
 #define META_MAP_DEFAULT_WIDTH 64u
 #define META_MAP_MAX_WIDTH     4096u
@@ -138,7 +162,7 @@ struct stripe_state;
  * -EINVAL (message in err) when the file has fewer headers than the disk has
  * stripes. */
 int stripe_state_create(const struct metadata *m, uint64_t disk_sectors, struct stripe_state **out,
-			char err[META_ERROR_MAX]);
+			struct error *err);
 void stripe_state_destroy(struct stripe_state *s);
 
 uint8_t stripe_state_shift(const struct stripe_state *s);
@@ -152,8 +176,9 @@ bool stripe_state_written(const struct stripe_state *s, uint64_t stripe);
 bool stripe_state_ready(const struct stripe_state *s, uint64_t stripe);
 /* Called by the worker once a header change is durable (release). Stripes
  * past the disk are ignored (set_fetched/set_written log a warning).
- * set_fetched leaves a NoSource stripe as it is and counts a stripe at most
- * once, whatever happened in between. set_failed applies to any state, so
+ * set_fetched leaves a stripe without a source as it is (NoSource, or Failed
+ * after set_failed) and never counts it, and counts a stripe at most once,
+ * whatever happened in between. set_failed applies to any state, so
  * requests waiting on a WRITTEN update that could not be made durable stop
  * waiting too; a stripe already counted as fetched stays counted. Failed is
  * never persisted: after a restart the stripe is tried again. */

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,21 +17,9 @@
 
 #define DEVICE_DEPTH 4
 
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* Opens the path without following a symlink, creating it (0600) when
  * missing. Only a regular file is accepted. */
-static int open_file(const char *path, int *fd_out, bool *created, char *err, size_t err_len)
+static int open_file(const char *path, int *fd_out, bool *created, struct error *err)
 {
 	/* O_NONBLOCK: opening a FIFO or device by mistake must not hang. */
 	int flags = O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
@@ -41,19 +28,19 @@ static int open_file(const char *path, int *fd_out, bool *created, char *err, si
 	if (fd < 0 && errno == EEXIST)
 		fd = open(path, flags);
 	if (fd < 0 && errno == ELOOP)
-		return fail(err, err_len, -ELOOP,
-			    "%s is a symbolic link; metadata_path must name the file itself", path);
+		return error_set(err, -ELOOP,
+				 "%s is a symbolic link; metadata_path must name the file itself",
+				 path);
 	if (fd < 0)
-		return fail(err, err_len, -errno, "cannot open the metadata file %s: %s", path,
-			    strerror(errno));
+		return error_set(err, -errno, "cannot open the metadata file %s: %s", path,
+				 strerror(errno));
 	struct stat st;
 	int rc = 0;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		rc = fail(err, err_len, -EINVAL, "%s is not a regular file", path);
+		rc = error_set(err, -EINVAL, "%s is not a regular file", path);
 	/* umask must not leave the new file looser or tighter than 0600. */
 	else if (*created && fchmod(fd, 0600) < 0)
-		rc = fail(err, err_len, -errno, "cannot set the mode of %s: %s", path,
-			  strerror(errno));
+		rc = error_set(err, -errno, "cannot set the mode of %s: %s", path, strerror(errno));
 	if (rc < 0) {
 		close(fd);
 		if (*created)
@@ -85,18 +72,15 @@ static struct bdev_file_options device_options(const struct meta_init_options *o
 /* The file's device, with opts->wrap's layer over it when given; close both
  * with close_device(). */
 static int open_device(const struct meta_init_options *opts, bool read_only, struct bdev **file,
-		       struct bdev **dev, char *err, size_t err_len)
+		       struct bdev **dev, struct error *err)
 {
 	struct bdev_file_options dev_opts = device_options(opts, read_only);
-	struct error why = {0};
-	int rc = bdev_open_file(&dev_opts, file, &why);
-	if (rc < 0 && err && err_len)
-		snprintf(err, err_len, "%s", why.text);
+	int rc = bdev_open_file(&dev_opts, file, err);
 	if (rc < 0 || !opts->wrap) {
 		*dev = rc < 0 ? NULL : *file;
 		return rc;
 	}
-	rc = opts->wrap(opts->wrap_ctx, *file, dev, err, err_len);
+	rc = opts->wrap(opts->wrap_ctx, *file, dev, err);
 	if (rc < 0)
 		bdev_close(*file);
 	return rc;
@@ -111,15 +95,15 @@ static void close_device(struct bdev *file, struct bdev *dev)
 
 /* A file holding metadata (or something with our magic that this version
  * cannot read) is only reset with force. Anything else is free to use. */
-static int check_not_in_use(const struct meta_init_options *opts, char *err, size_t err_len)
+static int check_not_in_use(const struct meta_init_options *opts, struct error *err)
 {
 	struct bdev *file, *dev;
-	int rc = open_device(opts, true, &file, &dev, err, err_len);
+	int rc = open_device(opts, true, &file, &dev, err);
 	if (rc < 0)
 		return rc;
 	struct metadata old;
-	char why[META_ERROR_MAX] = "";
-	rc = meta_load(dev, &old, why);
+	struct error why = {0};
+	rc = meta_load(dev, META_LOAD_ALL, &old, &why);
 	close_device(file, dev);
 	if (rc == -EBADMSG)
 		return 0; /* no metadata there */
@@ -128,11 +112,12 @@ static int check_not_in_use(const struct meta_init_options *opts, char *err, siz
 		meta_count(&old, 0, old.header_count, &c);
 		meta_free(&old);
 		if (!opts->force)
-			return fail(err, err_len, -EEXIST,
-				    "%s is already initialised (%llu of %llu stripes fetched); use "
-				    "--force to reset it",
-				    opts->path, (unsigned long long)c.fetched,
-				    (unsigned long long)(c.fetched + c.not_fetched));
+			return error_set(
+			    err, -EEXIST,
+			    "%s is already initialised (%llu of %llu stripes fetched); use "
+			    "--force to reset it",
+			    opts->path, (unsigned long long)c.fetched,
+			    (unsigned long long)(c.fetched + c.not_fetched));
 		log_warn("%s: resetting metadata with %llu fetched and %llu written stripes",
 			 opts->path, (unsigned long long)c.fetched, (unsigned long long)c.written);
 		return 0;
@@ -140,40 +125,39 @@ static int check_not_in_use(const struct meta_init_options *opts, char *err, siz
 	if (rc == -EPROTONOSUPPORT || rc == -EINVAL)
 		return opts->force
 			   ? 0
-			   : fail(err, err_len, -EEXIST,
-				  "%s holds metadata this tool cannot use (%s); use --force "
-				  "to reset it",
-				  opts->path, why);
-	return fail(err, err_len, rc, "cannot read the metadata file %s: %s", opts->path, why);
+			   : error_set(err, -EEXIST,
+				       "%s holds metadata this tool cannot use (%s); use --force "
+				       "to reset it",
+				       opts->path, why.text);
+	return error_set(err, rc, "cannot read the metadata file %s: %s", opts->path, why.text);
 }
 
 /* Checks the existing file and brings it to at least min_size bytes. */
 static int prepare(const struct meta_init_options *opts, int fd, bool created, uint64_t min_size,
-		   char *err, size_t err_len)
+		   struct error *err)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return fail(err, err_len, -errno, "cannot stat %s: %s", opts->path,
-			    strerror(errno));
+		return error_set(err, -errno, "cannot stat %s: %s", opts->path, strerror(errno));
 	/* A metadata_path naming the disk or the image (a copy-and-paste slip)
 	 * would have that file overwritten with headers. */
 	for (const char *const *p = opts->protected_paths; p && *p; p++)
 		if (is_same_file(&st, *p))
-			return fail(err, err_len, -EINVAL,
-				    "metadata_path %s is the same file as %s (the disk or "
-				    "the image); refusing to overwrite it",
-				    opts->path, *p);
+			return error_set(err, -EINVAL,
+					 "metadata_path %s is the same file as %s (the disk or "
+					 "the image); refusing to overwrite it",
+					 opts->path, *p);
 	uint64_t size = (uint64_t)st.st_size;
 	int rc = 0;
 	if (!created && size >= SECTOR_SIZE && size % SECTOR_SIZE == 0)
-		rc = check_not_in_use(opts, err, err_len);
+		rc = check_not_in_use(opts, err);
 	else if (size >= min_size && size % SECTOR_SIZE)
-		rc = fail(err, err_len, -EINVAL, "%s: size %llu is not a multiple of %u",
-			  opts->path, (unsigned long long)size, SECTOR_SIZE);
+		rc = error_set(err, -EINVAL, "%s: size %llu is not a multiple of %u", opts->path,
+			       (unsigned long long)size, SECTOR_SIZE);
 	/* Extended, never shrunk: surplus headers are zero ("no source"). */
 	if (rc == 0 && size < min_size && ftruncate(fd, (off_t)min_size) < 0)
-		rc = fail(err, err_len, -errno, "cannot extend %s to %llu bytes: %s", opts->path,
-			  (unsigned long long)min_size, strerror(errno));
+		rc = error_set(err, -errno, "cannot extend %s to %llu bytes: %s", opts->path,
+			       (unsigned long long)min_size, strerror(errno));
 	return rc;
 }
 
@@ -192,40 +176,39 @@ static int sync_parent_dir(const char *path)
 	return rc;
 }
 
-static int save(const struct meta_init_options *opts, const struct metadata *m, char *err,
-		size_t err_len)
+static int save(const struct meta_init_options *opts, const struct metadata *m, struct error *err)
 {
 	struct bdev *file, *dev;
-	int rc = open_device(opts, false, &file, &dev, err, err_len);
+	int rc = open_device(opts, false, &file, &dev, err);
 	if (rc < 0)
 		return rc;
-	char why[META_ERROR_MAX] = "";
-	rc = meta_save(dev, m, why);
+	rc = meta_save(dev, m, err);
 	close_device(file, dev);
-	return rc < 0 ? fail(err, err_len, rc, "Failed to save metadata to %s: %s", opts->path, why)
-		      : 0;
+	if (rc < 0)
+		error_prefix(err, "Failed to save metadata to %s: ", opts->path);
+	return rc;
 }
 
-int meta_init_file(const struct meta_init_options *opts, const struct metadata *m, char *err,
-		   size_t err_len)
+int meta_init_file(const struct meta_init_options *opts, const struct metadata *m,
+		   struct error *err)
 {
 	if (m->header_count > UINT64_MAX - 2 * SECTOR_SIZE)
-		return fail(err, err_len, -EINVAL, "too many stripe headers");
+		return error_set(err, -EINVAL, "too many stripe headers");
 	uint64_t min_size =
 	    (SECTOR_SIZE + m->header_count + SECTOR_SIZE - 1) / SECTOR_SIZE * SECTOR_SIZE;
 	int fd = -1;
 	bool created = false;
-	int rc = open_file(opts->path, &fd, &created, err, err_len);
+	int rc = open_file(opts->path, &fd, &created, err);
 	if (rc < 0)
 		return rc;
-	rc = prepare(opts, fd, created, min_size, err, err_len);
+	rc = prepare(opts, fd, created, min_size, err);
 	if (rc == 0)
-		rc = save(opts, m, err, err_len);
+		rc = save(opts, m, err);
 	if (rc == 0) {
 		/* Covers the size change even when the writes went out O_SYNC. */
 		rc = fsync(fd) < 0 ? -errno : created ? sync_parent_dir(opts->path) : 0;
 		if (rc < 0)
-			fail(err, err_len, rc, "cannot sync %s: %s", opts->path, strerror(-rc));
+			error_set(err, rc, "cannot sync %s: %s", opts->path, strerror(-rc));
 	}
 	close(fd);
 	/* A half-made file must not be mistaken for one written by us. */

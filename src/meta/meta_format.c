@@ -92,46 +92,37 @@ static uint16_t read_u16_le(const uint8_t *p)
 	return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, char err[META_ERROR_MAX])
+int meta_deserialize(const uint8_t *buf, size_t len, struct metadata *m, struct error *err)
 {
 	memset(m, 0, sizeof(*m));
-	if (len < SECTOR_SIZE) {
-		snprintf(err, META_ERROR_MAX,
-			 "Metadata too short: %zu bytes, a metadata file has at least %u", len,
-			 SECTOR_SIZE);
-		return -EBADMSG;
-	}
+	if (len < SECTOR_SIZE)
+		return error_set(err, -EBADMSG,
+				 "Metadata too short: %zu bytes, a metadata file has at least %u",
+				 len, SECTOR_SIZE);
 	if (memcmp(buf + PREFIX_MAGIC_OFFSET, magic, MAGIC_SIZE) != 0) {
 		char expected[64], found[64];
 		format_bytes(expected, sizeof(expected), magic, MAGIC_SIZE);
 		format_bytes(found, sizeof(found), buf + PREFIX_MAGIC_OFFSET, MAGIC_SIZE);
-		snprintf(err, META_ERROR_MAX, "Metadata magic mismatch! Expected: %s, Found: %s",
-			 expected, found);
-		return -EBADMSG;
+		return error_set(err, -EBADMSG, "Metadata magic mismatch! Expected: %s, Found: %s",
+				 expected, found);
 	}
 	uint16_t major = read_u16_le(buf + PREFIX_MAJOR_OFFSET);
 	uint16_t minor = read_u16_le(buf + PREFIX_MINOR_OFFSET);
-	if (major != META_VERSION_MAJOR || minor != META_VERSION_MINOR) {
-		snprintf(err, META_ERROR_MAX,
-			 "Metadata version mismatch! Expected: %u.%u, Found: %u.%u",
-			 META_VERSION_MAJOR, META_VERSION_MINOR, major, minor);
-		return -EPROTONOSUPPORT;
-	}
+	if (major != META_VERSION_MAJOR || minor != META_VERSION_MINOR)
+		return error_set(err, -EPROTONOSUPPORT,
+				 "Metadata version mismatch! Expected: %u.%u, Found: %u.%u",
+				 META_VERSION_MAJOR, META_VERSION_MINOR, major, minor);
 	/* A corrupt shift byte would give absurd stripe sizes (64 or more
 	 * even overflows), so only META_MIN_SHIFT..META_MAX_LOAD_SHIFT load. */
 	uint8_t shift = buf[PREFIX_SHIFT_OFFSET];
-	if (!shift_is_valid(shift)) {
-		snprintf(err, META_ERROR_MAX,
-			 "Metadata stripe sector count shift %u is out of range (%u..%u)", shift,
-			 META_MIN_SHIFT, META_MAX_LOAD_SHIFT);
-		return -EINVAL;
-	}
+	if (!shift_is_valid(shift))
+		return error_set(err, -EINVAL,
+				 "Metadata stripe sector count shift %u is out of range (%u..%u)",
+				 shift, META_MIN_SHIFT, META_MAX_LOAD_SHIFT);
 	size_t count = len - SECTOR_SIZE;
 	uint8_t *headers = malloc(count + 1);
-	if (!headers) {
-		snprintf(err, META_ERROR_MAX, "Out of memory for %zu stripe headers", count);
-		return -ENOMEM;
-	}
+	if (!headers)
+		return error_set(err, -ENOMEM, "Out of memory for %zu stripe headers", count);
 	memcpy(headers, buf + SECTOR_SIZE, count);
 	m->shift = shift;
 	m->header_count = count;

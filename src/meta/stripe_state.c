@@ -13,10 +13,13 @@
 #include <stdlib.h>
 
 /* Layout of an entry. COUNTED records that the stripe was counted in
- * `fetched`, so no sequence of set_* calls can count a stripe twice. */
+ * `fetched`, so no sequence of set_* calls can count a stripe twice.
+ * SOURCELESS keeps "no HAS_SOURCE in the file" once the fetch state has moved
+ * on to Failed, so such a stripe can never become Fetched or be counted. */
 #define ENTRY_FETCH_MASK 0x03u /* enum stripe_fetch_state */
 #define ENTRY_WRITTEN	 0x04u
 #define ENTRY_COUNTED	 0x08u
+#define ENTRY_SOURCELESS 0x10u
 
 struct stripe_state {
 	uint8_t shift;
@@ -31,7 +34,7 @@ static uint8_t entry_from_header(uint8_t header)
 {
 	uint8_t entry;
 	if (!(header & META_HEADER_HAS_SOURCE))
-		entry = STRIPE_NO_SOURCE;
+		entry = STRIPE_NO_SOURCE | ENTRY_SOURCELESS;
 	else if (header & META_HEADER_FETCHED)
 		entry = STRIPE_FETCHED | ENTRY_COUNTED;
 	else
@@ -42,29 +45,26 @@ static uint8_t entry_from_header(uint8_t header)
 }
 
 int stripe_state_create(const struct metadata *m, uint64_t disk_sectors, struct stripe_state **out,
-			char err[META_ERROR_MAX])
+			struct error *err)
 {
-	if (m->shift < META_MIN_SHIFT || m->shift > META_MAX_LOAD_SHIFT) {
-		snprintf(err, META_ERROR_MAX,
-			 "Stripe sector count shift %u is out of range (%u..%u)", m->shift,
-			 META_MIN_SHIFT, META_MAX_LOAD_SHIFT);
-		return -EINVAL;
-	}
+	if (m->shift < META_MIN_SHIFT || m->shift > META_MAX_LOAD_SHIFT)
+		return error_set(err, -EINVAL,
+				 "Stripe sector count shift %u is out of range (%u..%u)", m->shift,
+				 META_MIN_SHIFT, META_MAX_LOAD_SHIFT);
 	uint64_t count = meta_stripe_count(disk_sectors, m->shift);
 	if (m->header_count < count) {
-		snprintf(err, META_ERROR_MAX,
-			 "The metadata has %llu stripe headers but the disk (%llu sectors) has "
-			 "%llu stripes of %u sectors; the metadata file belongs to a smaller disk",
-			 (unsigned long long)m->header_count, (unsigned long long)disk_sectors,
-			 (unsigned long long)count, 1u << m->shift);
-		return -EINVAL;
+		return error_set(
+		    err, -EINVAL,
+		    "The metadata has %llu stripe headers but the disk (%llu sectors) has "
+		    "%llu stripes of %u sectors; the metadata file belongs to a smaller disk",
+		    (unsigned long long)m->header_count, (unsigned long long)disk_sectors,
+		    (unsigned long long)count, 1u << m->shift);
 	}
 	struct stripe_state *s = calloc(1, sizeof(*s));
 	if (!s || count > SIZE_MAX - 1 || !(s->entries = calloc((size_t)count + 1, 1))) {
 		free(s);
-		snprintf(err, META_ERROR_MAX, "Out of memory for the state of %llu stripes",
-			 (unsigned long long)count);
-		return -ENOMEM;
+		return error_set(err, -ENOMEM, "Out of memory for the state of %llu stripes",
+				 (unsigned long long)count);
 	}
 	s->shift = m->shift;
 	s->disk_sectors = disk_sectors;
@@ -156,9 +156,9 @@ void stripe_state_set_fetched(struct stripe_state *s, uint64_t stripe)
 		return;
 	}
 	_Atomic uint8_t *entry = &s->entries[stripe];
-	/* A stripe without a source stays NoSource: nothing was fetched for it. */
-	if ((atomic_load_explicit(entry, memory_order_relaxed) & ENTRY_FETCH_MASK) ==
-	    STRIPE_NO_SOURCE)
+	/* A stripe without a source is never fetched, even after it failed:
+	 * it stays as it is and is not counted. */
+	if (atomic_load_explicit(entry, memory_order_relaxed) & ENTRY_SOURCELESS)
 		return;
 	uint8_t old = swap_fetch_state(entry, STRIPE_FETCHED, ENTRY_COUNTED);
 	if (!(old & ENTRY_COUNTED))

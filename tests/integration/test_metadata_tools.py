@@ -368,6 +368,42 @@ def test_dump_rejects_bad_files():
         expect("has-source stripes: 0-5\n" in out, out)
 
 
+def peak_rss_mib(argv):
+    """Runs a tool to its end; returns (exit code, stdout, peak RSS in MiB)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    proc.stdout.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out.decode(), usage.ru_maxrss // 1024
+
+
+def test_huge_sparse_metadata_file_costs_no_memory():
+    """A 10-stripe disk with a 2 GiB sparse metadata file: the backend reads
+    only the disk's headers and dump-metadata walks the rest in pieces, with
+    the same output (its lists cover every header of the file)."""
+    with harness.scratch_dir() as tmp:
+        s = Setup(tmp)
+        expect_ok(s.init(), "init-metadata")
+        os.truncate(s.meta, 2 * 1024 * MIB)
+        far = 1_500_000_000
+        s.set_headers({1: HAS_SOURCE | FETCHED, far: HAS_SOURCE | FETCHED, far + 1: WRITTEN})
+        bound = 256  # MiB; a whole-file read needs 2 GiB twice over
+        code, out, rss = peak_rss_mib([harness.binary("dump-metadata"), "-f", s.config])
+        expect(code == 0, f"dump-metadata exit {code}")
+        lines = out.splitlines()
+        expect(lines[4:] == [f"fetched stripes: 1, {far}", f"written stripes: {far + 1}",
+                             f"has-source stripes: 0-5, {far}"], f"dump: {out!r}")
+        expect(rss < bound, f"dump-metadata peaked at {rss} MiB")
+
+        with harness.VhostBackend(tmp, s.disk, metadata_path=s.meta, image_path=s.image) as be:
+            with open(f"/proc/{be.process.pid}/status") as f:
+                peak = [l for l in f if l.startswith("VmHWM:")][0]
+            kib = int(peak.split()[1])
+            expect(kib // 1024 < bound, f"vhost-backend peaked at {kib // 1024} MiB")
+            expect(be.stop() == 0, "vhost-backend exit status")
+
+
 if __name__ == "__main__":
     harness.main([
         test_raw_image_with_partial_last_stripe,
@@ -381,4 +417,5 @@ if __name__ == "__main__":
         test_config_errors,
         test_dump_describes_every_source,
         test_dump_rejects_bad_files,
+        test_huge_sparse_metadata_file_costs_no_memory,
     ])

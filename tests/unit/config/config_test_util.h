@@ -34,19 +34,19 @@
 
 static inline void test_kek(struct kek *kek)
 {
-	char err[CONFIG_ERROR_MAX] = "";
-	int ret = kek_parse(TEST_KEK_YAML, strlen(TEST_KEK_YAML), kek, err);
+	struct error err = {0};
+	int ret = kek_parse(TEST_KEK_YAML, strlen(TEST_KEK_YAML), kek, &err);
 	if (ret)
-		fail_msg("test KEK: %s", err);
+		fail_msg("test KEK: %s", err.text);
 }
 
 /* Parses and expects success; the caller frees cfg. */
 static inline void parse_ok_kek(const char *yaml, const struct kek *kek, struct device_config *cfg)
 {
-	char err[CONFIG_ERROR_MAX] = "";
-	int ret = device_config_parse(yaml, strlen(yaml), kek, cfg, err);
+	struct error err = {0};
+	int ret = device_config_parse(yaml, strlen(yaml), kek, cfg, &err);
 	if (ret)
-		fail_msg("expected success for:\n%s\ngot %d: %s", yaml, ret, err);
+		fail_msg("expected success for:\n%s\ngot %d: %s", yaml, ret, err.text);
 }
 
 static inline void parse_ok(const char *yaml, struct device_config *cfg)
@@ -57,17 +57,17 @@ static inline void parse_ok(const char *yaml, struct device_config *cfg)
 /* Expects -EINVAL with `expected` inside the message, on one line. */
 static inline void parse_fails_kek(const char *yaml, const struct kek *kek, const char *expected)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct device_config cfg;
-	int ret = device_config_parse(yaml, strlen(yaml), kek, &cfg, err);
+	int ret = device_config_parse(yaml, strlen(yaml), kek, &cfg, &err);
 	if (ret == 0) {
 		device_config_free(&cfg);
 		fail_msg("expected failure \"%s\" for:\n%s", expected, yaml);
 	}
 	assert_int_equal(ret, -EINVAL);
-	if (!strstr(err, expected))
-		fail_msg("for:\n%s\nexpected \"%s\" in \"%s\"", yaml, expected, err);
-	assert_null(strchr(err, '\n'));
+	if (!strstr(err.text, expected))
+		fail_msg("for:\n%s\nexpected \"%s\" in \"%s\"", yaml, expected, err.text);
+	assert_null(strchr(err.text, '\n'));
 	assert_null(cfg.path); /* a failed parse leaves nothing allocated */
 }
 

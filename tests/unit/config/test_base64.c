@@ -4,11 +4,11 @@
 
 static void decode_ok(const char *text, bool strict, const char *expected, size_t expected_len)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct bytes out;
-	int ret = base64_decode(text, strict, &out, err);
+	int ret = base64_decode(text, strict, &out, &err);
 	if (ret)
-		fail_msg("\"%s\" (strict %d): %s", text, strict, err);
+		fail_msg("\"%s\" (strict %d): %s", text, strict, err.text);
 	assert_true(out.present);
 	assert_int_equal(out.len, expected_len);
 	if (expected_len)
@@ -20,10 +20,10 @@ static void decode_ok(const char *text, bool strict, const char *expected, size_
 
 static void decode_fails(const char *text, bool strict, const char *expected)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct bytes out;
-	assert_int_equal(base64_decode(text, strict, &out, err), -EINVAL);
-	assert_string_equal(err, expected);
+	assert_int_equal(base64_decode(text, strict, &out, &err), -EINVAL);
+	assert_string_equal(err.text, expected);
 	assert_false(out.present);
 	assert_null(out.data);
 }

@@ -67,9 +67,9 @@ static void test_encryption_key_unwrap_errors(void **state)
 
 	/* A 31-byte secret decrypts, then fails the XTS key length. */
 	struct bytes wrapped;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	char *b64 = NULL;
-	assert_int_equal(kek_wrap(&kek, key1, 31, &wrapped, err), 0);
+	assert_int_equal(kek_wrap(&kek, key1, 31, &wrapped, &err), 0);
 	assert_int_equal(base64_encode(wrapped.data, wrapped.len, &b64), 0);
 	snprintf(yaml, sizeof(yaml),
 		 "path: d\nencryption_key: [\"%s\", \"" KEY2_WRAPPED_B64 "\"]\n", b64);
@@ -78,7 +78,7 @@ static void test_encryption_key_unwrap_errors(void **state)
 	free(b64);
 	bytes_free(&wrapped);
 
-	assert_int_equal(kek_parse("method: aes256-gcm\n", 19, &keyless, err), 0);
+	assert_int_equal(kek_parse("method: aes256-gcm\n", 19, &keyless, &err), 0);
 	parse_fails_kek(WRAPPED_KEYS_YAML, &keyless, "config: encryption_key[0]: Key is required");
 	kek_free(&keyless);
 	kek_free(&kek);
@@ -87,12 +87,12 @@ static void test_encryption_key_unwrap_errors(void **state)
 static void test_no_secrets_never_touch_the_kek(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek keyless;
 	struct device_config cfg;
 
 	/* KEK values are checked lazily: no secret, no error. */
-	assert_int_equal(kek_parse("method: aes256-gcm\n", 19, &keyless, err), 0);
+	assert_int_equal(kek_parse("method: aes256-gcm\n", 19, &keyless, &err), 0);
 	parse_ok_kek("path: d\n", &keyless, &cfg);
 	assert_false(cfg.has_encryption_key);
 	device_config_free(&cfg);

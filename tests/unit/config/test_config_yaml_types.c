@@ -184,21 +184,23 @@ static void test_stripe_source_strings_are_typed(void **state)
 static void test_secret_values_stay_out_of_messages(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct device_config cfg;
 	const char *yaml = "path: d\nmetadata_path: m\ncopy_on_read: true\n"
 			   "stripe_source: {source: remote, address: a, psk_identity: i,\n"
 			   "  psk_secret: 987654321}\n";
 
-	assert_int_equal(device_config_parse(yaml, strlen(yaml), NULL, &cfg, err), -EINVAL);
-	assert_non_null(strstr(err, "stripe_source.psk_secret: invalid type: integer, expected a "
-				    "string"));
-	assert_null(strstr(err, "987654321"));
+	assert_int_equal(device_config_parse(yaml, strlen(yaml), NULL, &cfg, &err), -EINVAL);
+	assert_non_null(strstr(err.text,
+			       "stripe_source.psk_secret: invalid type: integer, expected a "
+			       "string"));
+	assert_null(strstr(err.text, "987654321"));
 
 	yaml = "path: d\nencryption_key: [{k: secretvalue}, b]\n";
-	assert_int_equal(device_config_parse(yaml, strlen(yaml), NULL, &cfg, err), -EINVAL);
-	assert_non_null(strstr(err, "encryption_key[0]: invalid type: map, expected a string"));
-	assert_null(strstr(err, "secretvalue"));
+	assert_int_equal(device_config_parse(yaml, strlen(yaml), NULL, &cfg, &err), -EINVAL);
+	assert_non_null(
+	    strstr(err.text, "encryption_key[0]: invalid type: map, expected a string"));
+	assert_null(strstr(err.text, "secretvalue"));
 }
 
 static void test_encryption_key_shapes(void **state)

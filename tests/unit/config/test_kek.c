@@ -9,26 +9,26 @@ static const uint8_t key1[32] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
 
 static struct bytes decode(const char *b64)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct bytes out;
-	if (base64_decode(b64, true, &out, err))
-		fail_msg("%s: %s", b64, err);
+	if (base64_decode(b64, true, &out, &err))
+		fail_msg("%s: %s", b64, err.text);
 	return out;
 }
 
 static void kek_from_yaml(const char *yaml, struct kek *kek)
 {
-	char err[CONFIG_ERROR_MAX] = "";
-	if (kek_parse(yaml, strlen(yaml), kek, err))
-		fail_msg("%s", err);
+	struct error err = {0};
+	if (kek_parse(yaml, strlen(yaml), kek, &err))
+		fail_msg("%s", err.text);
 }
 
 static void kek_parse_fails(const char *yaml, const char *expected)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
-	assert_int_equal(kek_parse(yaml, strlen(yaml), &kek, err), -EINVAL);
-	assert_string_equal(err, expected);
+	assert_int_equal(kek_parse(yaml, strlen(yaml), &kek, &err), -EINVAL);
+	assert_string_equal(err.text, expected);
 	assert_false(kek.key.present);
 }
 
@@ -36,11 +36,11 @@ static void kek_parse_fails(const char *yaml, const char *expected)
 static void unwrap_equals(const struct kek *kek, const char *wrapped, const void *plain,
 			  size_t plain_len)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct bytes in = decode(wrapped);
 	struct bytes out;
-	if (kek_unwrap(kek, in.data, in.len, &out, err))
-		fail_msg("%s: %s", wrapped, err);
+	if (kek_unwrap(kek, in.data, in.len, &out, &err))
+		fail_msg("%s: %s", wrapped, err.text);
 	assert_true(out.present);
 	assert_int_equal(out.len, plain_len);
 	assert_memory_equal(out.data, plain, plain_len);
@@ -50,10 +50,10 @@ static void unwrap_equals(const struct kek *kek, const char *wrapped, const void
 
 static void unwrap_fails(const struct kek *kek, const uint8_t *in, size_t len, const char *expected)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct bytes out;
-	assert_int_equal(kek_unwrap(kek, in, len, &out, err), -EINVAL);
-	assert_string_equal(err, expected);
+	assert_int_equal(kek_unwrap(kek, in, len, &out, &err), -EINVAL);
+	assert_string_equal(err.text, expected);
 	assert_false(out.present);
 	assert_null(out.data);
 }
@@ -131,26 +131,27 @@ static void test_parse_kek_errors(void **state)
 static void test_load_kek_file(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
 	char *path = write_temp_file(TEST_KEK_YAML);
 
-	assert_int_equal(kek_load(path, &kek, err), 0);
+	assert_int_equal(kek_load(path, &kek, &err), 0);
 	assert_int_equal(kek.method, KEK_METHOD_AES256_GCM);
 	assert_int_equal(kek.key.len, 32);
 	kek_free(&kek);
 	remove_temp_file(path);
 
-	assert_int_equal(kek_load("/nonexistent/kek.yaml", &kek, err), -ENOENT);
-	assert_string_equal(err, "Failed to read KEK file /nonexistent/kek.yaml: No such file or "
-				 "directory");
+	assert_int_equal(kek_load("/nonexistent/kek.yaml", &kek, &err), -ENOENT);
+	assert_string_equal(err.text,
+			    "Failed to read KEK file /nonexistent/kek.yaml: No such file or "
+			    "directory");
 
 	path = write_temp_file("method: none\nkey: [unclosed\n");
-	assert_int_equal(kek_load(path, &kek, err), -EINVAL);
-	char expected[CONFIG_ERROR_MAX];
+	assert_int_equal(kek_load(path, &kek, &err), -EINVAL);
+	char expected[ERROR_TEXT_MAX];
 	snprintf(expected, sizeof(expected), "Error parsing KEK file %s: ", path);
-	assert_memory_equal(err, expected, strlen(expected));
-	assert_non_null(strstr(err, " at line 3 column 1"));
+	assert_memory_equal(err.text, expected, strlen(expected));
+	assert_non_null(strstr(err.text, " at line 3 column 1"));
 	remove_temp_file(path);
 }
 
@@ -181,13 +182,13 @@ static void test_unwrap_worked_vectors(void **state)
 static void test_wrap_is_deterministic_and_matches_vectors(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek, archive_kek;
 	struct bytes wrapped;
 	char *text = NULL;
 
 	test_kek(&kek);
-	assert_int_equal(kek_wrap(&kek, key1, sizeof(key1), &wrapped, err), 0);
+	assert_int_equal(kek_wrap(&kek, key1, sizeof(key1), &wrapped, &err), 0);
 	assert_int_equal(base64_encode(wrapped.data, wrapped.len, &text), 0);
 	assert_string_equal(text, KEY1_WRAPPED_B64);
 	free(text);
@@ -200,7 +201,7 @@ static void test_wrap_is_deterministic_and_matches_vectors(void **state)
 		      "init_vector: RERERERERERERERE\n"
 		      "auth_data: YXJjaGl2ZS1hYWQ\n",
 		      &archive_kek);
-	assert_int_equal(kek_wrap(&archive_kek, key1, sizeof(key1), &wrapped, err), 0);
+	assert_int_equal(kek_wrap(&archive_kek, key1, sizeof(key1), &wrapped, &err), 0);
 	assert_int_equal(base64_encode(wrapped.data, wrapped.len, &text), 0);
 	assert_string_equal(text,
 			    "MbKB9UOtQoShoeH1fzYHnhuvVO3pdHKk5G2XFJdKz2jCBGS1pgk6gw/XG+EIN2Gp");
@@ -264,24 +265,24 @@ static void test_unwrap_check_order(void **state)
 static void test_method_none_returns_input(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
 	struct bytes out;
 
 	/* Malformed key/IV are ignored with method none. */
 	kek_from_yaml("method: none\nkey: AQ==\ninit_vector: AQ==\n", &kek);
-	assert_int_equal(kek_unwrap(&kek, key1, sizeof(key1), &out, err), 0);
+	assert_int_equal(kek_unwrap(&kek, key1, sizeof(key1), &out, &err), 0);
 	assert_int_equal(out.len, 32);
 	assert_memory_equal(out.data, key1, 32);
 	bytes_free(&out);
-	assert_int_equal(kek_wrap(&kek, key1, 5, &out, err), 0);
+	assert_int_equal(kek_wrap(&kek, key1, 5, &out, &err), 0);
 	assert_int_equal(out.len, 5);
 	assert_memory_equal(out.data, key1, 5);
 	bytes_free(&out);
 	kek_free(&kek);
 
 	/* A NULL KEK is the default KEK, method none; empty input stays empty. */
-	assert_int_equal(kek_unwrap(NULL, key1, 0, &out, err), 0);
+	assert_int_equal(kek_unwrap(NULL, key1, 0, &out, &err), 0);
 	assert_true(out.present);
 	assert_int_equal(out.len, 0);
 	bytes_free(&out);
@@ -292,7 +293,7 @@ static void test_method_none_returns_input(void **state)
 static void test_unwrap_nonce_prefixed_form(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek with_nonce, without_iv, example;
 	struct bytes wrapped, out;
 	uint8_t stored[12 + 32 + 16];
@@ -302,7 +303,7 @@ static void test_unwrap_nonce_prefixed_form(void **state)
 		      "init_vector: AAECAwQFBgcICQoL\n"
 		      "auth_data: dm0zamdlejhfMA==\n",
 		      &with_nonce);
-	assert_int_equal(kek_wrap(&with_nonce, key1, 32, &wrapped, err), 0);
+	assert_int_equal(kek_wrap(&with_nonce, key1, 32, &wrapped, &err), 0);
 	assert_int_equal(wrapped.len, 48);
 	memcpy(stored, with_nonce.init_vector.data, 12);
 	memcpy(stored + 12, wrapped.data, wrapped.len);
@@ -312,14 +313,14 @@ static void test_unwrap_nonce_prefixed_form(void **state)
 		      "key: wHKSFBsRXW/VPLsJKl/mnsMs7X3Pt8NWjzZkch8Ku60=\n"
 		      "auth_data: dm0zamdlejhfMA==\n",
 		      &without_iv);
-	assert_int_equal(kek_unwrap(&without_iv, stored, sizeof(stored), &out, err), 0);
+	assert_int_equal(kek_unwrap(&without_iv, stored, sizeof(stored), &out, &err), 0);
 	assert_int_equal(out.len, 32);
 	assert_memory_equal(out.data, key1, 32);
 	bytes_free(&out);
 
 	/* The example KEK has a different fixed nonce: falls back and succeeds. */
 	test_kek(&example);
-	assert_int_equal(kek_unwrap(&example, stored, sizeof(stored), &out, err), 0);
+	assert_int_equal(kek_unwrap(&example, stored, sizeof(stored), &out, &err), 0);
 	assert_memory_equal(out.data, key1, 32);
 	bytes_free(&out);
 
@@ -334,7 +335,7 @@ static void test_unwrap_nonce_prefixed_form(void **state)
 static void test_wrap_needs_complete_kek(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
 	struct bytes out;
 
@@ -342,8 +343,8 @@ static void test_wrap_needs_complete_kek(void **state)
 		      "key: wHKSFBsRXW/VPLsJKl/mnsMs7X3Pt8NWjzZkch8Ku60=\n"
 		      "auth_data: dm0zamdlejhfMA==\n",
 		      &kek);
-	assert_int_equal(kek_wrap(&kek, key1, 32, &out, err), -EINVAL);
-	assert_string_equal(err, "Initialization vector is required");
+	assert_int_equal(kek_wrap(&kek, key1, 32, &out, &err), -EINVAL);
+	assert_string_equal(err.text, "Initialization vector is required");
 	assert_false(out.present);
 	kek_free(&kek);
 }

@@ -25,10 +25,10 @@ static char *kek_file_with_mode(const char *text, mode_t mode)
 
 static void kek_load_fails(const char *path, int expected_ret, const char *expected)
 {
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
-	assert_int_equal(kek_load(path, &kek, err), expected_ret);
-	assert_string_equal(err, expected);
+	assert_int_equal(kek_load(path, &kek, &err), expected_ret);
+	assert_string_equal(err.text, expected);
 	assert_int_equal(kek.method, KEK_METHOD_NONE);
 	assert_false(kek.key.present);
 }
@@ -44,7 +44,7 @@ static void test_group_or_other_access_is_refused(void **state)
 	    {0660, "readable"},	  {0620, "accessible"}, {0602, "accessible"},
 	    {0610, "accessible"}, {0601, "accessible"}, {0444, "readable"},
 	};
-	char expected[CONFIG_ERROR_MAX];
+	char expected[ERROR_TEXT_MAX];
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		char *path = kek_file_with_mode(TEST_KEK_YAML, cases[i].mode);
@@ -59,7 +59,7 @@ static void test_group_or_other_access_is_refused(void **state)
 static void test_mode_is_checked_before_parsing(void **state)
 {
 	(void)state;
-	char expected[CONFIG_ERROR_MAX];
+	char expected[ERROR_TEXT_MAX];
 	/* Broken YAML: the mode error wins, the text is never looked at. */
 	char *path = kek_file_with_mode("method: [unclosed\n", 0644);
 
@@ -73,12 +73,12 @@ static void test_owner_only_modes_are_accepted(void **state)
 {
 	(void)state;
 	static const mode_t modes[] = {0600, 0400, 0700};
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
 
 	for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
 		char *path = kek_file_with_mode(TEST_KEK_YAML, modes[i]);
-		assert_int_equal(kek_load(path, &kek, err), 0);
+		assert_int_equal(kek_load(path, &kek, &err), 0);
 		assert_int_equal(kek.method, KEK_METHOD_AES256_GCM);
 		assert_int_equal(kek.key.len, 32);
 		kek_free(&kek);
@@ -109,7 +109,7 @@ static void test_fifo_is_accepted(void **state)
 	(void)state;
 	char dir[] = "/tmp/ubiblk-kek-fifo-XXXXXX";
 	char path[sizeof(dir) + 16];
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct kek kek;
 	pthread_t writer;
 
@@ -119,10 +119,10 @@ static void test_fifo_is_accepted(void **state)
 	assert_int_equal(chmod(path, 0666), 0); /* whatever the umask left */
 	struct fifo_writer w = {.path = path, .text = TEST_KEK_YAML};
 	assert_int_equal(pthread_create(&writer, NULL, write_fifo, &w), 0);
-	int ret = kek_load(path, &kek, err);
+	int ret = kek_load(path, &kek, &err);
 	pthread_join(writer, NULL);
 	if (ret)
-		fail_msg("FIFO KEK: %s", err);
+		fail_msg("FIFO KEK: %s", err.text);
 	assert_int_equal(kek.method, KEK_METHOD_AES256_GCM);
 	assert_int_equal(kek.init_vector.len, 12);
 	kek_free(&kek);
@@ -139,7 +139,7 @@ static void test_fifo_is_accepted(void **state)
 
 /* Loads with unlink_kek; returns the result and whether the KEK survived. */
 static int load_unlinking(const char *config_path, const char *kek_path, bool *kek_left,
-			  char err[CONFIG_ERROR_MAX])
+			  struct error *err)
 {
 	struct device_config cfg;
 	int ret = device_config_load_with_kek(config_path, kek_path, true, &cfg, err);
@@ -152,12 +152,12 @@ static int load_unlinking(const char *config_path, const char *kek_path, bool *k
 static void test_unlink_after_success(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	struct device_config cfg;
 	char *kek = kek_file_with_mode(TEST_KEK_YAML, 0600);
 	char *config = write_temp_file(WRAPPED_CONFIG);
 
-	assert_int_equal(device_config_load_with_kek(config, kek, true, &cfg, err), 0);
+	assert_int_equal(device_config_load_with_kek(config, kek, true, &cfg, &err), 0);
 	assert_false(exists(kek));
 	assert_true(cfg.has_encryption_key);
 	assert_int_equal(cfg.encryption_key[0][0], 0x01);
@@ -167,7 +167,7 @@ static void test_unlink_after_success(void **state)
 	/* Without unlink the file stays. */
 	remove_temp_file(kek);
 	kek = kek_file_with_mode(TEST_KEK_YAML, 0600);
-	assert_int_equal(device_config_load_with_kek(config, kek, false, &cfg, err), 0);
+	assert_int_equal(device_config_load_with_kek(config, kek, false, &cfg, &err), 0);
 	assert_true(exists(kek));
 	device_config_free(&cfg);
 	remove_temp_file(kek);
@@ -185,26 +185,27 @@ static void test_kek_failures_keep_the_file(void **state)
 	    "method: aes-256\n",	    /* unknown method */
 	    "method: none\nkey: \"%%%\"\n", /* base64 */
 	};
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	bool left;
 	char *config = write_temp_file(PLAIN_CONFIG);
 
 	for (size_t i = 0; i < ARRAY_SIZE(broken); i++) {
 		char *kek = kek_file_with_mode(broken[i], 0600);
-		assert_int_equal(load_unlinking(config, kek, &left, err), -EINVAL);
+		assert_int_equal(load_unlinking(config, kek, &left, &err), -EINVAL);
 		assert_true(left);
-		assert_non_null(strstr(err, "Error parsing KEK file "));
+		assert_non_null(strstr(err.text, "Error parsing KEK file "));
 		remove_temp_file(kek);
 	}
 	char *kek = kek_file_with_mode(TEST_KEK_YAML, 0644);
-	assert_int_equal(load_unlinking(config, kek, &left, err), -EACCES);
+	assert_int_equal(load_unlinking(config, kek, &left, &err), -EACCES);
 	assert_true(left);
-	assert_non_null(strstr(err, "chmod 600 it"));
+	assert_non_null(strstr(err.text, "chmod 600 it"));
 	remove_temp_file(kek);
 
-	assert_int_equal(load_unlinking(config, "/nonexistent/kek.yaml", &left, err), -ENOENT);
-	assert_string_equal(err, "Failed to read KEK file /nonexistent/kek.yaml: No such file or "
-				 "directory");
+	assert_int_equal(load_unlinking(config, "/nonexistent/kek.yaml", &left, &err), -ENOENT);
+	assert_string_equal(err.text,
+			    "Failed to read KEK file /nonexistent/kek.yaml: No such file or "
+			    "directory");
 	remove_temp_file(config);
 }
 
@@ -219,22 +220,23 @@ static void test_config_failures_after_a_good_kek_delete_it(void **state)
 	    "path: d\nencryption_key: [\"AQ==\", \"AQ==\"]\n", /* unwrap fails (tag) */
 	    "path: d\nimage_path: i\n",			       /* metadata_path missing */
 	};
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	bool left;
 
 	for (size_t i = 0; i < ARRAY_SIZE(configs); i++) {
 		char *kek = kek_file_with_mode(TEST_KEK_YAML, 0600);
 		char *config = write_temp_file(configs[i]);
-		assert_int_equal(load_unlinking(config, kek, &left, err), -EINVAL);
+		assert_int_equal(load_unlinking(config, kek, &left, &err), -EINVAL);
 		assert_false(left);
-		assert_null(strstr(err, "KEK file"));
+		assert_null(strstr(err.text, "KEK file"));
 		remove_temp_file(config);
 		remove_temp_file(kek);
 	}
 	char *kek = kek_file_with_mode("method: none\n", 0600);
-	assert_int_equal(load_unlinking("/nonexistent/disk.yaml", kek, &left, err), -ENOENT);
+	assert_int_equal(load_unlinking("/nonexistent/disk.yaml", kek, &left, &err), -ENOENT);
 	assert_false(left);
-	assert_non_null(strstr(err, "Failed to read device config file /nonexistent/disk.yaml"));
+	assert_non_null(
+	    strstr(err.text, "Failed to read device config file /nonexistent/disk.yaml"));
 	remove_temp_file(kek);
 }
 
@@ -243,14 +245,14 @@ static void test_config_failures_after_a_good_kek_delete_it(void **state)
 static void test_lazy_kek_errors_come_after_the_unlink(void **state)
 {
 	(void)state;
-	char err[CONFIG_ERROR_MAX] = "";
+	struct error err = {0};
 	bool left;
 	char *kek = kek_file_with_mode("method: aes256-gcm\n", 0600);
 	char *config = write_temp_file(WRAPPED_CONFIG);
 
-	assert_int_equal(load_unlinking(config, kek, &left, err), -EINVAL);
+	assert_int_equal(load_unlinking(config, kek, &left, &err), -EINVAL);
 	assert_false(left);
-	assert_non_null(strstr(err, "Key is required"));
+	assert_non_null(strstr(err.text, "Key is required"));
 	remove_temp_file(kek);
 	remove_temp_file(config);
 }

@@ -44,10 +44,10 @@ struct bdev *open_test_file(const char *path, enum bdev_engine engine, bool dire
 struct bdev *open_test_crypt(struct bdev *lower)
 {
 	struct bdev *dev;
-	char err[CRYPTO_ERROR_MAX] = "";
-	int rc = crypt_bdev_open(lower, test_key1, test_key2, &dev, err);
+	struct error err = {0};
+	int rc = crypt_bdev_open(lower, test_key1, test_key2, &dev, &err);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", err.text);
 	assert_int_equal(bdev_sector_count(dev), bdev_sector_count(lower));
 	assert_int_equal(bdev_is_read_only(dev), bdev_is_read_only(lower));
 	return dev;

@@ -377,8 +377,8 @@ static void channels_and_devices_share_data(void **state)
 	uint8_t k2[32];
 	memcpy(k2, test_key2, 32);
 	k2[0] ^= 0x80;
-	char err[CRYPTO_ERROR_MAX];
-	assert_int_equal(crypt_bdev_open(f->file, test_key1, k2, &again, err), 0);
+	struct error err = {0};
+	assert_int_equal(crypt_bdev_open(f->file, test_key1, k2, &again, &err), 0);
 	assert_int_equal(bdev_channel_create(again, 4, &other), 0);
 	assert_int_equal(do_one(other, false, 500, back, 8192), 0);
 	assert_memory_not_equal(back, plain, 512);

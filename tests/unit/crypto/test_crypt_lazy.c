@@ -67,14 +67,14 @@ static void stack_open(struct stack *s, bool copy_on_read)
 	s->meta = open_test_crypt(s->meta_file);
 
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
+	struct error err = {0};
 	assert_int_equal(meta_create(&m, SHIFT, STRIPES, IMAGE_STRIPES), 0);
-	if (meta_save(s->meta, &m, err) < 0)
-		fail_msg("%s", err);
+	if (meta_save(s->meta, &m, &err) < 0)
+		fail_msg("%s", err.text);
 	meta_free(&m);
-	if (meta_load(s->meta, &m, err) < 0)
-		fail_msg("%s", err);
-	assert_int_equal(stripe_state_create(&m, DISK_SECTORS, &s->state, err), 0);
+	if (meta_load(s->meta, META_LOAD_ALL, &m, &err) < 0)
+		fail_msg("%s", err.text);
+	assert_int_equal(stripe_state_create(&m, DISK_SECTORS, &s->state, &err), 0);
 	meta_free(&m);
 
 	struct stripe_source *src;
@@ -162,8 +162,8 @@ static void metadata_is_encrypted(const struct stack *s, unsigned fetched)
 	assert_int_equal(count, fetched);
 	/* Read without the crypt layer, the file is no metadata at all. */
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_load(s->meta_file, &m, err), -EBADMSG);
+	struct error err = {0};
+	assert_int_equal(meta_load(s->meta_file, META_LOAD_ALL, &m, &err), -EBADMSG);
 	free(raw);
 	free(plain);
 }

@@ -84,10 +84,10 @@ static const struct {
 static struct xts_cipher *new_cipher(const uint8_t *k1, const uint8_t *k2)
 {
 	struct xts_cipher *c = NULL;
-	char err[CRYPTO_ERROR_MAX] = "";
-	int rc = xts_cipher_new(k1, k2, &c, err);
+	struct error err = {0};
+	int rc = xts_cipher_new(k1, k2, &c, &err);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", err.text);
 	return c;
 }
 
@@ -266,18 +266,19 @@ static void equal_halves_are_refused(void **state)
 	uint8_t key[32];
 	memset(key, 0x5a, sizeof(key));
 	struct xts_cipher *c = (struct xts_cipher *)&c;
-	char err[CRYPTO_ERROR_MAX] = "";
-	assert_int_equal(xts_cipher_new(key, key, &c, err), -EINVAL);
+	struct error err = {0};
+	assert_int_equal(xts_cipher_new(key, key, &c, &err), -EINVAL);
 	assert_null(c);
-	assert_string_equal(err, "encryption_key: the two keys must differ (AES-XTS with equal "
-				 "halves is refused by OpenSSL and weak)");
+	assert_string_equal(err.text,
+			    "encryption_key: the two keys must differ (AES-XTS with equal "
+			    "halves is refused by OpenSSL and weak)");
 
 	struct bdev *null_dev, *dev = NULL;
 	assert_int_equal(bdev_open_null(8, &null_dev), 0);
-	err[0] = 0;
-	assert_int_equal(crypt_bdev_open(null_dev, key, key, &dev, err), -EINVAL);
+	error_clear(&err);
+	assert_int_equal(crypt_bdev_open(null_dev, key, key, &dev, &err), -EINVAL);
 	assert_null(dev);
-	assert_non_null(strstr(err, "the two keys must differ"));
+	assert_non_null(strstr(err.text, "the two keys must differ"));
 	bdev_close(null_dev);
 
 	/* One differing byte is enough. */

@@ -64,9 +64,9 @@ static void save_metadata(struct fixture *fx)
 			m.headers[i] = META_HEADER_HAS_SOURCE;
 		m.headers[i] |= o->extra_header_bits;
 	}
-	char err[META_ERROR_MAX];
-	if (meta_save(dev, &m, err) < 0)
-		fail_msg("meta_save: %s", err);
+	struct error err = {0};
+	if (meta_save(dev, &m, &err) < 0)
+		fail_msg("meta_save: %s", err.text);
 	meta_free(&m);
 	bdev_close(dev);
 }
@@ -74,11 +74,11 @@ static void save_metadata(struct fixture *fx)
 static void build_state(struct fixture *fx)
 {
 	struct metadata m;
-	char err[META_ERROR_MAX];
-	if (meta_load(fx->metadata, &m, err) < 0)
-		fail_msg("meta_load: %s", err);
-	if (stripe_state_create(&m, fx->opts.disk_sectors, &fx->state, err) < 0)
-		fail_msg("stripe_state_create: %s", err);
+	struct error err = {0};
+	if (meta_load(fx->metadata, META_LOAD_ALL, &m, &err) < 0)
+		fail_msg("meta_load: %s", err.text);
+	if (stripe_state_create(&m, fx->opts.disk_sectors, &fx->state, &err) < 0)
+		fail_msg("stripe_state_create: %s", err.text);
 	meta_free(&m);
 }
 

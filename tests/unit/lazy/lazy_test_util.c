@@ -56,25 +56,25 @@ static void save_metadata(struct lazy_env *env, const struct lazy_setup *setup)
 	assert_int_equal(meta_create(&m, TEST_SHIFT, TEST_STRIPES, source_stripes), 0);
 	for (unsigned i = 0; i < TEST_STRIPES; i++)
 		m.headers[i] |= setup->preset[i];
-	char err[META_ERROR_MAX] = "";
-	int rc = meta_save(env->meta, &m, err);
+	struct error err = {0};
+	int rc = meta_save(env->meta, &m, &err);
 	meta_free(&m);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", &err);
 }
 
 static void build_state(struct lazy_env *env, const struct lazy_setup *setup)
 {
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	int rc = meta_load(env->meta, &m, err);
+	struct error err = {0};
+	int rc = meta_load(env->meta, META_LOAD_ALL, &m, &err);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", &err);
 	uint64_t sectors = setup->state_sectors ? setup->state_sectors : TEST_DISK_SECTORS;
-	rc = stripe_state_create(&m, sectors, &env->state, err);
+	rc = stripe_state_create(&m, sectors, &env->state, &err);
 	meta_free(&m);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", &err);
 }
 
 static void start_worker(struct lazy_env *env, const struct lazy_setup *setup)

@@ -59,8 +59,8 @@ static void round_trip_keeps_shift_and_every_header(void **state)
 		uint8_t buf[512 + 256];
 		assert_int_equal(meta_serialize(&m, buf, sizeof(buf)), 0);
 		struct metadata back;
-		char err[META_ERROR_MAX] = "";
-		assert_int_equal(meta_deserialize(buf, sizeof(buf), &back, err), 0);
+		struct error err = {0};
+		assert_int_equal(meta_deserialize(buf, sizeof(buf), &back, &err), 0);
 		assert_int_equal(back.shift, shifts[s]);
 		assert_int_equal(back.header_count, 256);
 		assert_memory_equal(back.headers, headers, 256);
@@ -74,8 +74,8 @@ static void exactly_one_sector_has_no_headers(void **state)
 	uint8_t buf[512] = {0};
 	memcpy(buf, golden_prefix_shift11, 14);
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), 0);
+	struct error err = {0};
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), 0);
 	assert_int_equal(m.header_count, 0);
 	meta_free(&m);
 }
@@ -85,11 +85,11 @@ static void short_buffers_are_rejected(void **state)
 	uint8_t buf[511];
 	memcpy(buf, golden_prefix_shift11, 14);
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EBADMSG);
-	assert_non_null(strstr(err, "too short: 511 bytes"));
-	assert_int_equal(meta_deserialize(NULL, 0, &m, err), -EBADMSG);
-	assert_non_null(strstr(err, "too short: 0 bytes"));
+	struct error err = {0};
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EBADMSG);
+	assert_non_null(strstr(err.text, "too short: 511 bytes"));
+	assert_int_equal(meta_deserialize(NULL, 0, &m, &err), -EBADMSG);
+	assert_non_null(strstr(err.text, "too short: 0 bytes"));
 	assert_null(m.headers);
 }
 
@@ -97,14 +97,15 @@ static void wrong_magic_is_reported_like_the_reference(void **state)
 {
 	uint8_t buf[1024] = {0};
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EBADMSG);
-	assert_string_equal(err, "Metadata magic mismatch! Expected: [66, 68, 69, 86, 95, 85, 66, "
-				 "73, 0], Found: [0, 0, 0, 0, 0, 0, 0, 0, 0]");
+	struct error err = {0};
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EBADMSG);
+	assert_string_equal(err.text,
+			    "Metadata magic mismatch! Expected: [66, 68, 69, 86, 95, 85, 66, "
+			    "73, 0], Found: [0, 0, 0, 0, 0, 0, 0, 0, 0]");
 	memcpy(buf, golden_prefix_shift11, 14);
 	buf[8] = '!'; /* the NUL is part of the magic */
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EBADMSG);
-	assert_non_null(strstr(err, "Found: [66, 68, 69, 86, 95, 85, 66, 73, 33]"));
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EBADMSG);
+	assert_non_null(strstr(err.text, "Found: [66, 68, 69, 86, 95, 85, 66, 73, 33]"));
 }
 
 static void other_versions_are_rejected(void **state)
@@ -112,18 +113,18 @@ static void other_versions_are_rejected(void **state)
 	uint8_t buf[1024] = {0};
 	memcpy(buf, golden_prefix_shift11, 14);
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
+	struct error err = {0};
 	buf[11] = 1; /* 1.1 */
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EPROTONOSUPPORT);
-	assert_string_equal(err, "Metadata version mismatch! Expected: 1.0, Found: 1.1");
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EPROTONOSUPPORT);
+	assert_string_equal(err.text, "Metadata version mismatch! Expected: 1.0, Found: 1.1");
 	buf[11] = 0;
 	buf[9] = 2; /* 2.0, the later CRC format */
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EPROTONOSUPPORT);
-	assert_string_equal(err, "Metadata version mismatch! Expected: 1.0, Found: 2.0");
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EPROTONOSUPPORT);
+	assert_string_equal(err.text, "Metadata version mismatch! Expected: 1.0, Found: 2.0");
 	buf[9] = 1;
 	buf[10] = 1; /* major is a u16: 257.0 */
-	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "Found: 257.0"));
+	assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.text, "Found: 257.0"));
 }
 
 static void shift_outside_6_to_17_is_rejected(void **state)
@@ -131,18 +132,18 @@ static void shift_outside_6_to_17_is_rejected(void **state)
 	uint8_t buf[1024] = {0};
 	memcpy(buf, golden_prefix_shift11, 14);
 	struct metadata m;
-	char err[META_ERROR_MAX] = "";
+	struct error err = {0};
 	uint8_t bad[] = {0, 5, 18, 64, 255};
 	for (size_t i = 0; i < sizeof(bad); i++) {
 		buf[13] = bad[i];
-		assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), -EINVAL);
-		assert_non_null(strstr(err, "out of range (6..17)"));
+		assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), -EINVAL);
+		assert_non_null(strstr(err.text, "out of range (6..17)"));
 		assert_null(m.headers);
 	}
 	uint8_t good[] = {6, 17};
 	for (size_t i = 0; i < sizeof(good); i++) {
 		buf[13] = good[i];
-		assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, err), 0);
+		assert_int_equal(meta_deserialize(buf, sizeof(buf), &m, &err), 0);
 		assert_int_equal(m.shift, good[i]);
 		meta_free(&m);
 	}

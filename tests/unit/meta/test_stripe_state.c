@@ -25,8 +25,8 @@ static struct stripe_state *create(uint8_t *headers, uint64_t count, uint64_t di
 {
 	struct metadata m = {.shift = 11, .header_count = count, .headers = headers};
 	struct stripe_state *s = NULL;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(stripe_state_create(&m, disk_sectors, &s, err), 0);
+	struct error err = {0};
+	assert_int_equal(stripe_state_create(&m, disk_sectors, &s, &err), 0);
 	return s;
 }
 
@@ -65,6 +65,23 @@ static void fetched_without_source_stays_no_source(void **state)
 	assert_int_equal(stripe_state_fetch(s, 0), STRIPE_NO_SOURCE);
 	stripe_state_counts(s, &total, &source, &fetched);
 	assert_int_equal(fetched, 0);
+	stripe_state_destroy(s);
+}
+
+/* A stripe without a source that failed (a WRITTEN update that could not be
+ * made durable) is still a stripe without a source: fetching it is refused,
+ * so it is never counted and fetched stays <= source. */
+static void failed_stripe_without_source_is_never_counted_as_fetched(void **state)
+{
+	struct stripe_state *s = create(sample_headers, 8, 8 * 2048);
+	uint64_t total, source, fetched;
+	stripe_state_set_failed(s, 5);
+	assert_int_equal(stripe_state_fetch(s, 5), STRIPE_FAILED);
+	stripe_state_set_fetched(s, 5);
+	assert_int_not_equal(stripe_state_fetch(s, 5), STRIPE_FETCHED);
+	stripe_state_counts(s, &total, &source, &fetched);
+	assert_int_equal(source, 5);
+	assert_int_equal(fetched, 2);
 	stripe_state_destroy(s);
 }
 
@@ -156,12 +173,12 @@ static void too_few_headers_for_the_disk_are_refused(void **state)
 	uint8_t headers[3] = {S, S, S};
 	struct metadata m = {.shift = 11, .header_count = 3, .headers = headers};
 	struct stripe_state *s = NULL;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(stripe_state_create(&m, 3 * 2048 + 1, &s, err), -EINVAL);
+	struct error err = {0};
+	assert_int_equal(stripe_state_create(&m, 3 * 2048 + 1, &s, &err), -EINVAL);
 	assert_null(s);
-	assert_non_null(strstr(err, "3 stripe headers"));
-	assert_non_null(strstr(err, "4 stripes"));
-	assert_int_equal(stripe_state_create(&m, 3 * 2048, &s, err), 0);
+	assert_non_null(strstr(err.text, "3 stripe headers"));
+	assert_non_null(strstr(err.text, "4 stripes"));
+	assert_int_equal(stripe_state_create(&m, 3 * 2048, &s, &err), 0);
 	stripe_state_destroy(s);
 }
 
@@ -169,8 +186,8 @@ static void empty_disk_and_bad_shift(void **state)
 {
 	struct metadata m = {.shift = 11, .header_count = 0, .headers = NULL};
 	struct stripe_state *s = NULL;
-	char err[META_ERROR_MAX] = "";
-	assert_int_equal(stripe_state_create(&m, 0, &s, err), 0);
+	struct error err = {0};
+	assert_int_equal(stripe_state_create(&m, 0, &s, &err), 0);
 	assert_int_equal(stripe_state_count(s), 0);
 	assert_int_equal(stripe_state_fetch(s, 0), STRIPE_FAILED);
 	stripe_state_destroy(s);
@@ -178,8 +195,8 @@ static void empty_disk_and_bad_shift(void **state)
 
 	uint8_t headers[4] = {0};
 	m = (struct metadata){.shift = 18, .header_count = 4, .headers = headers};
-	assert_int_equal(stripe_state_create(&m, 2048, &s, err), -EINVAL);
-	assert_non_null(strstr(err, "out of range"));
+	assert_int_equal(stripe_state_create(&m, 2048, &s, &err), -EINVAL);
+	assert_non_null(strstr(err.text, "out of range"));
 }
 
 /* One writer (the worker) and a reader thread: the reader never sees a stripe
@@ -234,6 +251,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(initial_states_come_from_the_headers),
 	    cmocka_unit_test(fetched_without_source_stays_no_source),
+	    cmocka_unit_test(failed_stripe_without_source_is_never_counted_as_fetched),
 	    cmocka_unit_test(setting_fetched_counts_once),
 	    cmocka_unit_test(ready_means_fetched_or_no_source),
 	    cmocka_unit_test(failed_is_neither_fetched_nor_ready),
