@@ -62,6 +62,9 @@ struct fetch_stats {
 	uint64_t fetch_latency_ns_max;
 	uint64_t metadata_writes;   /* metadata sector writes issued, retries included */
 	uint64_t metadata_failures; /* failed metadata writes or flushes, retries included */
+	/* False once every stripe is fetched and the source is closed (or when
+	 * nothing was left to fetch at start-up). */
+	bool source_connected;
 };
 
 struct fetch_worker;

@@ -1,5 +1,5 @@
-/* Starting and stopping the worker, the calls I/O threads make, and what a
- * durable (or failed) header update means for the shared stripe state. */
+/* Starting and stopping the worker, the calls I/O threads make, and the
+ * stats. */
 #include "fetch/worker_internal.h"
 
 #include <errno.h>
@@ -12,78 +12,6 @@
 #include "common/common.h"
 #include "fetch/fetch_testing.h"
 
-void worker_stat_add(uint64_t *counter, uint64_t value)
-{
-	/* One writer: a relaxed load and store suffice, readers see whole
-	 * values. */
-	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + value,
-			 __ATOMIC_RELAXED);
-}
-
-void worker_stat_max(uint64_t *counter, uint64_t value)
-{
-	if (value > __atomic_load_n(counter, __ATOMIC_RELAXED))
-		__atomic_store_n(counter, value, __ATOMIC_RELAXED);
-}
-
-bool worker_needs_fetch(const struct fetch_worker *w, uint64_t stripe)
-{
-	enum stripe_fetch_state s = stripe_state_fetch(w->state, stripe);
-	/* HAS_SOURCE from the metadata file, not only the shared state: a
-	 * stripe without a source may be Failed (its WRITTEN bit could not be
-	 * stored) and must never be overwritten from the source. */
-	return (s == STRIPE_NOT_FETCHED || s == STRIPE_FAILED) &&
-	       flusher_has_bit(&w->flusher, stripe, META_HEADER_HAS_SOURCE);
-}
-
-void worker_header_durable(struct fetch_worker *w, uint64_t stripe, uint8_t bits)
-{
-	if (bits & META_HEADER_FETCHED) {
-		if (worker_needs_fetch(w, stripe) && w->fetcher.unfetched > 0)
-			w->fetcher.unfetched--;
-		stripe_state_set_fetched(w->state, stripe);
-		fetcher_persisted(w, stripe);
-		uint64_t sectors = 0;
-		uint64_t first = stripe * w->fetcher.stripe_sectors;
-		if (first < w->fetcher.source_sectors) {
-			sectors = w->fetcher.source_sectors - first;
-			if (sectors > w->fetcher.stripe_sectors)
-				sectors = w->fetcher.stripe_sectors;
-		}
-		worker_stat_add(&w->stats.stripes_fetched, 1);
-		worker_stat_add(&w->stats.bytes_fetched, sectors * SECTOR_SIZE);
-		w->changed = true;
-	}
-	if (bits & META_HEADER_WRITTEN) {
-		stripe_state_set_written(w->state, stripe);
-		w->changed = true;
-	}
-}
-
-void worker_header_failed(struct fetch_worker *w, uint64_t stripe, uint8_t bits)
-{
-	/* A Fetched stripe whose WRITTEN bit could not be stored becomes
-	 * Failed too: the guest write waiting for it must fail, and the stripe
-	 * counts as missing again (a later request copies it anew; no guest
-	 * write can have reached it, since WRITTEN never became durable). */
-	bool was_fetched = stripe_state_fetch(w->state, stripe) == STRIPE_FETCHED;
-	stripe_state_set_failed(w->state, stripe);
-	if (was_fetched && worker_needs_fetch(w, stripe))
-		w->fetcher.unfetched++;
-	log_error("fetch: stripe %llu fails: its %s bit could not be stored in the metadata file",
-		  (unsigned long long)stripe, (bits & META_HEADER_FETCHED) ? "FETCHED" : "WRITTEN");
-	if (bits & META_HEADER_FETCHED)
-		fetcher_persist_failed(w, stripe);
-	w->changed = true;
-}
-
-void worker_abandon(struct fetch_worker *w, uint64_t stripe)
-{
-	stripe_state_set_failed(w->state, stripe);
-	w->abandoned++;
-	w->changed = true;
-}
-
 static void set_error(char err[FETCH_ERROR_MAX], const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -95,20 +23,6 @@ static void set_error(char err[FETCH_ERROR_MAX], const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, FETCH_ERROR_MAX, fmt, ap);
 	va_end(ap);
-}
-
-/* Stripes the worker has to copy: HAS_SOURCE in the file, not fetched. */
-static uint64_t count_unfetched(const struct stripe_state *state, const struct metadata *m)
-{
-	uint64_t stripes = stripe_state_count(state);
-	uint64_t count = 0;
-	for (uint64_t i = 0; i < stripes && i < m->header_count; i++) {
-		enum stripe_fetch_state s = stripe_state_fetch(state, i);
-		if ((s == STRIPE_NOT_FETCHED || s == STRIPE_FAILED) &&
-		    (m->headers[i] & META_HEADER_HAS_SOURCE))
-			count++;
-	}
-	return count;
 }
 
 /* The geometry checks of the reference worker, plus ours: the source's
@@ -157,6 +71,7 @@ static void worker_free(struct fetch_worker *w)
 {
 	fetcher_fini(&w->fetcher);
 	flusher_fini(&w->flusher);
+	outcome_list_fini(&w->outcomes);
 	request_queue_fini(&w->requests);
 	pthread_mutex_destroy(&w->start_lock);
 	pthread_cond_destroy(&w->start_cond);
@@ -178,12 +93,13 @@ static int build(struct fetch_worker *w, const struct fetch_worker_options *opts
 	}
 	int rc = request_queue_init(&w->requests, stripes);
 	if (rc == 0)
-		rc = fetcher_init(&w->fetcher, opts, alignment, opts->state);
-	if (rc == 0) {
+		rc = outcome_list_init(&w->outcomes, OUTCOMES_MAX);
+	if (rc == 0)
+		rc = fetcher_init(&w->fetcher, opts->source, opts->disk, opts->state, loaded,
+				  opts->autofetch, alignment);
+	/* The flusher takes the headers. */
+	if (rc == 0)
 		rc = flusher_init(&w->flusher, opts->metadata, loaded, stripes);
-		/* The flusher owns the headers from now on. */
-		*loaded = (struct metadata){0};
-	}
 	if (rc < 0)
 		set_error(err, "cannot set up the fetch worker: %s", strerror(-rc));
 	return rc;
@@ -208,7 +124,8 @@ int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_wor
 	pthread_cond_init(&w->start_cond, NULL);
 	w->requests.wake_fd = -1;
 	w->state = opts->state;
-	w->fetcher.source = opts->source; /* freed with the worker on failure */
+	/* Freed with the worker on failure; fetcher_init() takes it over. */
+	w->fetcher.source = opts->source;
 
 	struct metadata loaded = {0};
 	char meta_err[META_ERROR_MAX] = "";
@@ -218,24 +135,17 @@ int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_wor
 		worker_free(w);
 		return rc;
 	}
-	/* Like 0.4, which never opens the source once everything is fetched,
-	 * a finished disk does not need its source to match any more. */
-	uint64_t unfetched = count_unfetched(opts->state, &loaded);
-	bool source_needed = unfetched > 0;
+	/* A finished disk does not need its source to match any more (the
+	 * fetcher closes it at once). */
+	bool source_needed = fetcher_count_unfetched(opts->state, &loaded) > 0;
 	rc = check_sizes(opts, &loaded, source_needed, err);
 	if (rc == 0)
 		rc = build(w, opts, &loaded, err);
-	w->fetcher.unfetched = unfetched;
 	meta_free(&loaded);
 	if (rc < 0) {
 		worker_free(w);
 		return rc;
 	}
-	if (!source_needed) {
-		stripe_source_destroy(w->fetcher.source);
-		w->fetcher.source = NULL;
-	}
-	w->has_source = w->fetcher.source != NULL;
 
 	rc = pthread_create(&w->thread, NULL, worker_thread_main, w);
 	if (rc != 0) {
@@ -265,10 +175,7 @@ void fetch_worker_shutdown(struct fetch_worker *w)
 		return;
 	/* From here on requests get -ESHUTDOWN; what was queued stays in the
 	 * worker's hands and fails there. */
-	pthread_mutex_lock(&w->requests.lock);
-	w->requests.stopped = true;
-	pthread_mutex_unlock(&w->requests.lock);
-	request_queue_wake(&w->requests);
+	request_queue_stop(&w->requests);
 	pthread_join(w->thread, NULL);
 	w->thread_running = false;
 }
@@ -307,14 +214,9 @@ void fetch_worker_unsubscribe(struct fetch_worker *w, int eventfd)
 
 void fetch_worker_stats(const struct fetch_worker *w, struct fetch_stats *out)
 {
-	const struct fetch_stats *s = &w->stats;
-	out->stripes_fetched = __atomic_load_n(&s->stripes_fetched, __ATOMIC_RELAXED);
-	out->bytes_fetched = __atomic_load_n(&s->bytes_fetched, __ATOMIC_RELAXED);
-	out->fetch_failures = __atomic_load_n(&s->fetch_failures, __ATOMIC_RELAXED);
-	out->fetch_latency_ns_total = __atomic_load_n(&s->fetch_latency_ns_total, __ATOMIC_RELAXED);
-	out->fetch_latency_ns_max = __atomic_load_n(&s->fetch_latency_ns_max, __ATOMIC_RELAXED);
-	out->metadata_writes = __atomic_load_n(&s->metadata_writes, __ATOMIC_RELAXED);
-	out->metadata_failures = __atomic_load_n(&s->metadata_failures, __ATOMIC_RELAXED);
+	*out = (struct fetch_stats){0};
+	fetcher_stats(&w->fetcher, out);
+	flusher_stats(&w->flusher, out);
 }
 
 int fetch_worker_thread_cpu_ns(const struct fetch_worker *w, uint64_t *ns)
@@ -334,5 +236,7 @@ int fetch_worker_thread_cpu_ns(const struct fetch_worker *w, uint64_t *ns)
 
 bool fetch_worker_has_source(const struct fetch_worker *w)
 {
-	return __atomic_load_n(&w->has_source, __ATOMIC_ACQUIRE);
+	struct fetch_stats stats;
+	fetch_worker_stats(w, &stats);
+	return stats.source_connected;
 }
