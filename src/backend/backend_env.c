@@ -143,10 +143,10 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 	    .autofetch = cfg->autofetch,
 	    .alignment = bdev_buffer_alignment(env->disk),
 	};
-	char werr[FETCH_ERROR_MAX] = "";
-	ret = fetch_worker_start(&wopts, &env->worker, werr);
+	struct error werr = {0};
+	ret = fetch_worker_start(&wopts, &env->worker, &werr);
 	if (ret < 0) {
-		snprintf(err, err_len, "cannot start the fetch worker: %s", werr);
+		snprintf(err, err_len, "cannot start the fetch worker: %s", werr.text);
 		return ret;
 	}
 

@@ -3,8 +3,6 @@
 #include "fetch/worker_internal.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,57 +10,44 @@
 #include "common/common.h"
 #include "fetch/fetch_testing.h"
 
-static void set_error(char err[FETCH_ERROR_MAX], const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_error(char err[FETCH_ERROR_MAX], const char *fmt, ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, FETCH_ERROR_MAX, fmt, ap);
-	va_end(ap);
-}
-
 /* The geometry checks of the reference worker, plus ours: the source's
  * stripe size must be the metadata's, and the metadata file must still
  * describe the disk. */
 static int check_sizes(const struct fetch_worker_options *opts, const struct metadata *m,
-		       bool source_needed, char err[FETCH_ERROR_MAX])
+		       bool source_needed, struct error *err)
 {
 	uint64_t stripes = stripe_state_count(opts->state);
 	uint32_t stripe_sectors = 1u << stripe_state_shift(opts->state);
 	if (m->shift != stripe_state_shift(opts->state)) {
-		set_error(err, "metadata stripe size changed: shift %u in the file, %u in use",
-			  m->shift, stripe_state_shift(opts->state));
-		return -EINVAL;
+		return error_set(err, -EINVAL,
+				 "metadata stripe size changed: shift %u in the file, %u in use",
+				 m->shift, stripe_state_shift(opts->state));
 	}
 	if (m->header_count < stripes) {
-		set_error(err,
-			  "metadata file too small: %llu stripe headers, the disk has %llu stripes",
-			  (unsigned long long)m->header_count, (unsigned long long)stripes);
-		return -EINVAL;
+		return error_set(
+		    err, -EINVAL,
+		    "metadata file too small: %llu stripe headers, the disk has %llu stripes",
+		    (unsigned long long)m->header_count, (unsigned long long)stripes);
 	}
 	if (!source_needed)
 		return 0;
 	if (opts->source->stripe_sectors != stripe_sectors) {
-		set_error(err, "source stripe size %u sectors does not match the metadata's %u",
-			  opts->source->stripe_sectors, stripe_sectors);
-		return -EINVAL;
+		return error_set(err, -EINVAL,
+				 "source stripe size %u sectors does not match the metadata's %u",
+				 opts->source->stripe_sectors, stripe_sectors);
 	}
 	uint64_t disk_sectors = bdev_sector_count(opts->disk);
 	uint64_t source_sectors = stripe_source_sector_count(opts->source);
 	if (disk_sectors < source_sectors) {
-		set_error(err, "target device too small: disk %llu sectors, source %llu sectors",
-			  (unsigned long long)disk_sectors, (unsigned long long)source_sectors);
-		return -EINVAL;
+		return error_set(
+		    err, -EINVAL, "target device too small: disk %llu sectors, source %llu sectors",
+		    (unsigned long long)disk_sectors, (unsigned long long)source_sectors);
 	}
 	uint64_t source_stripes = source_stripe_count(opts->source);
 	if (source_stripes > m->header_count) {
-		set_error(err, "source stripe count %llu exceeds metadata stripe count %llu",
-			  (unsigned long long)source_stripes, (unsigned long long)m->header_count);
-		return -EINVAL;
+		return error_set(
+		    err, -EINVAL, "source stripe count %llu exceeds metadata stripe count %llu",
+		    (unsigned long long)source_stripes, (unsigned long long)m->header_count);
 	}
 	return 0;
 }
@@ -79,7 +64,7 @@ static void worker_free(struct fetch_worker *w)
 }
 
 static int build(struct fetch_worker *w, const struct fetch_worker_options *opts,
-		 struct metadata *loaded, char err[FETCH_ERROR_MAX])
+		 struct metadata *loaded, struct error *err)
 {
 	uint64_t stripes = stripe_state_count(opts->state);
 	uint32_t alignment = opts->alignment;
@@ -88,8 +73,8 @@ static int build(struct fetch_worker *w, const struct fetch_worker_options *opts
 	if (alignment < BUFFER_ALIGNMENT)
 		alignment = BUFFER_ALIGNMENT;
 	if (!is_power_of_two(alignment)) {
-		set_error(err, "stripe buffer alignment %u is not a power of two", alignment);
-		return -EINVAL;
+		return error_set(err, -EINVAL, "stripe buffer alignment %u is not a power of two",
+				 alignment);
 	}
 	int rc = request_queue_init(&w->requests, stripes);
 	if (rc == 0)
@@ -101,24 +86,23 @@ static int build(struct fetch_worker *w, const struct fetch_worker_options *opts
 	if (rc == 0)
 		rc = flusher_init(&w->flusher, opts->metadata, loaded, stripes);
 	if (rc < 0)
-		set_error(err, "cannot set up the fetch worker: %s", strerror(-rc));
-	return rc;
+		return error_set(err, rc, "cannot set up the fetch worker: %s", strerror(-rc));
+	return 0;
 }
 
 int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_worker **out,
-		       char err[FETCH_ERROR_MAX])
+		       struct error *err)
 {
 	if (!opts || !opts->disk || !opts->metadata || !opts->source || !opts->state || !out) {
 		if (opts)
 			stripe_source_destroy(opts->source);
-		set_error(err, "fetch worker: missing disk, metadata, source or stripe state");
-		return -EINVAL;
+		return error_set(err, -EINVAL,
+				 "fetch worker: missing disk, metadata, source or stripe state");
 	}
 	struct fetch_worker *w = calloc(1, sizeof(*w));
 	if (!w) {
 		stripe_source_destroy(opts->source);
-		set_error(err, "cannot set up the fetch worker: out of memory");
-		return -ENOMEM;
+		return error_set(err, -ENOMEM, "cannot set up the fetch worker: out of memory");
 	}
 	pthread_mutex_init(&w->start_lock, NULL);
 	pthread_cond_init(&w->start_cond, NULL);
@@ -131,7 +115,7 @@ int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_wor
 	char meta_err[META_ERROR_MAX] = "";
 	int rc = meta_load(opts->metadata, &loaded, meta_err);
 	if (rc < 0) {
-		set_error(err, "fetch worker: %s", meta_err);
+		error_set(err, rc, "fetch worker: %s", meta_err);
 		worker_free(w);
 		return rc;
 	}
@@ -147,11 +131,11 @@ int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_wor
 		return rc;
 	}
 
-	rc = pthread_create(&w->thread, NULL, worker_thread_main, w);
-	if (rc != 0) {
-		set_error(err, "cannot start the fetch worker thread: %s", strerror(rc));
+	rc = thread_start(&w->thread, "bgworker", worker_thread_main, w);
+	if (rc < 0) {
+		error_set(err, rc, "cannot start the fetch worker thread: %s", strerror(-rc));
 		worker_free(w);
-		return -rc;
+		return rc;
 	}
 	pthread_mutex_lock(&w->start_lock);
 	while (!w->start_done)
@@ -159,7 +143,7 @@ int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_wor
 	pthread_mutex_unlock(&w->start_lock);
 	if (w->start_result < 0) {
 		pthread_join(w->thread, NULL);
-		set_error(err, "%s", w->start_error);
+		error_set(err, w->start_result, "%s", w->start_error.text);
 		rc = w->start_result;
 		worker_free(w);
 		return rc;

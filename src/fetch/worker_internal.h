@@ -66,7 +66,7 @@ struct fetch_worker {
 	pthread_cond_t start_cond;
 	bool start_done;
 	int start_result;
-	char start_error[FETCH_ERROR_MAX];
+	struct error start_error;
 };
 
 /* worker_loop.c */

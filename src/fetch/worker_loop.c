@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -118,8 +117,8 @@ static void report_start(struct fetch_worker *w, int result, const char *what)
 	pthread_mutex_lock(&w->start_lock);
 	w->start_result = result;
 	if (result < 0)
-		snprintf(w->start_error, sizeof(w->start_error), "fetch worker: cannot open %s: %s",
-			 what, strerror(-result));
+		error_set(&w->start_error, result, "fetch worker: cannot open %s: %s", what,
+			  strerror(-result));
 	w->start_done = true;
 	pthread_cond_signal(&w->start_cond);
 	pthread_mutex_unlock(&w->start_lock);
@@ -246,7 +245,6 @@ static void fail_leftovers(struct fetch_worker *w, struct stripe_fifo *fetch,
 void *worker_thread_main(void *arg)
 {
 	struct fetch_worker *w = arg;
-	pthread_setname_np(pthread_self(), "bgworker"); /* the reference's name */
 	if (open_channels(w) < 0)
 		return NULL;
 	struct stripe_fifo fetch = {0}, written = {0};
