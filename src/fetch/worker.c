@@ -5,10 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/common.h"
-#include "fetch/fetch_testing.h"
 
 /* The geometry checks of the reference worker, plus ours: the source's
  * stripe size must be the metadata's, and the metadata file must still
@@ -201,26 +199,4 @@ void fetch_worker_stats(const struct fetch_worker *w, struct fetch_stats *out)
 	*out = (struct fetch_stats){0};
 	fetcher_stats(&w->fetcher, out);
 	flusher_stats(&w->flusher, out);
-}
-
-int fetch_worker_thread_cpu_ns(const struct fetch_worker *w, uint64_t *ns)
-{
-	if (!w->thread_running)
-		return -ESRCH;
-	clockid_t clock;
-	int rc = pthread_getcpuclockid(w->thread, &clock);
-	if (rc != 0)
-		return -rc;
-	struct timespec ts;
-	if (clock_gettime(clock, &ts) < 0)
-		return -errno;
-	*ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	return 0;
-}
-
-bool fetch_worker_has_source(const struct fetch_worker *w)
-{
-	struct fetch_stats stats;
-	fetch_worker_stats(w, &stats);
-	return stats.source_connected;
 }

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "common/common.h"
-#include "fetch/fetch_testing.h"
+#include "fetch_testing.h"
 #include "lazy/lazy.h"
 
 #include <errno.h>
