@@ -144,34 +144,11 @@ static void release_slot(struct meta_flusher *fl, struct io_slot *slot, bool mor
 			  (unsigned long long)(1 + slot->key));
 }
 
-/* Write and flush done: the sector in slot->buf is on stable storage. */
-static void group_durable(struct meta_flusher *fl, struct io_slot *slot, struct outcome_list *out)
-{
-	const uint8_t *sector = slot->buf;
-	uint64_t first = group_first(slot->key);
-	bool more = false;
-	for (unsigned i = 0; i < META_HEADERS_PER_SECTOR; i++) {
-		uint64_t s = first + i;
-		if (s >= fl->stripes)
-			break;
-		uint8_t added = sector[i] & (uint8_t)~fl->durable.headers[s];
-		if (added) {
-			fl->durable.headers[s] |= added;
-			fl->wanted[s] &= (uint8_t)~added;
-			outcome_add(out, OUTCOME_BITS_DURABLE, s, added);
-		}
-		if (fl->wanted[s])
-			more = true;
-	}
-	release_slot(fl, slot, more);
-}
-
-/* Out of retries: every bit this sector was to carry is reported failed. */
-static void group_failed(struct meta_flusher *fl, struct io_slot *slot, int result,
+/* The slot's update is over: its sector is on stable storage (`durable`),
+ * or retries are spent and every bit it was to carry is reported failed. */
+static void finish_group(struct meta_flusher *fl, struct io_slot *slot, bool durable,
 			 struct outcome_list *out)
 {
-	log_error("fetch: writing metadata sector %llu failed (%s) after %u retries",
-		  (unsigned long long)(1 + slot->key), strerror(-result), METADATA_MAX_RETRIES);
 	const uint8_t *sector = slot->buf;
 	uint64_t first = group_first(slot->key);
 	bool more = false;
@@ -179,10 +156,14 @@ static void group_failed(struct meta_flusher *fl, struct io_slot *slot, int resu
 		uint64_t s = first + i;
 		if (s >= fl->stripes)
 			break;
-		uint8_t lost = sector[i] & fl->wanted[s];
-		if (lost) {
-			fl->wanted[s] &= (uint8_t)~lost;
-			outcome_add(out, OUTCOME_BITS_FAILED, s, lost);
+		uint8_t bits = durable ? sector[i] & (uint8_t)~fl->durable.headers[s]
+				       : sector[i] & fl->wanted[s];
+		if (bits) {
+			if (durable)
+				fl->durable.headers[s] |= bits;
+			fl->wanted[s] &= (uint8_t)~bits;
+			outcome_add(out, durable ? OUTCOME_BITS_DURABLE : OUTCOME_BITS_FAILED, s,
+				    bits);
 		}
 		if (fl->wanted[s])
 			more = true;
@@ -201,7 +182,9 @@ static void update_failed(struct meta_flusher *fl, struct io_slot *slot, int res
 		issue_write(fl, slot);
 		return;
 	}
-	group_failed(fl, slot, result, out);
+	log_error("fetch: writing metadata sector %llu failed (%s) after %u retries",
+		  (unsigned long long)(1 + slot->key), strerror(-result), METADATA_MAX_RETRIES);
+	finish_group(fl, slot, false, out);
 }
 
 bool flusher_poll(struct meta_flusher *fl, struct outcome_list *out)
@@ -217,7 +200,7 @@ bool flusher_poll(struct meta_flusher *fl, struct outcome_list *out)
 		if (done[i].result < 0)
 			update_failed(fl, done[i].slot, done[i].result, out);
 		else
-			group_durable(fl, done[i].slot, out);
+			finish_group(fl, done[i].slot, true, out);
 	}
 	io_slots_submit(&fl->sectors);
 	return progress;
