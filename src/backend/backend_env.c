@@ -133,10 +133,10 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 	    .autofetch = cfg->autofetch,
 	    .alignment = bdev_buffer_alignment(env->disk),
 	};
-	char werr[FETCH_ERROR_MAX] = "";
-	ret = fetch_worker_start(&wopts, &env->worker, werr);
+	struct error werr = {0};
+	ret = fetch_worker_start(&wopts, &env->worker, &werr);
 	if (ret < 0)
-		return error_set(err, ret, "cannot start the fetch worker: %s", werr);
+		return error_set(err, ret, "cannot start the fetch worker: %s", werr.text);
 
 	struct lazy_options lopts = {
 	    .base = env->disk,

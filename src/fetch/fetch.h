@@ -19,11 +19,11 @@
 #include <stdint.h>
 
 #include "bdev/bdev.h"
+#include "common/common.h"
 #include "meta/meta.h"
 
 #define FETCH_MAX_CONCURRENT 16u
 #define FETCH_MAX_RETRIES    3u
-#define FETCH_ERROR_MAX	     256
 
 /* ---- stripe sources ---- */
 
@@ -62,6 +62,9 @@ struct fetch_stats {
 	uint64_t fetch_latency_ns_max;
 	uint64_t metadata_writes;   /* metadata sector writes issued, retries included */
 	uint64_t metadata_failures; /* failed metadata writes or flushes, retries included */
+	/* False once every stripe is fetched and the source is closed (or when
+	 * nothing was left to fetch at start-up). */
+	bool source_connected;
 };
 
 struct fetch_worker;
@@ -74,7 +77,7 @@ struct fetch_worker;
  * once and not checked against the disk (0.4 never opens it then). The
  * devices are borrowed and must outlive the worker. */
 int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_worker **out,
-		       char err[FETCH_ERROR_MAX]);
+		       struct error *err);
 /* Stops the thread (in-flight work is abandoned safely: nothing is marked
  * fetched that is not durable) and frees everything. */
 void fetch_worker_stop(struct fetch_worker *w);

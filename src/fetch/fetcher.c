@@ -2,20 +2,25 @@
  *
  * A slot owns one aligned stripe buffer for a whole attempt: source read ->
  * disk write of the stripe's part of the disk -> disk flush. Only then is
- * the FETCHED bit handed to the metadata flusher (the slot is free again:
- * the data is durable, the buffer no longer needed). Explicit requests wait
- * in `queue`; the autofetch walk admits a stripe only when that queue is
- * empty and a slot is free, so a guest's request never waits behind more
- * than the copies already running. */
-#include "fetch/worker_internal.h"
+ * the stripe reported copied (the slot is free again: the data is durable,
+ * the buffer no longer needed). Explicit requests wait in `queue`; the
+ * autofetch walk admits a stripe only when that queue is empty and a slot
+ * is free, so a guest's request never waits behind more than the copies
+ * already running. */
+#include "fetch/fetcher.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/common.h"
+#include "fetch/counter.h"
 
-#define POLL_BATCH 32
+#define PHASE_MASK    0x0fu
+#define RETRIES_SHIFT 4u
+
+/* Each slot has at most one operation in flight, so this leaves slack. */
+#define DISK_CHANNEL_DEPTH (2u * FETCH_MAX_CONCURRENT)
 
 static enum fetch_stripe_phase phase_of(const struct fetcher *f, uint64_t stripe)
 {
@@ -33,39 +38,72 @@ static void set_phase(struct fetcher *f, uint64_t stripe, enum fetch_stripe_phas
 	f->phase[stripe] = (uint8_t)(phase | (retries << RETRIES_SHIFT));
 }
 
-int fetcher_init(struct fetcher *f, const struct fetch_worker_options *opts, uint32_t alignment,
-		 const struct stripe_state *state)
+static bool has_source(const struct fetcher *f, uint64_t stripe)
+{
+	return (f->has_source[stripe / 64] >> (stripe % 64)) & 1u;
+}
+
+uint64_t fetcher_count_unfetched(const struct stripe_state *state, const struct metadata *m)
+{
+	uint64_t stripes = stripe_state_count(state);
+	uint64_t count = 0;
+	for (uint64_t i = 0; i < stripes && i < m->header_count; i++) {
+		enum stripe_fetch_state s = stripe_state_fetch(state, i);
+		if ((s == STRIPE_NOT_FETCHED || s == STRIPE_FAILED) &&
+		    (m->headers[i] & META_HEADER_HAS_SOURCE))
+			count++;
+	}
+	return count;
+}
+
+static void set_source_connected(struct fetcher *f, bool connected)
+{
+	__atomic_store_n(&f->counters.source_connected, connected, __ATOMIC_RELEASE);
+}
+
+int fetcher_init(struct fetcher *f, struct stripe_source *source, struct bdev *disk,
+		 const struct stripe_state *state, const struct metadata *loaded, bool autofetch,
+		 uint32_t alignment)
 {
 	memset(f, 0, sizeof(*f));
-	f->source = opts->source;
-	f->source_sectors = stripe_source_sector_count(opts->source);
-	f->disk_dev = opts->disk;
-	f->disk_sectors = bdev_sector_count(opts->disk);
+	f->source = source;
+	f->state = state;
+	f->source_sectors = stripe_source_sector_count(source);
+	f->disk_sectors = bdev_sector_count(disk);
 	f->stripe_sectors = 1u << stripe_state_shift(state);
 	f->stripes = stripe_state_count(state);
-	f->autofetch = opts->autofetch;
-	uint64_t source_stripes = source_stripe_count(opts->source);
+	f->autofetch = autofetch;
+	uint64_t source_stripes = source_stripe_count(source);
 	f->autofetch_end = source_stripes < f->stripes ? source_stripes : f->stripes;
 	f->phase = calloc(f->stripes ? f->stripes : 1, 1);
-	if (!f->phase)
+	f->has_source = calloc(f->stripes / 64 + 1, sizeof(uint64_t));
+	if (!f->phase || !f->has_source)
 		return -ENOMEM;
-	size_t stripe_bytes = (size_t)f->stripe_sectors * SECTOR_SIZE;
-	for (unsigned i = 0; i < FETCH_MAX_CONCURRENT; i++) {
-		f->slots[i].buf = buffer_alloc(alignment, stripe_bytes);
-		if (!f->slots[i].buf)
-			return -ENOMEM;
+	for (uint64_t i = 0; i < f->stripes && i < loaded->header_count; i++)
+		if (loaded->headers[i] & META_HEADER_HAS_SOURCE)
+			f->has_source[i / 64] |= 1ull << (i % 64);
+	int rc = io_slots_init(&f->disk, disk, FETCH_MAX_CONCURRENT, alignment,
+			       (size_t)f->stripe_sectors * SECTOR_SIZE, "disk", "the disk");
+	if (rc < 0)
+		return rc;
+	/* A finished disk does not need its source to match any more: it is
+	 * never opened. */
+	f->unfetched = fetcher_count_unfetched(state, loaded);
+	if (f->unfetched == 0) {
+		stripe_source_destroy(f->source);
+		f->source = NULL;
 	}
+	set_source_connected(f, f->source != NULL);
 	return 0;
 }
 
 void fetcher_fini(struct fetcher *f)
 {
-	for (unsigned i = 0; i < FETCH_MAX_CONCURRENT; i++) {
-		buffer_free(f->slots[i].buf);
-		f->slots[i].buf = NULL;
-	}
+	io_slots_fini(&f->disk);
 	free(f->phase);
 	f->phase = NULL;
+	free(f->has_source);
+	f->has_source = NULL;
 	stripe_fifo_free(&f->queue);
 	stripe_source_destroy(f->source);
 	f->source = NULL;
@@ -73,54 +111,46 @@ void fetcher_fini(struct fetcher *f)
 
 int fetcher_open(struct fetcher *f)
 {
-	int rc = bdev_channel_create(f->disk_dev, WORKER_CHANNEL_DEPTH, &f->disk);
+	int rc = io_slots_open(&f->disk, DISK_CHANNEL_DEPTH);
 	if (rc < 0)
 		return rc;
 	return f->source ? source_open(f->source) : 0;
 }
 
-/* Waits for the reads and writes still using slot buffers. */
 void fetcher_close(struct fetcher *f)
 {
 	if (f->source)
 		source_close(f->source);
-	bdev_channel_destroy(f->disk);
-	f->disk = NULL;
+	io_slots_close(&f->disk);
 }
 
-void fetcher_request(struct fetch_worker *w, uint64_t stripe)
+bool fetcher_needs_fetch(const struct fetcher *f, uint64_t stripe)
 {
-	struct fetcher *f = &w->fetcher;
-	if (stripe >= f->stripes || !worker_needs_fetch(w, stripe) ||
+	enum stripe_fetch_state s = stripe_state_fetch(f->state, stripe);
+	/* HAS_SOURCE from the metadata file, not only the shared state: a
+	 * stripe without a source may be Failed (its WRITTEN bit could not be
+	 * stored) and must never be overwritten from the source. */
+	return (s == STRIPE_NOT_FETCHED || s == STRIPE_FAILED) && has_source(f, stripe);
+}
+
+int fetcher_request(struct fetcher *f, uint64_t stripe)
+{
+	if (stripe >= f->stripes || !fetcher_needs_fetch(f, stripe) ||
 	    phase_of(f, stripe) != PHASE_IDLE)
-		return;
+		return 0;
 	if (stripe_fifo_push(&f->queue, stripe) < 0) {
 		log_error("fetch: out of memory queueing stripe %llu", (unsigned long long)stripe);
-		stripe_state_set_failed(w->state, stripe);
-		w->changed = true;
-		return;
+		return -ENOMEM;
 	}
 	set_phase(f, stripe, PHASE_QUEUED, retries_of(f, stripe));
+	return 0;
 }
 
-static struct fetch_slot *free_slot(struct fetcher *f)
+/* An attempt ended badly: queue it again, or give up after the retries.
+ * Giving up is an outcome, so the caller has room for one. */
+static void attempt_failed(struct fetcher *f, uint64_t stripe, int result, struct outcome_list *out)
 {
-	for (unsigned i = 0; i < FETCH_MAX_CONCURRENT; i++)
-		if (f->slots[i].stage == SLOT_FREE)
-			return &f->slots[i];
-	return NULL;
-}
-
-static uint64_t slot_index(const struct fetcher *f, const struct fetch_slot *slot)
-{
-	return (uint64_t)(slot - f->slots);
-}
-
-/* An attempt ended badly: queue it again, or give up after the retries. */
-static void attempt_failed(struct fetch_worker *w, uint64_t stripe, int result)
-{
-	struct fetcher *f = &w->fetcher;
-	worker_stat_add(&w->stats.fetch_failures, 1);
+	counter_add(&f->counters.fetch_failures, 1);
 	unsigned retries = retries_of(f, stripe);
 	if (retries < FETCH_MAX_RETRIES && stripe_fifo_push(&f->queue, stripe) == 0) {
 		log_warn("fetch: stripe %llu failed (%s), retry %u of %u",
@@ -133,23 +163,16 @@ static void attempt_failed(struct fetch_worker *w, uint64_t stripe, int result)
 		  "the backend is restarted",
 		  (unsigned long long)stripe, strerror(-result), retries);
 	set_phase(f, stripe, PHASE_IDLE, 0);
-	stripe_state_set_failed(w->state, stripe);
-	w->changed = true;
-}
-
-static void release_slot(struct fetch_slot *slot)
-{
-	slot->stage = SLOT_FREE;
+	outcome_add(out, OUTCOME_FETCH_FAILED, stripe, 0);
 }
 
 /* The next stripe of the autofetch walk that still needs copying, or false
  * when the walk is over. */
-static bool next_autofetch(struct fetch_worker *w, uint64_t *stripe)
+static bool next_autofetch(struct fetcher *f, uint64_t *stripe)
 {
-	struct fetcher *f = &w->fetcher;
 	while (f->autofetch_next < f->autofetch_end) {
 		uint64_t s = f->autofetch_next++;
-		if (phase_of(f, s) == PHASE_IDLE && worker_needs_fetch(w, s)) {
+		if (phase_of(f, s) == PHASE_IDLE && fetcher_needs_fetch(f, s)) {
 			*stripe = s;
 			return true;
 		}
@@ -157,72 +180,70 @@ static bool next_autofetch(struct fetch_worker *w, uint64_t *stripe)
 	return false;
 }
 
-static void start_attempt(struct fetch_worker *w, struct fetch_slot *slot, uint64_t stripe)
+static void start_attempt(struct fetcher *f, struct io_slot *slot, uint64_t stripe,
+			  struct outcome_list *out)
 {
-	struct fetcher *f = &w->fetcher;
 	set_phase(f, stripe, PHASE_COPYING, retries_of(f, stripe));
-	slot->stripe = stripe;
-	slot->started_ns = now_ns();
-	slot->stage = SLOT_READING;
+	slot->key = stripe;
+	f->started_ns[io_slot_index(&f->disk, slot)] = now_ns();
 	int rc = f->source ? source_request(f->source, stripe, slot->buf) : -ENODEV;
 	if (rc < 0) {
-		release_slot(slot);
-		attempt_failed(w, stripe, rc);
+		io_slot_release(slot);
+		attempt_failed(f, stripe, rc, out);
 	}
 }
 
-bool fetcher_start(struct fetch_worker *w)
+bool fetcher_start(struct fetcher *f, struct outcome_list *out)
 {
-	struct fetcher *f = &w->fetcher;
 	bool progress = false;
-	struct fetch_slot *slot;
-	while ((slot = free_slot(f)) != NULL) {
+	struct io_slot *slot;
+	/* An attempt may fail at once and give up: one outcome each. */
+	while (outcome_room(out) > 0 && (slot = io_slots_acquire(&f->disk)) != NULL) {
 		uint64_t stripe;
 		if (stripe_fifo_pop(&f->queue, &stripe)) {
 			/* Every queued stripe is QUEUED; checked so that a
 			 * stray entry can never start a second copy. */
-			if (phase_of(f, stripe) != PHASE_QUEUED)
+			if (phase_of(f, stripe) != PHASE_QUEUED) {
+				io_slot_release(slot);
 				continue;
-		} else if (!f->autofetch || !next_autofetch(w, &stripe)) {
+			}
+		} else if (!f->autofetch || !next_autofetch(f, &stripe)) {
+			io_slot_release(slot);
 			break;
 		}
-		start_attempt(w, slot, stripe);
+		start_attempt(f, slot, stripe, out);
 		progress = true;
 	}
 	return progress;
 }
 
-static struct fetch_slot *slot_reading(struct fetcher *f, uint64_t stripe)
+static void write_to_disk(struct fetcher *f, struct io_slot *slot)
 {
-	for (unsigned i = 0; i < FETCH_MAX_CONCURRENT; i++)
-		if (f->slots[i].stage == SLOT_READING && f->slots[i].stripe == stripe)
-			return &f->slots[i];
-	return NULL;
-}
-
-static void write_to_disk(struct fetcher *f, struct fetch_slot *slot)
-{
-	uint64_t first = slot->stripe * f->stripe_sectors;
+	uint64_t first = slot->key * f->stripe_sectors;
 	uint64_t left = f->disk_sectors - first;
 	uint64_t sectors = left < f->stripe_sectors ? left : f->stripe_sectors;
-	slot->iov.iov_base = slot->buf;
-	slot->iov.iov_len = (size_t)sectors * SECTOR_SIZE;
-	bdev_add_writev(f->disk, first, &slot->iov, 1, slot_index(f, slot));
-	slot->stage = SLOT_WRITING;
+	io_slots_write(&f->disk, slot, first, (size_t)sectors * SECTOR_SIZE);
 }
 
-static bool poll_source(struct fetch_worker *w, bool *disk_added)
+/* Source reads done: their stripes go to the disk. A failure may give up:
+ * at most one outcome per completion. */
+static bool poll_source(struct fetcher *f, struct outcome_list *out)
 {
-	struct fetcher *f = &w->fetcher;
 	if (!f->source)
 		return false;
-	struct source_completion done[POLL_BATCH];
+	struct source_completion done[IO_SLOTS_POLL_BATCH];
 	bool progress = false;
 	int n;
-	while ((n = source_poll(f->source, done, POLL_BATCH)) > 0) {
+	while (outcome_room(out) > 0) {
+		int batch = IO_SLOTS_POLL_BATCH;
+		if ((size_t)batch > outcome_room(out))
+			batch = (int)outcome_room(out);
+		n = source_poll(f->source, done, batch);
+		if (n <= 0)
+			break;
 		progress = true;
 		for (int i = 0; i < n; i++) {
-			struct fetch_slot *slot = slot_reading(f, done[i].stripe);
+			struct io_slot *slot = io_slots_find_held(&f->disk, done[i].stripe);
 			if (!slot) {
 				log_error("fetch: the source completed stripe %llu, which is not "
 					  "being read",
@@ -230,128 +251,133 @@ static bool poll_source(struct fetch_worker *w, bool *disk_added)
 				continue;
 			}
 			if (done[i].result < 0) {
-				release_slot(slot);
-				attempt_failed(w, slot->stripe, done[i].result);
+				io_slot_release(slot);
+				attempt_failed(f, slot->key, done[i].result, out);
 				continue;
 			}
 			write_to_disk(f, slot);
-			*disk_added = true;
 		}
 	}
 	return progress;
 }
 
-/* The stripe's data is on the disk and flushed: record the latency and ask
- * for the FETCHED bit. */
-static void copy_done(struct fetch_worker *w, struct fetch_slot *slot)
+/* The stripe's data is on the disk and flushed: record the latency and
+ * report it copied. */
+static void copy_done(struct fetcher *f, struct io_slot *slot, struct outcome_list *out)
 {
-	struct fetcher *f = &w->fetcher;
-	uint64_t latency = now_ns() - slot->started_ns;
-	worker_stat_add(&w->stats.fetch_latency_ns_total, latency);
-	worker_stat_max(&w->stats.fetch_latency_ns_max, latency);
-	uint64_t stripe = slot->stripe;
-	release_slot(slot);
+	uint64_t latency = now_ns() - f->started_ns[io_slot_index(&f->disk, slot)];
+	counter_add(&f->counters.fetch_latency_ns_total, latency);
+	counter_max(&f->counters.fetch_latency_ns_max, latency);
+	uint64_t stripe = slot->key;
+	io_slot_release(slot);
 	set_phase(f, stripe, PHASE_PERSISTING, retries_of(f, stripe));
-	flusher_request(w, stripe, META_HEADER_FETCHED);
+	outcome_add(out, OUTCOME_COPIED, stripe, 0);
 }
 
-static bool poll_disk(struct fetch_worker *w, bool *disk_added)
+bool fetcher_poll(struct fetcher *f, struct outcome_list *out)
 {
-	struct fetcher *f = &w->fetcher;
-	struct bdev_completion done[POLL_BATCH];
-	bool progress = false;
-	int n;
-	while ((n = bdev_poll(f->disk, done, POLL_BATCH)) > 0) {
-		progress = true;
-		for (int i = 0; i < n; i++) {
-			if (done[i].id >= FETCH_MAX_CONCURRENT ||
-			    f->slots[done[i].id].stage < SLOT_WRITING) {
-				log_error("fetch: unexpected disk completion %llu",
-					  (unsigned long long)done[i].id);
-				continue;
-			}
-			struct fetch_slot *slot = &f->slots[done[i].id];
-			if (done[i].result < 0) {
-				release_slot(slot);
-				attempt_failed(w, slot->stripe, done[i].result);
-			} else if (slot->stage == SLOT_WRITING) {
-				/* Data before the FETCHED bit: flush the disk
-				 * first (free under write_through). */
-				bdev_add_flush(f->disk, done[i].id);
-				slot->stage = SLOT_FLUSHING;
-				*disk_added = true;
-			} else {
-				copy_done(w, slot);
-			}
+	bool progress = poll_source(f, out);
+	struct io_slot_done done[FETCH_MAX_CONCURRENT];
+	size_t room = outcome_room(out);
+	int max = room < FETCH_MAX_CONCURRENT ? (int)room : (int)FETCH_MAX_CONCURRENT;
+	int n = io_slots_poll(&f->disk, done, max, &progress);
+	for (int i = 0; i < n; i++) {
+		if (done[i].result < 0) {
+			io_slot_release(done[i].slot);
+			attempt_failed(f, done[i].slot->key, done[i].result, out);
+		} else {
+			copy_done(f, done[i].slot, out);
 		}
 	}
+	io_slots_submit(&f->disk);
 	return progress;
 }
 
-bool fetcher_poll(struct fetch_worker *w)
+static void persist_done(struct fetcher *f, uint64_t stripe)
 {
-	struct fetcher *f = &w->fetcher;
-	bool disk_added = false;
-	bool progress = poll_source(w, &disk_added);
-	if (poll_disk(w, &disk_added))
-		progress = true;
-	if (disk_added || f->disk_submit_failed) {
-		/* On failure the operations stay queued and complete through
-		 * bdev_poll; the loop retries while this flag is set. */
-		int rc = bdev_submit(f->disk);
-		if (rc < 0 && !f->disk_submit_failed)
-			log_warn("fetch: submitting to the disk failed: %s; retrying",
-				 strerror(-rc));
-		f->disk_submit_failed = rc < 0;
-	}
-	return progress;
-}
-
-void fetcher_persisted(struct fetch_worker *w, uint64_t stripe)
-{
-	struct fetcher *f = &w->fetcher;
 	if (phase_of(f, stripe) == PHASE_PERSISTING)
 		set_phase(f, stripe, PHASE_IDLE, 0);
 }
 
-void fetcher_persist_failed(struct fetch_worker *w, uint64_t stripe)
+void fetcher_fetched(struct fetcher *f, uint64_t stripe)
 {
-	fetcher_persisted(w, stripe);
+	if (fetcher_needs_fetch(f, stripe) && f->unfetched > 0)
+		f->unfetched--;
+	persist_done(f, stripe);
+	uint64_t sectors = 0;
+	uint64_t first = stripe * f->stripe_sectors;
+	if (first < f->source_sectors) {
+		sectors = f->source_sectors - first;
+		if (sectors > f->stripe_sectors)
+			sectors = f->stripe_sectors;
+	}
+	counter_add(&f->counters.stripes_fetched, 1);
+	counter_add(&f->counters.bytes_fetched, sectors * SECTOR_SIZE);
 }
 
-bool fetcher_busy(const struct fetcher *f)
+void fetcher_persist_failed(struct fetcher *f, uint64_t stripe)
 {
-	if (f->queue.count > 0)
-		return true;
-	for (unsigned i = 0; i < FETCH_MAX_CONCURRENT; i++)
-		if (f->slots[i].stage != SLOT_FREE)
-			return true;
-	return false;
+	persist_done(f, stripe);
 }
 
-void fetcher_drop_source_if_done(struct fetch_worker *w)
+void fetcher_lost(struct fetcher *f, uint64_t stripe)
 {
-	struct fetcher *f = &w->fetcher;
-	if (!f->source || f->unfetched > 0 || fetcher_busy(f) || source_busy(f->source))
-		return;
+	if (fetcher_needs_fetch(f, stripe))
+		f->unfetched++;
+}
+
+static bool busy(const struct fetcher *f)
+{
+	return f->queue.count > 0 || !io_slots_all_free(&f->disk);
+}
+
+bool fetcher_drop_source_if_done(struct fetcher *f)
+{
+	if (!f->source || f->unfetched > 0 || busy(f) || source_busy(f->source))
+		return false;
 	if (f->source_sectors > 0)
 		log_info("fetch: all stripes fetched, disconnected from the source");
 	source_close(f->source);
 	stripe_source_destroy(f->source);
 	f->source = NULL;
-	__atomic_store_n(&w->has_source, false, __ATOMIC_RELEASE);
+	set_source_connected(f, false);
+	return true;
 }
 
-/* Shutdown: every stripe somebody is waiting for fails, so no I/O thread
- * waits for a worker that is gone. */
-void fetcher_fail_outstanding(struct fetch_worker *w)
+bool fetcher_forget(struct fetcher *f, uint64_t stripe)
 {
-	struct fetcher *f = &w->fetcher;
-	for (uint64_t s = 0; s < f->stripes; s++) {
-		if (phase_of(f, s) == PHASE_IDLE)
-			continue;
-		set_phase(f, s, PHASE_IDLE, 0);
-		if (worker_needs_fetch(w, s))
-			worker_abandon(w, s);
-	}
+	if (phase_of(f, stripe) == PHASE_IDLE)
+		return false;
+	set_phase(f, stripe, PHASE_IDLE, 0);
+	return true;
+}
+
+void fetcher_stats(const struct fetcher *f, struct fetch_stats *out)
+{
+	const struct fetcher_counters *c = &f->counters;
+	out->stripes_fetched = counter_read(&c->stripes_fetched);
+	out->bytes_fetched = counter_read(&c->bytes_fetched);
+	out->fetch_failures = counter_read(&c->fetch_failures);
+	out->fetch_latency_ns_total = counter_read(&c->fetch_latency_ns_total);
+	out->fetch_latency_ns_max = counter_read(&c->fetch_latency_ns_max);
+	out->source_connected = __atomic_load_n(&c->source_connected, __ATOMIC_ACQUIRE);
+}
+
+int fetcher_wait_fds(const struct fetcher *f, int fds[2])
+{
+	int n = 0;
+	fds[n++] = io_slots_completion_fd(&f->disk);
+	if (f->source)
+		fds[n++] = source_completion_fd(f->source);
+	return n;
+}
+
+bool fetcher_submit_pending(const struct fetcher *f)
+{
+	return io_slots_submit_pending(&f->disk);
+}
+
+bool fetcher_in_flight(const struct fetcher *f)
+{
+	return io_slots_in_flight(&f->disk) || (f->source && source_busy(f->source));
 }

@@ -10,42 +10,41 @@
  * bit: the reference's stale-bit defect cannot happen) and is retried
  * METADATA_MAX_RETRIES times; then every stripe whose bit it carried is
  * reported failed, so the requests waiting for it fail instead of hanging. */
-#include "fetch/worker_internal.h"
+#include "fetch/meta_flusher.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/common.h"
+#include "fetch/counter.h"
 
-#define POLL_BATCH 32
+#define FLUSHER_ALIGNMENT 4096u
+/* Each slot has at most one operation in flight, so this leaves slack. */
+#define METADATA_CHANNEL_DEPTH (2u * FLUSHER_SLOTS)
 
-int flusher_init(struct meta_flusher *fl, struct bdev *dev, const struct metadata *loaded,
+#define GROUP_QUEUED	0x01u
+#define GROUP_IN_FLIGHT 0x02u
+
+int flusher_init(struct meta_flusher *fl, struct bdev *dev, struct metadata *loaded,
 		 uint64_t stripes)
 {
 	memset(fl, 0, sizeof(*fl));
-	fl->dev = dev;
 	fl->durable = *loaded;
+	*loaded = (struct metadata){0};
 	fl->stripes = stripes;
 	fl->groups = stripes / META_HEADERS_PER_SECTOR + (stripes % META_HEADERS_PER_SECTOR != 0);
 	fl->wanted = calloc(stripes ? stripes : 1, 1);
 	fl->group_flags = calloc(fl->groups ? fl->groups : 1, 1);
 	if (!fl->wanted || !fl->group_flags)
 		return -ENOMEM;
-	for (unsigned i = 0; i < FLUSHER_SLOTS; i++) {
-		fl->slots[i].buf = buffer_alloc(FLUSHER_ALIGNMENT, SECTOR_SIZE);
-		if (!fl->slots[i].buf)
-			return -ENOMEM;
-	}
-	return 0;
+	return io_slots_init(&fl->sectors, dev, FLUSHER_SLOTS, FLUSHER_ALIGNMENT, SECTOR_SIZE,
+			     "metadata", "the metadata file");
 }
 
 void flusher_fini(struct meta_flusher *fl)
 {
-	for (unsigned i = 0; i < FLUSHER_SLOTS; i++) {
-		buffer_free(fl->slots[i].buf);
-		fl->slots[i].buf = NULL;
-	}
+	io_slots_fini(&fl->sectors);
 	free(fl->wanted);
 	free(fl->group_flags);
 	fl->wanted = NULL;
@@ -56,16 +55,15 @@ void flusher_fini(struct meta_flusher *fl)
 
 int flusher_open(struct meta_flusher *fl)
 {
-	return bdev_channel_create(fl->dev, WORKER_CHANNEL_DEPTH, &fl->ch);
+	return io_slots_open(&fl->sectors, METADATA_CHANNEL_DEPTH);
 }
 
 void flusher_close(struct meta_flusher *fl)
 {
-	bdev_channel_destroy(fl->ch);
-	fl->ch = NULL;
+	io_slots_close(&fl->sectors);
 }
 
-bool flusher_has_bit(const struct meta_flusher *fl, uint64_t stripe, uint8_t bit)
+static bool has_bit(const struct meta_flusher *fl, uint64_t stripe, uint8_t bit)
 {
 	return (fl->durable.headers[stripe] & bit) == bit;
 }
@@ -80,28 +78,18 @@ static int queue_group(struct meta_flusher *fl, uint64_t group)
 	return rc;
 }
 
-void flusher_request(struct fetch_worker *w, uint64_t stripe, uint8_t bit)
+enum flusher_request_result flusher_request(struct meta_flusher *fl, uint64_t stripe, uint8_t bit)
 {
-	struct meta_flusher *fl = &w->flusher;
-	if (flusher_has_bit(fl, stripe, bit)) {
-		worker_header_durable(w, stripe, bit);
-		return;
-	}
+	if (has_bit(fl, stripe, bit))
+		return FLUSHER_DURABLE;
 	fl->wanted[stripe] |= bit;
 	if (queue_group(fl, stripe / META_HEADERS_PER_SECTOR) < 0) {
 		log_error("fetch: out of memory queueing a metadata update for stripe %llu",
 			  (unsigned long long)stripe);
 		fl->wanted[stripe] &= (uint8_t)~bit;
-		worker_header_failed(w, stripe, bit);
+		return FLUSHER_REFUSED;
 	}
-}
-
-static struct flush_slot *free_slot(struct meta_flusher *fl)
-{
-	for (unsigned i = 0; i < FLUSHER_SLOTS; i++)
-		if (fl->slots[i].stage == FLUSH_FREE)
-			return &fl->slots[i];
-	return NULL;
+	return FLUSHER_QUEUED;
 }
 
 static uint64_t group_first(uint64_t group)
@@ -122,71 +110,60 @@ static void fill_sector(const struct meta_flusher *fl, uint64_t group, uint8_t *
 	}
 }
 
-static void issue_write(struct meta_flusher *fl, struct flush_slot *slot)
+static void issue_write(struct meta_flusher *fl, struct io_slot *slot)
 {
-	fill_sector(fl, slot->group, slot->buf);
-	slot->iov.iov_base = slot->buf;
-	slot->iov.iov_len = SECTOR_SIZE;
-	bdev_add_writev(fl->ch, 1 + slot->group, &slot->iov, 1, (uint64_t)(slot - fl->slots));
-	slot->stage = FLUSH_WRITING;
+	fill_sector(fl, slot->key, slot->buf);
+	io_slots_write(&fl->sectors, slot, 1 + slot->key, SECTOR_SIZE);
+	counter_add(&fl->counters.metadata_writes, 1);
 }
 
-/* Operations the kernel did not take stay queued inside bdev and complete
- * through bdev_poll; the loop keeps retrying while submit_failed is set. */
-static void submit(struct meta_flusher *fl)
+bool flusher_start(struct meta_flusher *fl)
 {
-	int rc = bdev_submit(fl->ch);
-	if (rc < 0 && !fl->submit_failed)
-		log_warn("fetch: submitting to the metadata file failed: %s; retrying",
-			 strerror(-rc));
-	fl->submit_failed = rc < 0;
-}
-
-bool flusher_start(struct fetch_worker *w)
-{
-	struct meta_flusher *fl = &w->flusher;
 	bool progress = false;
-	struct flush_slot *slot;
-	while (fl->dirty.count > 0 && (slot = free_slot(fl)) != NULL) {
+	struct io_slot *slot;
+	while (fl->dirty.count > 0 && (slot = io_slots_acquire(&fl->sectors)) != NULL) {
 		uint64_t group;
 		stripe_fifo_pop(&fl->dirty, &group);
 		fl->group_flags[group] = GROUP_IN_FLIGHT;
-		slot->group = group;
+		slot->key = group;
 		slot->attempts = 0;
 		issue_write(fl, slot);
-		worker_stat_add(&w->stats.metadata_writes, 1);
 		progress = true;
 	}
-	if (progress || fl->submit_failed)
-		submit(fl);
+	io_slots_submit(&fl->sectors);
 	return progress;
 }
 
 /* The group is no longer in flight; bits asked for meanwhile go next. */
-static void release_slot(struct meta_flusher *fl, struct flush_slot *slot, bool more)
+static void release_slot(struct meta_flusher *fl, struct io_slot *slot, bool more)
 {
-	slot->stage = FLUSH_FREE;
-	fl->group_flags[slot->group] = 0;
-	if (more && queue_group(fl, slot->group) < 0)
+	io_slot_release(slot);
+	fl->group_flags[slot->key] = 0;
+	if (more && queue_group(fl, slot->key) < 0)
 		log_error("fetch: out of memory queueing metadata sector %llu",
-			  (unsigned long long)(1 + slot->group));
+			  (unsigned long long)(1 + slot->key));
 }
 
-/* Write and flush done: the sector in slot->buf is on stable storage. */
-static void group_durable(struct fetch_worker *w, struct flush_slot *slot)
+/* The slot's update is over: its sector is on stable storage (`durable`),
+ * or retries are spent and every bit it was to carry is reported failed. */
+static void finish_group(struct meta_flusher *fl, struct io_slot *slot, bool durable,
+			 struct outcome_list *out)
 {
-	struct meta_flusher *fl = &w->flusher;
-	uint64_t first = group_first(slot->group);
+	const uint8_t *sector = slot->buf;
+	uint64_t first = group_first(slot->key);
 	bool more = false;
 	for (unsigned i = 0; i < META_HEADERS_PER_SECTOR; i++) {
 		uint64_t s = first + i;
 		if (s >= fl->stripes)
 			break;
-		uint8_t added = slot->buf[i] & (uint8_t)~fl->durable.headers[s];
-		if (added) {
-			fl->durable.headers[s] |= added;
-			fl->wanted[s] &= (uint8_t)~added;
-			worker_header_durable(w, s, added);
+		uint8_t bits = durable ? sector[i] & (uint8_t)~fl->durable.headers[s]
+				       : sector[i] & fl->wanted[s];
+		if (bits) {
+			if (durable)
+				fl->durable.headers[s] |= bits;
+			fl->wanted[s] &= (uint8_t)~bits;
+			outcome_add(out, durable ? OUTCOME_BITS_DURABLE : OUTCOME_BITS_FAILED, s,
+				    bits);
 		}
 		if (fl->wanted[s])
 			more = true;
@@ -194,96 +171,65 @@ static void group_durable(struct fetch_worker *w, struct flush_slot *slot)
 	release_slot(fl, slot, more);
 }
 
-/* Out of retries: every bit this sector was to carry is reported failed. */
-static void group_failed(struct fetch_worker *w, struct flush_slot *slot, int result)
+static void update_failed(struct meta_flusher *fl, struct io_slot *slot, int result,
+			  struct outcome_list *out)
 {
-	struct meta_flusher *fl = &w->flusher;
-	log_error("fetch: writing metadata sector %llu failed (%s) after %u retries",
-		  (unsigned long long)(1 + slot->group), strerror(-result), METADATA_MAX_RETRIES);
-	uint64_t first = group_first(slot->group);
-	bool more = false;
-	for (unsigned i = 0; i < META_HEADERS_PER_SECTOR; i++) {
-		uint64_t s = first + i;
-		if (s >= fl->stripes)
-			break;
-		uint8_t lost = slot->buf[i] & fl->wanted[s];
-		if (lost) {
-			fl->wanted[s] &= (uint8_t)~lost;
-			worker_header_failed(w, s, lost);
-		}
-		if (fl->wanted[s])
-			more = true;
-	}
-	release_slot(fl, slot, more);
-}
-
-static void update_failed(struct fetch_worker *w, struct flush_slot *slot, int result)
-{
-	struct meta_flusher *fl = &w->flusher;
-	worker_stat_add(&w->stats.metadata_failures, 1);
+	counter_add(&fl->counters.metadata_failures, 1);
 	if (slot->attempts++ < METADATA_MAX_RETRIES) {
 		log_warn("fetch: writing metadata sector %llu failed (%s), retry %u of %u",
-			 (unsigned long long)(1 + slot->group), strerror(-result), slot->attempts,
+			 (unsigned long long)(1 + slot->key), strerror(-result), slot->attempts,
 			 METADATA_MAX_RETRIES);
 		issue_write(fl, slot);
-		worker_stat_add(&w->stats.metadata_writes, 1);
 		return;
 	}
-	group_failed(w, slot, result);
+	log_error("fetch: writing metadata sector %llu failed (%s) after %u retries",
+		  (unsigned long long)(1 + slot->key), strerror(-result), METADATA_MAX_RETRIES);
+	finish_group(fl, slot, false, out);
 }
 
-bool flusher_poll(struct fetch_worker *w)
+bool flusher_poll(struct meta_flusher *fl, struct outcome_list *out)
 {
-	struct meta_flusher *fl = &w->flusher;
-	struct bdev_completion done[POLL_BATCH];
-	bool progress = false;
-	bool added = false;
-	int n;
-	while ((n = bdev_poll(fl->ch, done, POLL_BATCH)) > 0) {
-		progress = true;
-		for (int i = 0; i < n; i++) {
-			if (done[i].id >= FLUSHER_SLOTS ||
-			    fl->slots[done[i].id].stage == FLUSH_FREE) {
-				log_error("fetch: unexpected metadata completion %llu",
-					  (unsigned long long)done[i].id);
-				continue;
-			}
-			struct flush_slot *slot = &fl->slots[done[i].id];
-			if (done[i].result < 0) {
-				update_failed(w, slot, done[i].result);
-				added = true;
-			} else if (slot->stage == FLUSH_WRITING) {
-				bdev_add_flush(fl->ch, done[i].id);
-				slot->stage = FLUSH_SYNCING;
-				added = true;
-			} else {
-				group_durable(w, slot);
-			}
-		}
+	/* A finished sector reports up to one outcome per stripe of its
+	 * group: take only as many as the list has room for. */
+	struct io_slot_done done[FLUSHER_SLOTS];
+	size_t fits = outcome_room(out) / META_HEADERS_PER_SECTOR;
+	int max = fits < FLUSHER_SLOTS ? (int)fits : (int)FLUSHER_SLOTS;
+	bool progress = max == 0;
+	int n = io_slots_poll(&fl->sectors, done, max, &progress);
+	for (int i = 0; i < n; i++) {
+		if (done[i].result < 0)
+			update_failed(fl, done[i].slot, done[i].result, out);
+		else
+			finish_group(fl, done[i].slot, true, out);
 	}
-	if (added)
-		submit(fl);
+	io_slots_submit(&fl->sectors);
 	return progress;
 }
 
-bool flusher_busy(const struct meta_flusher *fl)
+uint8_t flusher_forget(struct meta_flusher *fl, uint64_t stripe)
 {
-	if (fl->dirty.count > 0)
-		return true;
-	for (unsigned i = 0; i < FLUSHER_SLOTS; i++)
-		if (fl->slots[i].stage != FLUSH_FREE)
-			return true;
-	return false;
+	uint8_t bits = fl->wanted[stripe];
+	fl->wanted[stripe] = 0;
+	return bits;
 }
 
-/* Shutdown: bits never made durable fail their stripes. */
-void flusher_fail_outstanding(struct fetch_worker *w)
+void flusher_stats(const struct meta_flusher *fl, struct fetch_stats *out)
 {
-	struct meta_flusher *fl = &w->flusher;
-	for (uint64_t s = 0; s < fl->stripes; s++) {
-		if (fl->wanted[s]) {
-			fl->wanted[s] = 0;
-			worker_abandon(w, s);
-		}
-	}
+	out->metadata_writes = counter_read(&fl->counters.metadata_writes);
+	out->metadata_failures = counter_read(&fl->counters.metadata_failures);
+}
+
+int flusher_wait_fd(const struct meta_flusher *fl)
+{
+	return io_slots_completion_fd(&fl->sectors);
+}
+
+bool flusher_submit_pending(const struct meta_flusher *fl)
+{
+	return io_slots_submit_pending(&fl->sectors);
+}
+
+bool flusher_in_flight(const struct meta_flusher *fl)
+{
+	return io_slots_in_flight(&fl->sectors);
 }

@@ -3,7 +3,7 @@
  * unfetched stripe the queue's memory stays bounded by the stripe count.
  * Producers write the eventfd only when the queue goes from empty to
  * non-empty for that kind, keeping the common path to one lock. */
-#include "fetch/worker_internal.h"
+#include "fetch/request_queue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -55,11 +55,20 @@ void request_queue_wake(struct request_queue *q)
 		log_error("fetch: cannot wake the worker: %s", strerror(errno));
 }
 
-void request_queue_clear_wake(struct request_queue *q)
+void request_queue_stop(struct request_queue *q)
 {
-	uint64_t value;
-	if (read(q->wake_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
-		log_error("fetch: cannot read the worker's wake-up eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&q->lock);
+	q->stopped = true;
+	pthread_mutex_unlock(&q->lock);
+	request_queue_wake(q);
+}
+
+bool request_queue_stopped(struct request_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	bool stopped = q->stopped;
+	pthread_mutex_unlock(&q->lock);
+	return stopped;
 }
 
 int request_queue_push(struct request_queue *q, uint64_t stripe, unsigned kind)

@@ -81,9 +81,9 @@ static void stack_open(struct stack *s, bool copy_on_read)
 	assert_int_equal(stripe_source_raw(s->image, STRIPE_SECTORS, &src), 0);
 	struct fetch_worker_options wo = {
 	    .disk = s->disk, .metadata = s->meta, .source = src, .state = s->state};
-	char werr[FETCH_ERROR_MAX] = "";
-	if (fetch_worker_start(&wo, &s->worker, werr) < 0)
-		fail_msg("%s", werr);
+	struct error werr = {0};
+	if (fetch_worker_start(&wo, &s->worker, &werr) < 0)
+		fail_msg("%s", werr.text);
 	struct lazy_options lo = {
 	    .base = s->disk,
 	    .image = copy_on_read ? NULL : s->image,

@@ -128,9 +128,9 @@ void fixture_start(struct fixture *fx, const struct fixture_options *opts)
 	    .state = fx->state,
 	    .autofetch = opts->autofetch,
 	};
-	char err[FETCH_ERROR_MAX] = "";
-	if (fetch_worker_start(&wo, &fx->worker, err) < 0)
-		fail_msg("fetch_worker_start: %s", err);
+	struct error err = {0};
+	if (fetch_worker_start(&wo, &fx->worker, &err) < 0)
+		fail_msg("fetch_worker_start: %s", err.text);
 	fx->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	assert_true(fx->notify_fd >= 0);
 	assert_int_equal(fetch_worker_subscribe(fx->worker, fx->notify_fd), 0);

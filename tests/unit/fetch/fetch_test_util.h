@@ -11,7 +11,7 @@
 #include "bdev_test_util.h"
 #include "common/common.h"
 #include "fetch/fetch.h"
-#include "fetch/fetch_testing.h"
+#include "fetch_testing.h"
 #include "meta/meta.h"
 
 #define TEST_WAIT_MS 20000

@@ -135,7 +135,7 @@ static void test_metadata_failure_fails_the_stripe(void **state)
 }
 
 static int start_with(struct fixture *fx, struct bdev *disk, struct stripe_source *source,
-		      char *err)
+		      struct error *err)
 {
 	struct fetch_worker_options wo = {
 	    .disk = disk,
@@ -157,9 +157,10 @@ static void test_start_refuses_a_disk_smaller_than_the_source(void **state)
 	o.disk_sectors = 1024;
 	o.image_sectors = 2048;
 	fixture_files(&fx, &o);
-	char err[FETCH_ERROR_MAX] = "";
-	assert_int_equal(start_with(&fx, fx.disk, fixture_source(&fx), err), -EINVAL);
-	assert_string_equal(err, "target device too small: disk 1024 sectors, source 2048 sectors");
+	struct error err = {0};
+	assert_int_equal(start_with(&fx, fx.disk, fixture_source(&fx), &err), -EINVAL);
+	assert_string_equal(err.text,
+			    "target device too small: disk 1024 sectors, source 2048 sectors");
 	fixture_teardown(&fx);
 }
 
@@ -176,9 +177,9 @@ static void test_start_refuses_a_source_beyond_the_metadata(void **state)
 	assert_int_equal(bdev_open_null(600 * 64, &big_image), 0);
 	struct stripe_source *src;
 	assert_int_equal(stripe_source_raw(big_image, 64, &src), 0);
-	char err[FETCH_ERROR_MAX] = "";
-	assert_int_equal(start_with(&fx, big_disk, src, err), -EINVAL);
-	assert_string_equal(err, "source stripe count 600 exceeds metadata stripe count 512");
+	struct error err = {0};
+	assert_int_equal(start_with(&fx, big_disk, src, &err), -EINVAL);
+	assert_string_equal(err.text, "source stripe count 600 exceeds metadata stripe count 512");
 	bdev_close(big_disk);
 	bdev_close(big_image);
 	fixture_teardown(&fx);
@@ -191,9 +192,10 @@ static void test_start_refuses_another_stripe_size(void **state)
 	fixture_files(&fx, &o);
 	struct stripe_source *src;
 	assert_int_equal(stripe_source_raw(fx.image, 128, &src), 0);
-	char err[FETCH_ERROR_MAX] = "";
-	assert_int_equal(start_with(&fx, fx.disk, src, err), -EINVAL);
-	assert_string_equal(err, "source stripe size 128 sectors does not match the metadata's 64");
+	struct error err = {0};
+	assert_int_equal(start_with(&fx, fx.disk, src, &err), -EINVAL);
+	assert_string_equal(err.text,
+			    "source stripe size 128 sectors does not match the metadata's 64");
 	fixture_teardown(&fx);
 }
 
@@ -211,10 +213,10 @@ static void test_start_refuses_a_bad_metadata_file(void **state)
 	struct fetch_worker_options wo = {
 	    .disk = fx.disk, .metadata = zeros, .source = fixture_source(&fx), .state = fx.state};
 	struct fetch_worker *w = NULL;
-	char err[FETCH_ERROR_MAX] = "";
-	assert_true(fetch_worker_start(&wo, &w, err) < 0);
+	struct error err = {0};
+	assert_true(fetch_worker_start(&wo, &w, &err) < 0);
 	assert_null(w);
-	assert_non_null(strstr(err, "magic"));
+	assert_non_null(strstr(err.text, "magic"));
 	bdev_close(zeros);
 	unlink(zero_path);
 
@@ -222,8 +224,8 @@ static void test_start_refuses_a_bad_metadata_file(void **state)
 	wo.metadata = fx.metadata;
 	wo.state = NULL;
 	wo.source = fixture_source(&fx);
-	assert_int_equal(fetch_worker_start(&wo, &w, err), -EINVAL);
-	assert_int_equal(fetch_worker_start(NULL, &w, err), -EINVAL);
+	assert_int_equal(fetch_worker_start(&wo, &w, &err), -EINVAL);
+	assert_int_equal(fetch_worker_start(NULL, &w, &err), -EINVAL);
 	fixture_teardown(&fx);
 }
 

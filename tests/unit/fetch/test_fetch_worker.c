@@ -238,8 +238,8 @@ static void test_worker_without_a_source(void **state)
 	assert_int_equal(stripe_source_none(64, &none), 0);
 	struct fetch_worker_options wo = {
 	    .disk = fx.disk, .metadata = fx.metadata, .source = none, .state = fx.state};
-	char err[FETCH_ERROR_MAX] = "";
-	assert_int_equal(fetch_worker_start(&wo, &fx.worker, err), 0);
+	struct error err = {0};
+	assert_int_equal(fetch_worker_start(&wo, &fx.worker, &err), 0);
 	fx.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	assert_int_equal(fetch_worker_subscribe(fx.worker, fx.notify_fd), 0);
 	assert_false(fetch_worker_has_source(fx.worker));

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "common/common.h"
-#include "fetch/fetch_testing.h"
+#include "fetch_testing.h"
 #include "lazy/lazy.h"
 
 #include <errno.h>
@@ -91,10 +91,10 @@ static void start_worker(struct lazy_env *env, const struct lazy_setup *setup)
 	    .state = env->state,
 	    .autofetch = setup->autofetch,
 	};
-	char err[FETCH_ERROR_MAX] = "";
-	int rc = fetch_worker_start(&o, &env->worker, err);
+	struct error err = {0};
+	int rc = fetch_worker_start(&o, &env->worker, &err);
 	if (rc < 0)
-		fail_msg("%s", err);
+		fail_msg("%s", err.text);
 }
 
 void lazy_env_open(struct lazy_env *env, const struct lazy_setup *setup)

@@ -1,6 +1,6 @@
-/* Test hooks of the fetch layer: a source wrapper that fails on purpose and
- * counts requests, and views into the worker a test cannot get otherwise.
- * Production code does not include this header. */
+/* Test hooks of the fetch layer, built into the tests only (the fetch_testing
+ * library): a source wrapper that fails on purpose and counts requests, and
+ * views into the worker a test cannot get through fetch.h alone. */
 #ifndef UBIBLK_FETCH_TESTING_H
 #define UBIBLK_FETCH_TESTING_H
 
@@ -19,9 +19,11 @@
 int stripe_source_flaky(struct stripe_source *inner, uint64_t fail_stripe, uint32_t times,
 			uint32_t *request_counts, struct stripe_source **out);
 
-/* CPU time the worker thread has used so far. */
+/* CPU time the worker thread has used so far; -ESRCH when it is not
+ * running. */
 int fetch_worker_thread_cpu_ns(const struct fetch_worker *w, uint64_t *ns);
-/* False once the worker has dropped (closed) its source. */
+/* False once the worker has dropped (closed) its source: the stats'
+ * source_connected. */
 bool fetch_worker_has_source(const struct fetch_worker *w);
 
 #endif

@@ -1,6 +1,8 @@
 /* A source wrapper for tests: fails a chosen stripe a given number of times
- * and counts the requests each stripe receives. */
-#include "fetch/fetch_testing.h"
+ * and counts the requests each stripe receives. Built with the tests only;
+ * it implements the stripe-source ops like any source. */
+#include "fetch_testing.h"
+
 #include "fetch/source_internal.h"
 
 #include <errno.h>
