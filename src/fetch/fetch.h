@@ -46,8 +46,8 @@ void stripe_source_destroy(struct stripe_source *src);
 /* ---- the worker ---- */
 
 struct fetch_worker_options {
-	struct bdev *disk;	      /* where fetched stripes go (later: crypt-wrapped) */
-	struct bdev *metadata;	      /* the metadata file device */
+	struct bdev *disk;     /* where fetched stripes go (the crypt layer when encrypted) */
+	struct bdev *metadata; /* the metadata file device */
 	struct stripe_source *source; /* owned by the worker from now on (freed on failure too) */
 	struct stripe_state *state;   /* borrowed; must outlive the worker */
 	bool autofetch;
@@ -74,7 +74,8 @@ struct fetch_worker;
  * failure is returned (with a message) instead of being logged and ignored.
  * The metadata file is loaded again into the worker's private copy, which is
  * what it rewrites. When no stripe is left to fetch the source is closed at
- * once and not checked against the disk (0.4 never opens it then). The
+ * once and not checked against the disk: a finished disk must start even
+ * when its source is gone. The
  * devices are borrowed and must outlive the worker. */
 int fetch_worker_start(const struct fetch_worker_options *opts, struct fetch_worker **out,
 		       struct error *err);

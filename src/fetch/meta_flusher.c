@@ -7,7 +7,7 @@
  * at a time, so two writes of one sector never race, and every bit asked for
  * while a write is in flight goes out together with the next one. A failed
  * write or flush leaves `durable` untouched (so a retry really rewrites the
- * bit: the reference's stale-bit defect cannot happen) and is retried
+ * bit instead of trusting a copy that never reached the disk) and is retried
  * METADATA_MAX_RETRIES times; then every stripe whose bit it carried is
  * reported failed, so the requests waiting for it fail instead of hanging. */
 #include "fetch/meta_flusher.h"

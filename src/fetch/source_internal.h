@@ -1,7 +1,7 @@
 /* What a stripe source implements, and how the worker drives one. Each kind
- * of source (raw image, none, later remote and archive, and the tests' flaky
- * wrapper) fills in an ops table; the worker only calls the source_* helpers
- * below, always from its own thread.
+ * of source (raw image, none, and the tests' flaky wrapper) fills in an ops
+ * table; the worker only calls the source_* helpers below, always from its
+ * own thread.
  *
  * Life cycle: built on any thread (stripe_source_raw, ...), then handed to
  * the worker, which calls source_open() on its thread to create per-thread

@@ -77,7 +77,7 @@ static int raw_request(struct stripe_source *src, uint64_t stripe, void *buf)
 		return -EBUSY;
 	/* A partial last stripe: the fetcher writes the whole disk stripe, so
 	 * what lies past the image end must read as zeroes, not as whatever an
-	 * earlier fetch left in this reused buffer (the reference's defect). */
+	 * earlier fetch left in this reused buffer. */
 	size_t data_bytes = (size_t)sectors * SECTOR_SIZE;
 	size_t stripe_bytes = (size_t)src->stripe_sectors * SECTOR_SIZE;
 	memset((char *)buf + data_bytes, 0, stripe_bytes - data_bytes);

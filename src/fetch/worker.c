@@ -8,9 +8,9 @@
 
 #include "common/common.h"
 
-/* The geometry checks of the reference worker, plus ours: the source's
- * stripe size must be the metadata's, and the metadata file must still
- * describe the disk. */
+/* Geometry checks before any byte is copied: the source must fit the disk and
+ * the metadata, the source's stripe size must be the metadata's, and the
+ * metadata file must still describe the disk. */
 static int check_sizes(const struct fetch_worker_options *opts, const struct metadata *m,
 		       bool source_needed, struct error *err)
 {

@@ -6,8 +6,8 @@
  * shared stripe state and tells the fetcher. Only this file writes the
  * shared state. When a whole round moves nothing the thread sleeps in
  * poll(2) on its wake-up eventfd and the completion fds of its channels: an
- * idle worker, or one waiting for the disk, uses no CPU (the reference spins
- * on a core while anything is in flight). */
+ * idle worker, or one waiting for the disk, uses no CPU (a spinning worker
+ * would cost a core per disk while anything is in flight). */
 #include "fetch/worker_internal.h"
 
 #include <errno.h>
