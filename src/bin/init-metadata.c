@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "common_args.h"
@@ -214,19 +215,6 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	return -1;
 }
 
-static enum bdev_engine disk_engine(enum io_engine engine)
-{
-	switch (engine) {
-	case IO_ENGINE_SYNC:
-		return BDEV_ENGINE_SYNC;
-	case IO_ENGINE_NULL:
-		return BDEV_ENGINE_NULL;
-	case IO_ENGINE_IO_URING:
-	default:
-		return BDEV_ENGINE_IO_URING;
-	}
-}
-
 static int run(const struct cli_args *args, const struct device_config *cfg)
 {
 	if (check_config(args, cfg) < 0)
@@ -234,7 +222,7 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	uint8_t shift = (uint8_t)args->shift;
 	struct bdev_file_options disk = {
 	    .path = cfg->path,
-	    .engine = disk_engine(cfg->io_engine),
+	    .engine = backend_engine(cfg->io_engine),
 	    .direct = true,
 	    .write_through = cfg->write_through,
 	    .queue_depth = cfg->queue_size,

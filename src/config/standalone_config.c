@@ -86,19 +86,20 @@ int archive_config_parse(const char *yaml, size_t len, const struct kek *kek,
 	return archive_from_text(yaml, len, kek, out, err);
 }
 
-int remote_config_load(const char *path, const struct kek *kek, struct remote_source_config *out,
-		       struct error *err)
+/* Reads a standalone config file and hands its text to `parse`; the text
+ * may hold secrets, so it is wiped. `what` names the file in the message a
+ * read failure gives ("Failed to read <what> <path>: ..."). */
+static int load_config_file(const char *path, const char *what, const struct kek *kek,
+			    int (*parse)(const char *, size_t, const struct kek *, void *,
+					 struct error *),
+			    void *out, struct error *err)
 {
 	char *text;
 	size_t len;
-	int ret;
-
-	memset(out, 0, sizeof(*out));
-	ret = config_read_file(path, &text, &len);
+	int ret = config_read_file(path, &text, &len);
 	if (ret)
-		return error_set(err, ret, "Failed to read remote config file %s: %s", path,
-				 strerror(-ret));
-	ret = remote_from_text(text, len, kek, out, err);
+		return error_set(err, ret, "Failed to read %s %s: %s", what, path, strerror(-ret));
+	ret = parse(text, len, kek, out, err);
 	secret_wipe(text, len);
 	free(text);
 	if (ret)
@@ -106,24 +107,30 @@ int remote_config_load(const char *path, const struct kek *kek, struct remote_so
 	return ret;
 }
 
+static int parse_remote(const char *yaml, size_t len, const struct kek *kek, void *out,
+			struct error *err)
+{
+	return remote_from_text(yaml, len, kek, out, err);
+}
+
+static int parse_archive(const char *yaml, size_t len, const struct kek *kek, void *out,
+			 struct error *err)
+{
+	return archive_from_text(yaml, len, kek, out, err);
+}
+
+int remote_config_load(const char *path, const struct kek *kek, struct remote_source_config *out,
+		       struct error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return load_config_file(path, "remote config file", kek, parse_remote, out, err);
+}
+
 int archive_config_load(const char *path, const struct kek *kek, struct archive_source_config *out,
 			struct error *err)
 {
-	char *text;
-	size_t len;
-	int ret;
-
 	memset(out, 0, sizeof(*out));
-	ret = config_read_file(path, &text, &len);
-	if (ret)
-		return error_set(err, ret, "Failed to read archive target config %s: %s", path,
-				 strerror(-ret));
-	ret = archive_from_text(text, len, kek, out, err);
-	secret_wipe(text, len);
-	free(text);
-	if (ret)
-		error_prefix(err, "config %s: ", path);
-	return ret;
+	return load_config_file(path, "archive target config", kek, parse_archive, out, err);
 }
 
 void remote_config_free(struct remote_source_config *remote)
