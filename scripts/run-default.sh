@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Build vhost-backend and serve a default disk: a sparse 1 GiB file under
-# state/ in the checkout. Prints the socket path and a QEMU command line that
-# attaches it, then runs in the foreground until Ctrl-C (SIGINT/SIGTERM stop
-# it cleanly).
+# Build vhost-backend and ubiblk-bench and serve a default disk: a sparse
+# 1 GiB file under state/ in the checkout (or $UBIBLK_STATE_DIR). Prints the
+# socket path and commands that use it, then runs vhost-backend in the
+# foreground, as this script's own process (exec), until Ctrl-C: SIGINT or
+# SIGTERM to that pid stops it cleanly, so a caller can run it in the
+# background too. Every command the hints name is built here, and the hints
+# are tested (tests/scripts/test_run_default.py).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+state=$(realpath -m "${UBIBLK_STATE_DIR:-$top/state}")
 cd "$top"
 
 scripts/install-deps.sh run
 [ -d build ] || meson setup build -Dtests=false >/dev/null
-ninja -C build src/bin/vhost-backend >/dev/null
+ninja -C build src/bin/vhost-backend src/bin/ubiblk-bench >/dev/null
 
-state="$top/state"
 mkdir -p "$state"
 disk="$state/disk.raw"
 [ -e "$disk" ] || truncate -s 1G "$disk"
@@ -36,9 +39,10 @@ Attach a QEMU guest (vhost-user needs shared guest memory):
     -device vhost-user-blk-pci,chardev=vu0,num-queues=2 \\
     ... your usual -drive/-kernel options for the boot disk ...
 The guest sees the disk as /dev/vdX with serial "ubiblk-default".
-A ready-made test guest (Debian's kernel, your root filesystem read-only):
-  tests/guest/run_guest.py --socket $sock --interactive
-Or measure it: build/src/bin/ubiblk-bench --socket $sock --mode randread --runtime 5
+A ready-made test guest (Debian's kernel, your root filesystem read-only;
+needs the test packages: scripts/install-deps.sh test):
+  $top/tests/guest/run_guest.py --socket $sock --interactive
+Or measure it: $top/build/src/bin/ubiblk-bench --socket $sock --mode randread --runtime 5
 
 MSG
 exec build/src/bin/vhost-backend -f "$state/config.yaml"

@@ -82,8 +82,8 @@ def wait_for(predicate, timeout, what):
 
 
 def socket_accepts(path):
-    if not os.path.exists(path):
-        return False
+    """True when something listens on the Unix socket `path` (a connect()
+    succeeds; the connection is closed at once)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)
@@ -92,6 +92,39 @@ def socket_accepts(path):
         return False
     finally:
         s.close()
+
+
+def wait_until_accepting(path, process, timeout, what):
+    """Wait until `process` (a Process) accepts connections on the Unix
+    socket `path`: True once a connect() succeeds, False if the process
+    exited first, TimeoutError after `timeout` seconds.
+
+    The socket FILE is no readiness signal: it exists between the server's
+    bind() and listen(), when a connect() is still refused, and a server
+    killed with SIGKILL leaves its file behind for the next one to replace.
+    Every test and script that starts a server waits here."""
+    wait_for(lambda: socket_accepts(path) or not process.alive(), timeout, what)
+    return process.alive()
+
+
+def wait_for_writes(rpc_path, num_queues, writer, timeout=60):
+    """Wait until the backend behind `rpc_path` has completed writes on each
+    of its first `num_queues` queues: the front end `writer` (a Popen) is
+    past its vhost-user set-up and its I/O flows. A test that kills the
+    backend "while writes flow" starts its clock here: a front end killed
+    during set-up fails with a set-up error (ubiblk-bench exit 2), which
+    is not the event under test."""
+    def writing():
+        if writer.poll() is not None:
+            err = writer.stderr.read().decode(errors="replace") if writer.stderr else ""
+            raise RuntimeError(f"the writer exited ({writer.returncode}) before "
+                               f"writing: {err[-800:]}")
+        try:
+            queues = rpc(rpc_path, "stats")["stats"]["queues"][:num_queues]
+        except OSError:
+            return False  # the RPC socket is not listening yet
+        return len(queues) == num_queues and all(q["write_ops"] > 0 for q in queues)
+    wait_for(writing, timeout, "writes on every queue")
 
 
 class Process:
@@ -168,12 +201,12 @@ class VhostBackend:
         self.process = Process([binary("vhost-backend"), "-f", self.config] + self.extra_args,
                                log_path=log, env=env)
         try:
-            wait_for(lambda: socket_accepts(self.socket) or not self.process.alive(),
-                     self.start_timeout, "vhost-backend socket")
+            accepting = wait_until_accepting(self.socket, self.process, self.start_timeout,
+                                             "vhost-backend to accept connections")
         except TimeoutError:
             self.process.close()
             raise
-        if not self.process.alive():
+        if not accepting:
             raise RuntimeError("vhost-backend exited at start:\n" + self.process.log_text())
         return self
 
@@ -221,12 +254,12 @@ class QemuStorageDaemon:
         log = os.path.join(self.workdir, "qemu-storage-daemon.log")
         self.process = Process(self.argv(), log_path=log)
         try:
-            wait_for(lambda: os.path.exists(self.socket) or not self.process.alive(),
-                     self.start_timeout, "qemu-storage-daemon socket")
+            accepting = wait_until_accepting(self.socket, self.process, self.start_timeout,
+                                             "qemu-storage-daemon to accept connections")
         except TimeoutError:
             self.process.close()
             raise
-        if not self.process.alive():
+        if not accepting:
             raise RuntimeError("qemu-storage-daemon exited at start:\n" + self.process.log_text())
         return self
 

@@ -236,8 +236,7 @@ def start_backend(s, config, kek, *extra):
     listening (or has exited)."""
     proc = harness.Process(s.argv("vhost-backend", config, kek, *extra),
                            log_path=os.path.join(s.tmp, "backend.log"))
-    harness.wait_for(lambda: harness.socket_accepts(s.socket) or not proc.alive(), 20,
-                     "vhost-backend socket")
+    harness.wait_until_accepting(s.socket, proc, 20, "vhost-backend to accept connections")
     return proc
 
 

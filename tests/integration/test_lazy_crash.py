@@ -49,8 +49,10 @@ def test_kill9_during_writes_and_autofetch():
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
         meta = os.path.join(tmp, "disk.meta")
         state = os.path.join(tmp, "verify.state")
+        rpc = os.path.join(tmp, "rpc.sock")
         fields = dict(image_path=image, metadata_path=meta, num_queues=2, queue_size=128,
-                      copy_on_read=True, autofetch=True, track_written=True)
+                      copy_on_read=True, autofetch=True, track_written=True,
+                      rpc_socket_path=rpc)
         be = harness.VhostBackend(tmp, disk, **fields)
         harness.init_metadata(be.config, "-s", "9")
         fetched_history = []
@@ -64,6 +66,9 @@ def test_kill9_during_writes_and_autofetch():
                      "--size", str(WRITE_SIZE), "--seed", "17", "--runtime", "60", "--json"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 try:
+                    # The kill must land while writes flow, not during the
+                    # writer's set-up (which it reports as exit 2).
+                    harness.wait_for_writes(rpc, 2, writer)
                     # Early rounds kill within the autofetch walk, later
                     # ones let more writes pile up.
                     early = round_no < ROUNDS // 2

@@ -63,7 +63,9 @@ def restart_keeps_acknowledged_writes(stop_signal):
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
         state = os.path.join(tmp, "verify.state")
-        be = harness.VhostBackend(tmp, disk, num_queues=2, queue_size=128).start()
+        rpc = os.path.join(tmp, "rpc.sock")
+        be = harness.VhostBackend(tmp, disk, num_queues=2, queue_size=128,
+                                  rpc_socket_path=rpc).start()
         try:
             argv = [harness.binary("ubiblk-bench"), "--socket", be.socket, "--mode", "verify",
                     "--verify-phase", "write", "--verify-state", state, "--queues", "2",
@@ -71,7 +73,11 @@ def restart_keeps_acknowledged_writes(stop_signal):
                     "--runtime", "30", "--json"]
             writer = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
-                time.sleep(2.0)  # let writes flow, then stop the backend under load
+                # Stop the backend under load: once writes flow on both
+                # queues (a stop during the writer's set-up is a set-up
+                # error, exit 2), and after some more.
+                harness.wait_for_writes(rpc, 2, writer)
+                time.sleep(2.0)
                 assert writer.poll() is None, "writer ended early: " + \
                     writer.stderr.read().decode(errors="replace")
                 be.stop(stop_signal)
