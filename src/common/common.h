@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define SECTOR_SIZE	 512u
 #define SECTOR_SHIFT	 9u
@@ -93,6 +94,27 @@ void forbid_core_dumps(void);
  * `name` (at most 15 characters, shown by ps/top) may be NULL. Returns 0 or
  * a negative errno. */
 int thread_start(pthread_t *thread, const char *name, void *(*main)(void *), void *arg);
+
+/* ---- Unix-socket listeners ----
+ * The one way to listen on a Unix socket path (vhost-user, RPC). Opens a
+ * listening, non-blocking, close-on-exec stream socket at `path` whose file
+ * has `mode`. Only a stale socket at the path is replaced: a socket some
+ * server still accepts on, a directory or any other file is refused with a
+ * message, so a typo in a config can never delete a disk image. The path
+ * appears only once the socket listens, so a client that sees the file can
+ * connect. `what` names the socket in messages ("failed to bind <what>
+ * <path>: ..."). Returns 0 or a negative errno. */
+struct unix_listener {
+	int fd;
+	dev_t dev; /* the socket file bound, so close removes only it */
+	ino_t ino;
+};
+
+int unix_listener_open(const char *path, mode_t mode, const char *what, struct unix_listener *out,
+		       struct error *err);
+/* Closes the socket and removes its file if the path still names the
+ * socket this listener created (not one a newer process put there). */
+void unix_listener_close(struct unix_listener *l, const char *path);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);

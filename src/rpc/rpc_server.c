@@ -31,7 +31,6 @@
 
 #include "common/common.h"
 
-#define LISTEN_BACKLOG	16
 #define ACCEPT_RETRY_MS 100
 #define SOCKET_MODE	0660
 #define POLL_FIXED_FDS	2 /* the stop eventfd and the listener */
@@ -39,10 +38,8 @@
 struct rpc_server {
 	char *path;
 	struct rpc_context ctx; /* trackers points at our own copy of the array */
-	int listen_fd;
+	struct unix_listener listener;
 	int stop_fd;
-	dev_t socket_dev; /* the socket file we bound, so stop removes only it */
-	ino_t socket_ino;
 	pthread_t thread;
 	uint64_t idle_timeout_ns;
 	struct rpc_client clients[RPC_MAX_CLIENTS];
@@ -50,89 +47,9 @@ struct rpc_server {
 	bool refusing_logged;
 };
 
-/* Whether a server still accepts connections on the socket at path. */
-static bool socket_is_live(const struct sockaddr_un *addr)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return false;
-	int rc = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-	/* EAGAIN: a listener whose backlog is full, still alive. */
-	bool live = rc == 0 || errno == EAGAIN;
-	close(fd);
-	return live;
-}
-
-/* Removes a stale socket file at the path; anything else is refused. */
-static int remove_stale_socket(const struct sockaddr_un *addr, struct error *err)
-{
-	const char *path = addr->sun_path;
-	const char *msg = "failed to remove existing RPC socket";
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return error_set(err, -errno, "%s %s: %s", msg, path, strerror(errno));
-	}
-	if (S_ISDIR(st.st_mode))
-		return error_set(err, -EISDIR, "%s %s: it is a directory", msg, path);
-	if (!S_ISSOCK(st.st_mode))
-		return error_set(err, -EEXIST, "%s %s: it is not a socket (refusing to delete it)",
-				 msg, path);
-	if (socket_is_live(addr))
-		return error_set(err, -EADDRINUSE, "%s %s: another server is listening on it", msg,
-				 path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return error_set(err, -errno, "%s %s: %s", msg, path, strerror(errno));
-	return 0;
-}
-
 static int bind_socket(struct rpc_server *s, struct error *err)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(s->path) >= sizeof(addr.sun_path))
-		return error_set(err, -ENAMETOOLONG, "failed to bind RPC socket %s: path too long",
-				 s->path);
-	strcpy(addr.sun_path, s->path);
-	int ret = remove_stale_socket(&addr, err);
-	if (ret < 0)
-		return ret;
-	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s->listen_fd < 0)
-		return error_set(err, -errno, "failed to create RPC socket %s: %s", s->path,
-				 strerror(errno));
-	/* Linux gives the socket file the socket's mode (minus the umask):
-	 * owner-only until the chmod below opens it to the group. */
-	if (fchmod(s->listen_fd, 0600) < 0)
-		log_debug("RPC socket: fchmod before bind: %s", strerror(errno));
-	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return error_set(err, -errno, "failed to bind RPC socket %s: %s", s->path,
-				 strerror(errno));
-	struct stat st;
-	const char *step = NULL;
-	if (lstat(s->path, &st) < 0)
-		step = "failed to inspect RPC socket";
-	else if (chmod(s->path, SOCKET_MODE) < 0)
-		step = "failed to set permissions of RPC socket";
-	else if (listen(s->listen_fd, LISTEN_BACKLOG) < 0)
-		step = "failed to listen on RPC socket";
-	if (step) {
-		ret = -errno;
-		unlink(s->path);
-		return error_set(err, ret, "%s %s: %s", step, s->path, strerror(-ret));
-	}
-	s->socket_dev = st.st_dev;
-	s->socket_ino = st.st_ino;
-	return 0;
-}
-
-/* Removes the socket file only if it is still the one this server bound. */
-static void remove_own_socket(const struct rpc_server *s)
-{
-	struct stat st;
-	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == s->socket_dev &&
-	    st.st_ino == s->socket_ino)
-		unlink(s->path);
+	return unix_listener_open(s->path, SOCKET_MODE, "RPC socket", &s->listener, err);
 }
 
 /* Accepts every waiting connection; returns false when accepting failed for
@@ -140,7 +57,7 @@ static void remove_own_socket(const struct rpc_server *s)
 static bool accept_clients(struct rpc_server *s)
 {
 	for (;;) {
-		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(s->listener.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -222,7 +139,7 @@ static void *listener_main(void *arg)
 		if (accept_paused_until && now_ns() >= accept_paused_until)
 			accept_paused_until = 0;
 		pfd[0] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = accept_paused_until ? -1 : s->listen_fd,
+		pfd[1] = (struct pollfd){.fd = accept_paused_until ? -1 : s->listener.fd,
 					 .events = POLLIN};
 		for (uint32_t i = 0; i < s->nclients; i++)
 			pfd[POLL_FIXED_FDS + i] =
@@ -257,8 +174,8 @@ static void server_free(struct rpc_server *s)
 {
 	for (uint32_t i = 0; i < s->nclients; i++)
 		rpc_client_fini(&s->clients[i]);
-	if (s->listen_fd >= 0)
-		close(s->listen_fd);
+	/* Removes the socket file too, if it is still ours. */
+	unix_listener_close(&s->listener, s->path);
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
 	free((void *)s->ctx.trackers);
@@ -271,7 +188,7 @@ static int server_alloc(const char *path, const struct rpc_context *ctx, struct 
 	struct rpc_server *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->listen_fd = -1;
+	s->listener.fd = -1;
 	s->stop_fd = -1;
 	s->ctx = *ctx;
 	s->ctx.trackers = NULL;
@@ -310,7 +227,6 @@ int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = s->stop_fd < 0 ? -errno : thread_start(&s->thread, "ubiblk-rpc", listener_main, s);
 	if (ret < 0) {
-		remove_own_socket(s);
 		server_free(s);
 		return error_set(err, ret, "RPC server: cannot start the listener: %s",
 				 strerror(-ret));
@@ -328,6 +244,5 @@ void rpc_server_stop(struct rpc_server *s)
 	while (write(s->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
 	pthread_join(s->thread, NULL);
-	remove_own_socket(s);
 	server_free(s);
 }

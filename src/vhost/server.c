@@ -65,57 +65,13 @@ static bool stop_is_requested(void)
 	return atomic_load(&stop_requested) != 0;
 }
 
-/* Only a stale socket is removed: a typo in `socket` must not delete the
- * operator's disk image. Anything else makes bind() fail with a message. */
-static void remove_stale_socket(const char *path)
+static int listen_socket_create(const char *path, struct unix_listener *out)
 {
-	struct stat st;
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
-}
-
-static int listen_socket_create(const char *path, int *out)
-{
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		log_error("socket path %s is too long (at most %zu bytes)", path,
-			  sizeof(addr.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		int ret = -errno;
-		log_error("cannot create a Unix socket: %s", strerror(-ret));
-		return ret;
-	}
-	remove_stale_socket(path);
-	/* umask is process-wide, and the fetch worker and the RPC thread may
-	 * already run here; neither creates files, so the brief change cannot
-	 * reach them. */
-	mode_t old_mask = umask(0117);
-	int ret = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
-	umask(old_mask);
-	if (ret < 0) {
-		log_error("cannot bind the vhost-user socket %s: %s", addr.sun_path,
-			  strerror(-ret));
-		close(fd);
-		return ret;
-	}
-	const char *step = "chmod";
-	if (chmod(path, 0660) == 0) {
-		step = "listen on";
-		if (listen(fd, LISTEN_BACKLOG) == 0) {
-			*out = fd;
-			return 0;
-		}
-	}
-	int error = errno;
-	log_error("cannot %s the vhost-user socket %s: %s", step, addr.sun_path, strerror(error));
-	close(fd);
-	unlink(path);
-	return -error;
+	struct error err = {0};
+	int ret = unix_listener_open(path, 0660, "vhost-user socket", out, &err);
+	if (ret < 0)
+		log_error("%s", err.text);
+	return ret;
 }
 
 static bool accept_error_is_transient(int error)
@@ -233,10 +189,11 @@ int vhost_blk_serve(const struct vhost_blk_options *opts, struct bdev *dev)
 		log_error("cannot create the stop eventfd: %s", strerror(-stop_fd));
 		return stop_fd;
 	}
-	int listener;
-	int ret = listen_socket_create(opts->socket_path, &listener);
+	struct unix_listener socket_file;
+	int ret = listen_socket_create(opts->socket_path, &socket_file);
 	if (ret < 0)
 		return ret;
+	int listener = socket_file.fd;
 	log_info("listening for vhost-user front ends on %s", opts->socket_path);
 
 	while (!stop_is_requested()) {
@@ -261,7 +218,6 @@ int vhost_blk_serve(const struct vhost_blk_options *opts, struct bdev *dev)
 		log_info("stop requested: vhost-user server stopped");
 		ret = 0;
 	}
-	close(listener);
-	unlink(opts->socket_path);
+	unix_listener_close(&socket_file, opts->socket_path);
 	return ret;
 }

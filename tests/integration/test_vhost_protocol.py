@@ -351,6 +351,24 @@ def test_socket_replaces_stale_file_and_has_mode_0660():
             assert be.socket in be.process.log_text()
 
 
+def test_second_backend_on_a_live_socket_is_refused():
+    """A socket some backend still serves is never taken over: the second
+    backend exits 1 naming it, the first keeps serving on its socket."""
+    with harness.scratch_dir() as tmp:
+        disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
+        with harness.VhostBackend(tmp, disk) as first:
+            inode = os.stat(first.socket).st_ino
+            proc = subprocess.run([harness.binary("vhost-backend"), "-f", first.config],
+                                  capture_output=True, timeout=30)
+            assert proc.returncode == 1, proc
+            err = proc.stderr.decode()
+            assert "another server is listening on it" in err, err
+            assert first.socket in err, err
+            assert os.stat(first.socket).st_ino == inode
+            assert harness.socket_accepts(first.socket)
+            assert first.process.alive()
+
+
 def test_handshake_config_and_io():
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
