@@ -164,7 +164,7 @@ static void test_path_too_long(void **state)
  * few rounds.) */
 struct watch {
 	const char *path;
-	volatile int stop;
+	int stop; /* atomic */
 	int refused;
 	int seen;
 };
@@ -173,7 +173,7 @@ static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
 	bool present = false;
-	while (!w->stop) {
+	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
 		struct stat st;
 		bool now = lstat(w->path, &st) == 0;
 		if (now && !present) {
@@ -199,7 +199,7 @@ static void test_path_appears_only_when_listening(void **state)
 		unix_listener_close(&l, f->path);
 		usleep(200);
 	}
-	w.stop = 1;
+	__atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(thread, NULL);
 	assert_true(w.seen > 0);
 	assert_int_equal(w.refused, 0);
