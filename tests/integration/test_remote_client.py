@@ -119,11 +119,18 @@ class StripeServer:
 
     def stop(self):
         self.running = False
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(): the port is free
+        except OSError:
+            pass
         self.listener.close()
+        # Reset, not FIN: no half-closed socket keeps the port from a
+        # server restarted on it.
         with self.lock:
             for c in self.conns:
                 try:
-                    c.shutdown(socket.SHUT_RDWR)
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    c.shutdown(socket.SHUT_RD)  # wakes the session, which closes
                 except OSError:
                     pass
 
@@ -261,6 +268,34 @@ def test_server_gone_for_good():
                 assert "fetch: stripe 8 failed" in log, log
                 # The backend still serves what it has.
                 assert read_all(be, tmp, "again.raw", ["--size", "1m"])[:MiB] == image[:MiB]
+                # Stopping does not wait for the connections' backoff.
+                start = time.monotonic()
+                assert be.stop() == 0
+                assert time.monotonic() - start < 5, "stopping waited for the reconnects"
+    finally:
+        server.stop()
+
+
+def test_changed_server_refused():
+    image = os.urandom(16 * MiB)
+    server = StripeServer(image)
+    port = server.port
+    try:
+        with harness.scratch_dir() as tmp:
+            be, disk, rpc = device(tmp, 16 * MiB, server.address,
+                                   source_fields={"connections": 1})
+            harness.init_metadata(be.config)
+            with be:
+                assert read_all(be, tmp, extra=["--size", "1m"])[:MiB] == image[:MiB]
+                server.stop()
+                server = StripeServer(image[:8 * MiB], port=port)  # another disk
+                code, _, err = harness.run_bench(
+                    ["--socket", be.socket, "--mode", "read", "--bs", "64k", "--offset",
+                     "4m", "--size", "1m"], timeout=120)
+                assert code != 0, "a changed server must not be fetched from"
+                log = be.process.log_text()
+                assert "the server's stripe count changed from 16 to 8: refusing it" in log, log
+                assert server.requests == [], server.requests
                 assert be.stop() == 0
     finally:
         server.stop()
@@ -455,6 +490,7 @@ if __name__ == "__main__":
         test_lazy_fetch_and_autofetch,
         test_server_restarted_mid_hydration,
         test_server_gone_for_good,
+        test_changed_server_refused,
         test_config_refusals,
         test_tls_init_metadata_from_openssl,
         test_tls_fetch_from_openssl,
