@@ -240,7 +240,8 @@ static void run_disk(struct server *s)
 
 static bool has_deadline(const struct conn *c)
 {
-	return c->state == CONN_HANDSHAKE || c->state == CONN_REQUEST || c->state == CONN_REPLY;
+	return c->state == CONN_HANDSHAKE || c->state == CONN_REQUEST || c->state == CONN_REPLY ||
+	       c->state == CONN_LINGER;
 }
 
 static void sweep(struct server *s)

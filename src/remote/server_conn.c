@@ -325,6 +325,33 @@ static void enter_request(struct server *s, struct conn *c)
 	conn_set_deadline(s, c, ms_from_now(s, idle_ms(s)));
 }
 
+/* The server stops after this reply. Closing a socket with unread input
+ * (requests the client sent ahead) makes the kernel send a reset, which may
+ * destroy the reply still on its way; so the session ends with a FIN after
+ * the reply and waits for the client to close, discarding what it sends. */
+static void linger(struct server *s, struct conn *c)
+{
+	if (c->ssl)
+		server_tls_close_notify(c->ssl);
+	shutdown(c->fd, SHUT_WR);
+	c->state = CONN_LINGER;
+	conn_set_deadline(s, c, ms_from_now(s, s->opts->timeouts.io_ms));
+}
+
+/* True while the peer has not closed (nothing more to read for now). */
+static bool discard_input(struct conn *c)
+{
+	uint8_t sink[4096];
+	for (;;) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	}
+}
+
 /* Runs the state machine until it has to wait. */
 static void advance(struct server *s, struct conn *c)
 {
@@ -389,8 +416,8 @@ static void advance(struct server *s, struct conn *c)
 					release_slot(s, slot);
 				}
 				if (s->stopping) {
-					conn_close(s, c, "server stopping");
-					return;
+					linger(s, c);
+					continue;
 				}
 				enter_request(s, c);
 				continue;
@@ -410,6 +437,13 @@ static void advance(struct server *s, struct conn *c)
 			close_with_error(s, c, &why);
 			return;
 		}
+		case CONN_LINGER:
+			if (discard_input(c)) {
+				set_interest(s, c, EPOLLIN);
+				return;
+			}
+			conn_close(s, c, "server stopping");
+			return;
 		case CONN_DEAD:
 		default:
 			return;
@@ -449,6 +483,9 @@ void conn_expired(struct server *s, struct conn *c)
 		break;
 	case CONN_REPLY:
 		conn_close(s, c, "timed out sending a reply (the client stopped reading)");
+		break;
+	case CONN_LINGER:
+		conn_close(s, c, "server stopping");
 		break;
 	default:
 		break; /* waiting for the server itself: no deadline */

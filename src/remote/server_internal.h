@@ -36,6 +36,8 @@ enum conn_state {
 	CONN_WAIT_BUFFER, /* a READ_STRIPE waits for a reply buffer; nothing read */
 	CONN_DISK,	  /* the stripe is being read from the disk; nothing read */
 	CONN_REPLY,	  /* sending a reply, deadline io_ms after the last progress */
+	CONN_LINGER,	  /* stopping: FIN sent after the last reply, input discarded
+			   * until the peer closes, deadline io_ms */
 	CONN_DEAD,	  /* closed; freed at the end of the loop turn */
 };
 
@@ -130,7 +132,10 @@ int server_tls_read(SSL *ssl, void *buf, size_t len, struct error *why);
 int server_tls_write(SSL *ssl, const void *buf, size_t len, struct error *why);
 /* The identity the client presented (after the handshake), or "". */
 const char *server_tls_identity(SSL *ssl);
-/* One non-blocking attempt to send close_notify, then frees the session. */
+/* One non-blocking attempt to send close_notify (after a finished
+ * handshake). */
+void server_tls_close_notify(SSL *ssl);
+/* server_tls_close_notify, then frees the session. */
 void server_tls_close(SSL *ssl);
 
 #endif

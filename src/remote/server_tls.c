@@ -201,13 +201,18 @@ const char *server_tls_identity(SSL *ssl)
 	return id ? id : "";
 }
 
-void server_tls_close(SSL *ssl)
+void server_tls_close_notify(SSL *ssl)
 {
 	ERR_clear_error();
 	/* Only after a finished handshake: close_notify ends a session, and a
-	 * failed handshake has already sent its alert. */
-	if (SSL_is_init_finished(ssl))
+	 * failed handshake has already sent its alert. Sent once. */
+	if (SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
 		SSL_shutdown(ssl);
 	ERR_clear_error();
+}
+
+void server_tls_close(SSL *ssl)
+{
+	server_tls_close_notify(ssl);
 	SSL_free(ssl);
 }
