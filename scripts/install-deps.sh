@@ -9,7 +9,8 @@ build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libss
 case "${1:-run}" in
 run) want=("${build[@]}") ;;
 test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux
-	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs) ;;
+	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs
+	openssl) ;;
 bench) want=("${build[@]}" python3 fio qemu-utils) ;;
 *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
