@@ -117,6 +117,11 @@ class Server:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb):
+        if self.process and exc_type is None and self.process.alive():
+            # Every test ends with a clean stop (a sanitizer's report, a
+            # leak or a crash would show here).
+            status = self.process.stop()
+            expect(status == 0, f"exit status {status}:\n{self.log()[-3000:]}")
         if self.process:
             self.process.close()
             if exc_type is not None:
