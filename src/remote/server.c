@@ -21,7 +21,7 @@
 /* The stop request may come from a signal handler: a flag for a stop asked
  * before the loop runs, and an eventfd (made once, never closed, so a late
  * signal never writes to a recycled descriptor) to wake the loop. */
-static volatile sig_atomic_t stop_requested;
+static int stop_requested; /* lock-free atomic: signal-safe and thread-safe */
 static int stop_fd = -1;
 static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
 
@@ -34,7 +34,7 @@ static void make_stop_fd(void)
 void remote_server_request_stop(void)
 {
 	int saved = errno;
-	stop_requested = 1;
+	__atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
 	int fd = __atomic_load_n(&stop_fd, __ATOMIC_ACQUIRE);
 	if (fd >= 0) {
 		uint64_t one = 1;
@@ -42,6 +42,11 @@ void remote_server_request_stop(void)
 		(void)r;
 	}
 	errno = saved;
+}
+
+static bool stop_requested_now(void)
+{
+	return __atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE) != 0;
 }
 
 /* Markers for the epoll entries that are not connections. */
@@ -310,7 +315,7 @@ static void loop(struct server *s, int disk_fd)
 {
 	struct epoll_event events[EVENTS_MAX];
 	for (;;) {
-		if (stop_requested && !s->stopping) {
+		if (stop_requested_now() && !s->stopping) {
 			s->now_ns = now_ns();
 			begin_stop(s);
 		}
@@ -329,7 +334,7 @@ static void loop(struct server *s, int disk_fd)
 			else
 				conn_on_event(s, p, events[i].events);
 		}
-		if (stop_requested)
+		if (stop_requested_now())
 			begin_stop(s);
 		run_disk(s);
 		resume_accepting(s);
@@ -473,6 +478,6 @@ int remote_server_run(const struct remote_server_options *opts, struct error *er
 	int sfd = __atomic_load_n(&stop_fd, __ATOMIC_ACQUIRE);
 	if (sfd >= 0)
 		drain_eventfd(sfd);
-	stop_requested = 0;
+	__atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);
 	return ret;
 }
