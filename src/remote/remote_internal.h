@@ -1,0 +1,33 @@
+/* What the parts of the remote layer share with each other and nothing else
+ * needs: little-endian field access, the OpenSSL context behind a
+ * remote_tls, and the way an OpenSSL failure becomes one line of text. */
+#ifndef UBIBLK_REMOTE_INTERNAL_H
+#define UBIBLK_REMOTE_INTERNAL_H
+
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "remote/remote.h"
+
+static inline void remote_put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t remote_get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* The context every SSL of the role is created from (SSL_new). */
+SSL_CTX *remote_tls_ctx(const struct remote_tls *tls);
+
+/* Sets err to "<what>: <OpenSSL's reasons>" (or "<what>" when OpenSSL queued
+ * none), empties this thread's OpenSSL error queue, and returns code. */
+int remote_tls_error(struct error *err, int code, const char *what);
+
+#endif
