@@ -5,6 +5,7 @@ each stripe with a chosen status byte. Every command, output and error text,
 help verbatim, exit/quit/EOF, and the start-up errors. With tmux installed,
 one terminal session checks the prompt, ^C and the history."""
 
+import base64
 import os
 import shutil
 import socket
@@ -339,6 +340,83 @@ def test_kek_options():
             expect(r.returncode == 1 and r.stdout == "", r.stderr)
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_tls_against_our_server():
+    """Over TLS-PSK against remote-stripe-server: the secret KEK-wrapped on
+    both sides, the whole 4 MiB example read back; a wrong identity or
+    secret fails at start-up (exit 1) and the server goes on serving."""
+    try:
+        server_bin = harness.binary("remote-stripe-server")
+    except FileNotFoundError:
+        print("skip test_tls_against_our_server: remote-stripe-server is not built")
+        return
+    with harness.scratch_dir() as tmp:
+        golden.write_inputs(tmp)
+        kek = write(os.path.join(tmp, "kek.yaml"), KEK_YAML, 0o600)
+        secret = base64.b64encode(os.urandom(32)).decode()
+        wrapped = subprocess.run([harness.binary("xts"), "-k", kek, "--wrap"],
+                                 input=secret + "\n", capture_output=True, text=True,
+                                 timeout=30, check=True).stdout.strip()
+        disk = os.path.join(tmp, "4mib.data")
+        device = write(os.path.join(tmp, "device.yaml"), f'path: "{disk}"\n')
+        address = f"127.0.0.1:{free_port()}"
+        listen = write(os.path.join(tmp, "listen.yaml"),
+                       f'address: "{address}"\npsk_identity: "vm-1234"\n'
+                       f'psk_secret: "{wrapped}"\n')
+        proc = harness.Process([server_bin, "-f", device, "--listen-config", listen, "-k", kek],
+                               log_path=os.path.join(tmp, "server.log"))
+        try:
+            host, port = address.rsplit(":", 1)
+
+            def accepting():
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                    return True
+                except OSError:
+                    return not proc.alive()
+            harness.wait_for(accepting, 20, "remote-stripe-server to listen")
+            expect(proc.alive(), proc.log_text())
+            data = open(disk, "rb").read()
+            lines = []
+            for i in range(4):
+                lines += [f"stripe_header {i}", f"fetch_stripe {i}",
+                          f"dump_stripe {i} 0 1048576"]
+            want = "".join(f"0x07 WRITTEN\nFETCHED\n{data[i << 20:(i + 1) << 20].hex()}\n"
+                           for i in range(4))
+            r = shell(listen, "".join(x + "\n" for x in lines) + "fetch_stripe 4\n", "-k", kek)
+            expect(r.returncode == 0, r.stderr)
+            expect(r.stdout == want + "INVALID_STRIPE\n", "the stripes differ")
+            for identity, key in (("vm-123", wrapped), ("vm-12345", wrapped), ("", wrapped),
+                                  ("vm-1234", None)):
+                if key is None:  # the right identity, another secret
+                    key = subprocess.run([harness.binary("xts"), "-k", kek, "--wrap"],
+                                         input=base64.b64encode(os.urandom(32)).decode() + "\n",
+                                         capture_output=True, text=True, timeout=30,
+                                         check=True).stdout.strip()
+                bad = write(os.path.join(tmp, "bad.yaml"),
+                            f'address: "{address}"\npsk_identity: "{identity}"\n'
+                            f'psk_secret: "{key}"\n')
+                r = shell(bad, "stripe_header 0\n", "-k", kek)
+                expect(r.returncode == 1 and r.stdout == "" and "[ERROR]" in r.stderr,
+                       f"identity {identity!r}: {r.returncode} {r.stderr}")
+            plain = write(os.path.join(tmp, "plain.yaml"), f'address: "{address}"\n')
+            r = shell(plain, "stripe_header 0\n")
+            expect(r.returncode == 1 and r.stdout == "", f"no PSK: {r.returncode} {r.stderr}")
+            r = shell(listen, "stripe_header 3\n", "-k", kek)
+            expect(r.returncode == 0 and r.stdout == "0x07 WRITTEN\n", r.stderr)
+            expect(proc.alive(), "the server died")
+            expect(proc.stop() == 0, "server exit status")
+        finally:
+            proc.close()
+
+
 def test_terminal():
     """On a terminal (tmux): the "> " prompt, ^C abandons the line, the up
     arrow recalls the last command, Ctrl-D leaves with status 0."""
@@ -397,4 +475,5 @@ def test_terminal():
 
 if __name__ == "__main__":
     harness.main([test_commands_against_peer, test_exit_quit_eof, test_every_status_byte,
-                  test_startup_errors, test_kek_options, test_terminal])
+                  test_startup_errors, test_kek_options, test_tls_against_our_server,
+                  test_terminal])
