@@ -43,6 +43,7 @@ struct remote_source_config {
 	char *address;
 	char *psk_identity;	 /* NULL when absent */
 	struct bytes psk_secret; /* after KEK unwrapping */
+	uint32_t connections;	 /* 1..64, default 16: stripes fetched at once */
 };
 
 struct archive_source_config {

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S3_DEFAULT_CONNECTIONS 16
+#define S3_DEFAULT_CONNECTIONS	   16
+#define REMOTE_DEFAULT_CONNECTIONS 16
 
 static const char *const source_kinds[] = {"raw", "remote", "archive"};
 static const char *const archive_stores[] = {"filesystem", "s3"};
@@ -39,6 +40,9 @@ int remote_source_parse(const struct yaml_map *map, struct remote_source_config 
 		ret = yaml_map_optional_string(map, "psk_identity", &remote->psk_identity, err);
 	if (!ret)
 		ret = yaml_map_base64(map, "psk_secret", true, &remote->psk_secret, err);
+	remote->connections = REMOTE_DEFAULT_CONNECTIONS;
+	if (!ret)
+		ret = yaml_map_u32(map, "connections", &remote->connections, err);
 	return ret;
 }
 

@@ -19,6 +19,7 @@
 #define SEG_COUNT_MAX		  256u
 #define POLL_QUEUE_TIMEOUT_US_MAX 10000000u
 #define S3_CONNECTIONS_MAX	  256u
+#define REMOTE_CONNECTIONS_MAX	  64u
 #define PSK_SECRET_MIN		  16u
 
 bool s3_prefix_is_safe(const char *prefix)
@@ -66,7 +67,9 @@ int remote_source_validate(const struct remote_source_config *remote, const char
 	if (remote->psk_secret.present && remote->psk_secret.len < PSK_SECRET_MIN)
 		return error_set(err, -EINVAL,
 				 "%spsk_secret: PSK secret must be at least 16 bytes long", prefix);
-	return 0;
+	char field[YAML_FIELD_PATH_MAX];
+	snprintf(field, sizeof(field), "%sconnections", prefix);
+	return check_range(field, remote->connections, 1, REMOTE_CONNECTIONS_MAX, err);
 }
 
 int archive_source_validate(const struct archive_source_config *archive, const char *prefix,

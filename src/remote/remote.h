@@ -151,6 +151,9 @@ const struct remote_metadata *remote_client_metadata(const struct remote_client 
  * connection broken (I/O error, timeout, wrong size: close it). */
 int remote_client_read_stripe(struct remote_client *c, uint64_t index, void *buf, uint8_t *status,
 			      struct error *err);
+/* True once the connection failed (I/O error, timeout, a reply that does
+ * not fit the request): every later read fails, close it and dial again. */
+bool remote_client_broken(const struct remote_client *c);
 /* Sends close_notify when TLS is on, then closes. NULL is fine. */
 void remote_client_close(struct remote_client *c);
 

@@ -26,8 +26,23 @@ static inline uint64_t remote_get_u64(const uint8_t *p)
 /* The context every SSL of the role is created from (SSL_new). */
 SSL_CTX *remote_tls_ctx(const struct remote_tls *tls);
 
+/* A new SSL of tls's role on the connected socket fd (which stays the
+ * caller's to close). Its records go through send(MSG_NOSIGNAL) and recv, so
+ * a peer that vanishes never raises SIGPIPE, and a non-blocking fd makes
+ * SSL_read/SSL_write/SSL_do_handshake return WANT_READ/WANT_WRITE. NULL with
+ * err set on failure. */
+SSL *remote_ssl_new(const struct remote_tls *tls, int fd, struct error *err);
+
 /* Sets err to "<what>: <OpenSSL's reasons>" (or "<what>" when OpenSSL queued
  * none), empties this thread's OpenSSL error queue, and returns code. */
 int remote_tls_error(struct error *err, int code, const char *what);
+
+/* remote_client_connect whose every wait also watches stop_fd (-1: none):
+ * once stop_fd is readable, connecting and every later read or write of the
+ * client fail with -ECANCELED, so a pool's threads stop promptly. */
+int remote_client_connect_stoppable(const struct remote_address *address,
+				    const struct remote_tls *tls,
+				    const struct remote_timeouts *timeouts, int stop_fd,
+				    struct remote_client **out, struct error *err);
 
 #endif

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct remote_tls {
 	SSL_CTX *ctx;
@@ -179,4 +181,74 @@ int remote_tls_new(enum remote_tls_role role, const char *identity, const uint8_
 SSL_CTX *remote_tls_ctx(const struct remote_tls *tls)
 {
 	return tls->ctx;
+}
+
+/* ---- a socket BIO that never raises SIGPIPE ----
+ * OpenSSL's own socket BIO writes with write(), which raises SIGPIPE when
+ * the peer has gone; a process that did not ignore it would die. */
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+	BIO_clear_retry_flags(b);
+	ssize_t n = send(BIO_get_fd(b, NULL), buf, (size_t)len, MSG_NOSIGNAL);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		BIO_set_retry_write(b);
+	return (int)n;
+}
+
+static int nosig_read(BIO *b, char *buf, int len)
+{
+	BIO_clear_retry_flags(b);
+	ssize_t n = recv(BIO_get_fd(b, NULL), buf, (size_t)len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		BIO_set_retry_read(b);
+	return (int)n;
+}
+
+static int nosig_puts(BIO *b, const char *s)
+{
+	return nosig_write(b, s, (int)strlen(s));
+}
+
+static BIO_METHOD *nosig_method;
+
+static void nosig_method_create(void)
+{
+	/* Everything but reading and writing (fd get/set, flush, EOF) stays
+	 * the socket BIO's: its ctrl and create/destroy are reused. */
+	const BIO_METHOD *sock = BIO_s_socket();
+	BIO_METHOD *m =
+	    BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+			 "socket without SIGPIPE");
+	if (!m)
+		return;
+	if (BIO_meth_set_write(m, nosig_write) != 1 || BIO_meth_set_read(m, nosig_read) != 1 ||
+	    BIO_meth_set_puts(m, nosig_puts) != 1 ||
+	    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) != 1 ||
+	    BIO_meth_set_create(m, BIO_meth_get_create(sock)) != 1 ||
+	    BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock)) != 1) {
+		BIO_meth_free(m);
+		return;
+	}
+	nosig_method = m;
+}
+
+SSL *remote_ssl_new(const struct remote_tls *tls, int fd, struct error *err)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, nosig_method_create);
+	if (!nosig_method) {
+		remote_tls_error(err, -ENOMEM, "TLS setup failed: no socket BIO");
+		return NULL;
+	}
+	SSL *ssl = SSL_new(tls->ctx);
+	BIO *bio = ssl ? BIO_new(nosig_method) : NULL;
+	if (!bio) {
+		SSL_free(ssl);
+		remote_tls_error(err, -ENOMEM, "TLS setup failed: out of memory");
+		return NULL;
+	}
+	BIO_set_fd(bio, fd, BIO_NOCLOSE);
+	SSL_set_bio(ssl, bio, bio);
+	return ssl;
 }

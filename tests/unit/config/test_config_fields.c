@@ -203,12 +203,14 @@ static void test_remote_source(void **state)
 	assert_true(cfg.source.remote.psk_secret.present);
 	assert_int_equal(cfg.source.remote.psk_secret.len, 16);
 	assert_memory_equal(cfg.source.remote.psk_secret.data, "0123456789ABCDEF", 16);
+	assert_int_equal(cfg.source.remote.connections, 16); /* the default */
 	device_config_free(&cfg);
 
 	/* Neither identity nor secret: plain TCP, valid. */
 	parse_ok("path: d\nmetadata_path: m\ncopy_on_read: true\n"
-		 "stripe_source: {source: remote, address: \"[::1]:4555\"}\n",
+		 "stripe_source: {source: remote, address: \"[::1]:4555\", connections: 3}\n",
 		 &cfg);
+	assert_int_equal(cfg.source.remote.connections, 3);
 	assert_null(cfg.source.remote.psk_identity);
 	assert_false(cfg.source.remote.psk_secret.present);
 	device_config_free(&cfg);

@@ -167,6 +167,24 @@ static void test_s3_connections(void **state)
 				 "connections: 0}\n");
 }
 
+static void test_remote_connections(void **state)
+{
+	(void)state;
+	expect_valid(SOURCE_HEAD "stripe_source: {source: remote, address: \"127.0.0.1:1\", "
+				 "connections: 64}\n");
+	expect_valid(SOURCE_HEAD "stripe_source: {source: remote, address: \"127.0.0.1:1\", "
+				 "connections: 1}\n");
+	parse_fails(SOURCE_HEAD "stripe_source: {source: remote, address: \"127.0.0.1:1\", "
+				"connections: 0}\n",
+		    "config: stripe_source.connections: 0 is out of range 1..64");
+	parse_fails(SOURCE_HEAD "stripe_source: {source: remote, address: \"127.0.0.1:1\", "
+				"connections: 65}\n",
+		    "config: stripe_source.connections: 65 is out of range 1..64");
+	parse_fails(SOURCE_HEAD "stripe_source: {source: remote, address: \"127.0.0.1:1\", "
+				"connections: many}\n",
+		    "stripe_source.connections");
+}
+
 static void test_s3_prefix(void **state)
 {
 	(void)state;
@@ -217,6 +235,7 @@ int main(void)
 	    cmocka_unit_test(test_poll_timeout_range),
 	    cmocka_unit_test(test_cpus_length),
 	    cmocka_unit_test(test_s3_connections),
+	    cmocka_unit_test(test_remote_connections),
 	    cmocka_unit_test(test_s3_prefix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
