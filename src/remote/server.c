@@ -300,6 +300,8 @@ static int wait_timeout_ms(const struct server *s)
 	if (s->stopping && s->stop_deadline_ns < wake)
 		wake = s->stop_deadline_ns;
 	int timeout = -1;
+	if (s->ready_head)
+		return 0; /* connections with work left: just look for news */
 	if (wake != UINT64_MAX) {
 		uint64_t now = now_ns();
 		uint64_t ms = wake <= now ? 0 : (wake - now + NS_PER_MS - 1) / NS_PER_MS;
@@ -336,6 +338,7 @@ static void loop(struct server *s, int disk_fd)
 		}
 		if (stop_requested_now())
 			begin_stop(s);
+		conn_run_ready(s);
 		run_disk(s);
 		resume_accepting(s);
 		if (s->now_ns >= s->next_sweep_ns)

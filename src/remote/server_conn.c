@@ -130,6 +130,41 @@ static void release_slot(struct server *s, struct reply_slot *slot)
 	s->free_slots = slot;
 }
 
+/* ---- taking turns ---- */
+
+static void ready_remove(struct server *s, struct conn *c)
+{
+	if (!c->ready)
+		return;
+	if (c->ready_prev)
+		c->ready_prev->ready_next = c->ready_next;
+	else
+		s->ready_head = c->ready_next;
+	if (c->ready_next)
+		c->ready_next->ready_prev = c->ready_prev;
+	else
+		s->ready_tail = c->ready_prev;
+	c->ready_prev = c->ready_next = NULL;
+	c->ready = false;
+	s->ready_count--;
+}
+
+/* At the tail: everyone already waiting goes first. */
+static void ready_add(struct server *s, struct conn *c)
+{
+	if (c->ready)
+		return;
+	c->ready = true;
+	c->ready_next = NULL;
+	c->ready_prev = s->ready_tail;
+	if (s->ready_tail)
+		s->ready_tail->ready_next = c;
+	else
+		s->ready_head = c;
+	s->ready_tail = c;
+	s->ready_count++;
+}
+
 /* ---- closing ---- */
 
 void conn_close(struct server *s, struct conn *c, const char *why)
@@ -142,6 +177,7 @@ void conn_close(struct server *s, struct conn *c, const char *why)
 		log_info("client %s disconnected", c->addr);
 	if (c->state == CONN_WAIT_BUFFER)
 		wait_queue_remove(s, c);
+	ready_remove(s, c);
 	if (c->slot) {
 		/* A read still in flight owns the buffer until it completes. */
 		if (c->slot->reading)
@@ -352,11 +388,16 @@ static bool discard_input(struct conn *c)
 	}
 }
 
-/* Runs the state machine until it has to wait. */
+/* Runs the state machine until it has to wait, or until it used its turn
+ * (then it goes on the ready list and the loop resumes it next turn). */
 static void advance(struct server *s, struct conn *c)
 {
 	struct error why = {0};
-	for (;;) {
+	for (uint32_t steps = 0;; steps++) {
+		if (steps == SERVER_STEPS_PER_TURN) {
+			ready_add(s, c);
+			return;
+		}
 		switch (c->state) {
 		case CONN_HANDSHAKE: {
 			int r = server_tls_handshake(c->ssl, &why);
@@ -448,6 +489,17 @@ static void advance(struct server *s, struct conn *c)
 		default:
 			return;
 		}
+	}
+}
+
+void conn_run_ready(struct server *s)
+{
+	/* Only those waiting now: one that uses up this turn too goes back at
+	 * the tail, for the next loop turn. */
+	for (uint32_t n = s->ready_count; n > 0 && s->ready_head; n--) {
+		struct conn *c = s->ready_head;
+		ready_remove(s, c);
+		advance(s, c);
 	}
 }
 

@@ -26,6 +26,10 @@ typedef struct ssl_st SSL;
  * bytes of them (so a 64 MiB stripe size still fits a small budget). */
 #define SERVER_REPLY_BUFFERS_MAX 64u
 #define SERVER_REPLY_BYTES_MAX	 (256u << 20)
+/* Steps one connection may take per loop turn. A client that pipelines
+ * requests answered without the disk and reads every answer always has more
+ * input ready: without a bound it would keep the loop to itself. */
+#define SERVER_STEPS_PER_TURN 64u
 /* How long accepting pauses after the process ran out of descriptors or
  * memory: long enough not to spin, short enough not to be noticed. */
 #define SERVER_ACCEPT_PAUSE_MS 100u
@@ -50,8 +54,10 @@ struct reply_slot {
 };
 
 struct conn {
-	struct conn *prev, *next;	    /* every live connection */
-	struct conn *wait_prev, *wait_next; /* CONN_WAIT_BUFFER queue */
+	struct conn *prev, *next;	      /* every live connection */
+	struct conn *wait_prev, *wait_next;   /* CONN_WAIT_BUFFER queue */
+	struct conn *ready_prev, *ready_next; /* used its turn with work left */
+	bool ready;
 	int fd;
 	SSL *ssl; /* NULL for plain TCP */
 	enum conn_state state;
@@ -94,6 +100,11 @@ struct server {
 	uint32_t slot_count;
 	struct reply_slot *free_slots;
 	struct conn *waiting_head, *waiting_tail;
+	/* Connections that stopped at SERVER_STEPS_PER_TURN with input or
+	 * output still possible: epoll may not wake them again (the input can
+	 * sit in OpenSSL's buffer or c->in), so the loop resumes them itself. */
+	struct conn *ready_head, *ready_tail;
+	uint32_t ready_count;
 
 	struct conn *conns;
 	uint32_t conn_count;
@@ -107,6 +118,8 @@ uint8_t server_stripe_status(const uint8_t *headers, uint64_t count, uint64_t in
 /* server_conn.c */
 void conn_accepted(struct server *s, int fd, const struct sockaddr_storage *sa, socklen_t len);
 void conn_on_event(struct server *s, struct conn *c, uint32_t events);
+/* Gives the connections on the ready list their next turn. */
+void conn_run_ready(struct server *s);
 /* Its deadline passed: ends the session with a message saying which. */
 void conn_expired(struct server *s, struct conn *c);
 /* The disk read into `slot` completed with `result` (0 or -errno). */

@@ -561,6 +561,55 @@ def test_sigterm_finishes_the_reply_in_flight():
             s.close()
 
 
+def test_a_flooding_client_does_not_starve_others():
+    """A client that pipelines requests answered without the disk (here
+    unknown opcodes, each answered FE) as fast as the server answers them,
+    and reads every answer, always has more input ready: the server must
+    still take turns with everyone else."""
+    import threading
+    with harness.scratch_dir() as tmp:
+        disk = random_disk(os.path.join(tmp, "disk.raw"), 4 * MIB, seed=8)
+        data = read(disk)
+        with Server(tmp, disk) as server:
+            flood = server.connect()
+            stop = threading.Event()
+            answered = [0]
+
+            def send():
+                chunk = b"\xfe" * 65536
+                try:
+                    while not stop.is_set():
+                        flood.sendall(chunk)
+                except OSError:
+                    pass
+
+            def receive():
+                try:
+                    while not stop.is_set():
+                        got = flood.recv(1 << 20)
+                        if not got:
+                            return
+                        answered[0] += len(got)
+                except OSError:
+                    pass
+
+            threads = [threading.Thread(target=send), threading.Thread(target=receive)]
+            for t in threads:
+                t.start()
+            try:
+                harness.wait_for(lambda: answered[0] > 1 << 20, 20, "the flood answered")
+                t0 = time.monotonic()
+                well_behaved(server, data, rounds=2, timeout=15)
+                took = time.monotonic() - t0
+                expect(took < 5, f"a well-behaved client waited {took:.1f} s")
+            finally:
+                stop.set()
+                flood.shutdown(socket.SHUT_RDWR)
+                for t in threads:
+                    t.join()
+                flood.close()
+
+
 if __name__ == "__main__":
     harness.main([
         test_metadata_golden_4mib,
@@ -572,4 +621,5 @@ if __name__ == "__main__":
         test_hostile_clients,
         test_connection_limit,
         test_sigterm_finishes_the_reply_in_flight,
+        test_a_flooding_client_does_not_starve_others,
     ])
