@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include "remote/remote_internal.h"
 #include "server_internal.h"
 
 #define NS_PER_MS 1000000ull
@@ -287,20 +288,6 @@ static void consume(struct conn *c, uint8_t n)
 	c->in_len = (uint8_t)(c->in_len - n);
 }
 
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Starts answering the request at the head of c->in; false when it is not
  * complete yet. */
 static bool dispatch(struct server *s, struct conn *c)
@@ -316,7 +303,7 @@ static bool dispatch(struct server *s, struct conn *c)
 	case REMOTE_OP_READ_STRIPE: {
 		if (c->in_len < REMOTE_READ_STRIPE_REQUEST_BYTES)
 			return false;
-		c->stripe = get_le64(c->in + 1);
+		c->stripe = remote_get_u64(c->in + 1);
 		consume(c, REMOTE_READ_STRIPE_REQUEST_BYTES);
 		uint8_t status = server_stripe_status(o->headers, o->header_count, c->stripe);
 		if (status != REMOTE_STATUS_OK) {
@@ -569,7 +556,7 @@ void conn_disk_done(struct server *s, struct reply_slot *slot, int result)
 	} else {
 		uint8_t *header = slot->mem + s->align - REMOTE_REPLY_HEADER_BYTES;
 		header[0] = REMOTE_STATUS_OK;
-		put_le64(header + 1, s->stripe_bytes);
+		remote_put_u64(header + 1, s->stripe_bytes);
 		start_reply(s, c, header, REMOTE_REPLY_HEADER_BYTES + s->stripe_bytes);
 	}
 	advance(s, c);
