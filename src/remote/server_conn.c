@@ -361,17 +361,19 @@ static void linger(struct server *s, struct conn *c)
 	conn_set_deadline(s, c, ms_from_now(s, s->opts->timeouts.io_ms));
 }
 
-/* True while the peer has not closed (nothing more to read for now). */
-static bool discard_input(struct conn *c)
+/* One read of what a lingering peer still sends: > 0 something was
+ * discarded, 0 nothing more for now, < 0 the peer closed (or failed). One
+ * read per step, so a peer that keeps sending takes turns like any other. */
+static int discard_input(struct conn *c)
 {
 	uint8_t sink[4096];
 	for (;;) {
 		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
 		if (n > 0)
-			continue;
+			return 1;
 		if (n < 0 && errno == EINTR)
 			continue;
-		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
 	}
 }
 
@@ -465,13 +467,17 @@ static void advance(struct server *s, struct conn *c)
 			close_with_error(s, c, &why);
 			return;
 		}
-		case CONN_LINGER:
-			if (discard_input(c)) {
+		case CONN_LINGER: {
+			int r = discard_input(c);
+			if (r > 0)
+				continue;
+			if (r == 0) {
 				set_interest(s, c, EPOLLIN);
 				return;
 			}
 			conn_close(s, c, "server stopping");
 			return;
+		}
 		case CONN_DEAD:
 		default:
 			return;
