@@ -5,11 +5,12 @@
 #   scripts/install-deps.sh bench  run the benchmark
 set -euo pipefail
 
-build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev)
+build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libedit-dev)
 case "${1:-run}" in
 run) want=("${build[@]}") ;;
-test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux
-	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs openssl) ;;
+test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux tmux
+	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs
+	openssl) ;;
 bench) want=("${build[@]}" python3 fio qemu-utils) ;;
 *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac

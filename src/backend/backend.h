@@ -44,6 +44,18 @@ struct backend_env {
 int backend_env_open(const struct device_config *cfg, struct backend_env *env, struct error *err);
 void backend_env_close(struct backend_env *env);
 
+/* The disk or metadata file as the back ends open it: the config's
+ * io_engine, O_DIRECT, `depth` entries, and the crypt layer over it when the
+ * config has encryption_key. *out is what to read and write; *file is the
+ * file under the crypt layer (left alone without keys), closed after *out.
+ * For tools that serve a device the way the back ends see it. */
+int backend_open_stored(const struct device_config *cfg, const char *what, const char *path,
+			bool read_only, uint32_t depth, struct bdev **out, struct bdev **file,
+			struct error *err);
+/* What to add to a failed meta_load's message: a metadata file without the
+ * magic may be encrypted with other keys, or not encrypted ("" otherwise). */
+const char *backend_metadata_hint(const struct device_config *cfg, int ret);
+
 /* The bdev engine for a config's io_engine. */
 enum bdev_engine backend_engine(enum io_engine engine);
 

@@ -51,15 +51,22 @@ static int open_file(const struct device_config *cfg, const char *what, const ch
 
 /* The disk or metadata file, crypt-wrapped when the config has keys: *out is
  * what the stack uses, *file the file under a crypt layer (NULL without). */
-static int open_stored(const struct device_config *cfg, const char *what, const char *path,
-		       uint32_t depth, struct bdev **out, struct bdev **file, struct error *err)
+int backend_open_stored(const struct device_config *cfg, const char *what, const char *path,
+			bool read_only, uint32_t depth, struct bdev **out, struct bdev **file,
+			struct error *err)
 {
-	int ret = open_file(cfg, what, path, false, depth, out, err);
+	int ret = open_file(cfg, what, path, read_only, depth, out, err);
 	if (ret < 0 || !cfg->has_encryption_key)
 		return ret;
 	*file = *out;
 	*out = NULL;
 	return crypt_bdev_open(*file, cfg->encryption_key[0], cfg->encryption_key[1], out, err);
+}
+
+static int open_stored(const struct device_config *cfg, const char *what, const char *path,
+		       uint32_t depth, struct bdev **out, struct bdev **file, struct error *err)
+{
+	return backend_open_stored(cfg, what, path, false, depth, out, file, err);
 }
 
 /* A metadata file that does not start with the magic may be encrypted with
@@ -72,6 +79,11 @@ static const char *magic_hint(const struct device_config *cfg, int ret)
 					 "without encryption?)"
 				       : " (an encrypted metadata file needs the config's "
 					 "encryption_key)";
+}
+
+const char *backend_metadata_hint(const struct device_config *cfg, int ret)
+{
+	return magic_hint(cfg, ret);
 }
 
 /* The metadata file and the worker only exist when metadata_path is set.

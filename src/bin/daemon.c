@@ -16,7 +16,7 @@ static void on_stop_signal(int sig)
 		stop_frontend();
 }
 
-static int install_signal_handlers(void (*request_stop)(void))
+int daemon_install_signals(void (*request_stop)(void))
 {
 	stop_frontend = request_stop;
 	struct sigaction ignore = {.sa_handler = SIG_IGN};
@@ -47,7 +47,7 @@ static int serve_stack(const struct daemon_frontend *fe, const struct device_con
 int daemon_run(const struct daemon_frontend *fe, const struct common_args *args, void *ctx)
 {
 	forbid_core_dumps();
-	if (install_signal_handlers(fe->request_stop) < 0) {
+	if (daemon_install_signals(fe->request_stop) < 0) {
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		return 1;
 	}

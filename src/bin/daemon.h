@@ -25,6 +25,10 @@ struct daemon_frontend {
 	void (*finish)(void *ctx);
 };
 
+/* The daemons' signals: SIGPIPE ignored, SIGINT and SIGTERM call
+ * request_stop (async-signal-safe). 0 or -errno. */
+int daemon_install_signals(void (*request_stop)(void));
+
 /* Runs the daemon; returns the process exit status (0, or 1 on failure). */
 int daemon_run(const struct daemon_frontend *fe, const struct common_args *args, void *ctx);
 

@@ -36,6 +36,7 @@
 #include "bdev/bdev.h"
 #include "common/common.h"
 #include "config/config.h"
+#include "meta/meta.h"
 
 struct stripe_source;
 
@@ -186,6 +187,19 @@ struct remote_server_options {
  * then stops accepting, finishes the replies in flight and returns 0. Any
  * protocol or I/O error ends that one connection. */
 int remote_server_run(const struct remote_server_options *opts, struct error *err);
+/* Async-signal-safe. One server runs per process at a time; a stop asked
+ * before remote_server_run starts makes it return 0 right after binding. */
 void remote_server_request_stop(void);
+
+/* The headers a server serves for a disk of `disk_sectors` sectors. With
+ * the disk's metadata `m`: exactly the disk's stripe count (a padded file is
+ * cut; a file with fewer headers than stripes is refused), and every stripe
+ * without a source marked WRITTEN, because the disk holds its data whether
+ * or not the back end recorded the write. Without metadata (m NULL): shift
+ * 11, every stripe FETCHED|WRITTEN|HAS_SOURCE. *headers is malloc'ed. A
+ * stripe with a source that is not fetched stays so: it is answered
+ * NOT_FETCHED. */
+int remote_server_headers(const struct metadata *m, uint64_t disk_sectors, uint32_t *shift,
+			  uint8_t **headers, uint64_t *count, struct error *err);
 
 #endif
