@@ -1,9 +1,12 @@
 /* One connection to a stripe server. Blocking from the caller's point of
  * view, but the socket is non-blocking and every step waits in poll() with a
  * deadline, so a dead or silent server costs at most the configured timeout:
- * connect plus the TLS handshake share connect_ms, every later read or write
- * gets io_ms to make progress. A failure breaks the connection for good (the
- * stream may be mid-message); only status replies leave it usable. */
+ * connect plus the TLS handshake share connect_ms; an exchange (a request and
+ * its whole reply) gets io_ms for each started MiB of its payload. A total
+ * per exchange, not a bound on each read: a server that trickles one byte at
+ * a time would otherwise hold a fetch for days while always "making
+ * progress". A failure breaks the connection for good (the stream may be
+ * mid-message); only status replies leave it usable. */
 #include "remote/remote_internal.h"
 
 #include <errno.h>
@@ -26,6 +29,8 @@ struct remote_client {
 	int stop_fd;
 	bool broken;
 	struct remote_timeouts timeouts;
+	uint64_t exchange_start_ns; /* when the current request was sent */
+	uint64_t exchange_ms;	    /* what the current exchange may take */
 	char address[sizeof(((struct remote_address *)0)->text)];
 	struct remote_metadata meta;
 	uint64_t stripe_bytes;
@@ -41,6 +46,24 @@ static void timeouts_fill(struct remote_timeouts *t, const struct remote_timeout
 static uint64_t deadline_after(uint32_t ms)
 {
 	return now_ns() + (uint64_t)ms * 1000000u;
+}
+
+/* The deadline of an exchange starting now, before its payload size is
+ * known: io_ms. */
+static uint64_t exchange_begin(struct remote_client *c)
+{
+	c->exchange_start_ns = now_ns();
+	c->exchange_ms = c->timeouts.io_ms;
+	return c->exchange_start_ns + c->exchange_ms * 1000000u;
+}
+
+/* Once the reply announced `payload` bytes (at most 64 MiB, checked by the
+ * caller): io_ms per started MiB, from the request on. */
+static uint64_t exchange_payload(struct remote_client *c, uint64_t payload)
+{
+	uint64_t mibs = (payload + (1u << 20) - 1) >> 20;
+	c->exchange_ms = (uint64_t)c->timeouts.io_ms * (mibs ? mibs : 1);
+	return c->exchange_start_ns + c->exchange_ms * 1000000u;
 }
 
 /* Waits until fd has `events`, the deadline passes (-ETIMEDOUT) or the
@@ -101,8 +124,8 @@ static int fail_io(struct remote_client *c, int code, const char *what, struct e
 		return remote_tls_error(err, code, what);
 	ERR_clear_error();
 	if (code == -ETIMEDOUT)
-		return error_set(err, code, "%s: %s timed out after %u ms", c->address, what,
-				 c->timeouts.io_ms);
+		return error_set(err, code, "%s: %s timed out after %llu ms", c->address, what,
+				 (unsigned long long)c->exchange_ms);
 	if (code == -ECANCELED)
 		return error_set(err, code, "%s: %s cancelled", c->address, what);
 	if (code == -ECONNRESET)
@@ -111,7 +134,8 @@ static int fail_io(struct remote_client *c, int code, const char *what, struct e
 	return error_set(err, code, "%s: %s: %s", c->address, what, strerror(-code));
 }
 
-static int send_all(struct remote_client *c, const void *buf, size_t len, struct error *err)
+static int send_all(struct remote_client *c, const void *buf, size_t len, uint64_t deadline,
+		    struct error *err)
 {
 	const char *p = buf;
 	while (len > 0) {
@@ -135,7 +159,7 @@ static int send_all(struct remote_client *c, const void *buf, size_t len, struct
 		p += n;
 		len -= (size_t)n;
 		if (n == 0) {
-			rc = wait_for(c, events, deadline_after(c->timeouts.io_ms));
+			rc = wait_for(c, events, deadline);
 			if (rc < 0)
 				return fail_io(c, rc, "sending a request", err);
 		}
@@ -143,8 +167,8 @@ static int send_all(struct remote_client *c, const void *buf, size_t len, struct
 	return 0;
 }
 
-static int recv_all(struct remote_client *c, void *buf, size_t len, const char *what,
-		    struct error *err)
+static int recv_all(struct remote_client *c, void *buf, size_t len, uint64_t deadline,
+		    const char *what, struct error *err)
 {
 	char *p = buf;
 	while (len > 0) {
@@ -170,7 +194,7 @@ static int recv_all(struct remote_client *c, void *buf, size_t len, const char *
 		p += n;
 		len -= (size_t)n;
 		if (n == 0) {
-			rc = wait_for(c, events, deadline_after(c->timeouts.io_ms));
+			rc = wait_for(c, events, deadline);
 			if (rc < 0)
 				return fail_io(c, rc, what, err);
 		}
@@ -252,10 +276,11 @@ static int remote_status_error(uint8_t status, struct error *err)
 static int fetch_metadata(struct remote_client *c, struct error *err)
 {
 	uint8_t op = REMOTE_OP_METADATA;
-	int rc = send_all(c, &op, 1, err);
+	uint64_t deadline = exchange_begin(c);
+	int rc = send_all(c, &op, 1, deadline, err);
 	uint8_t status;
 	if (rc == 0)
-		rc = recv_all(c, &status, 1, "reading the metadata reply", err);
+		rc = recv_all(c, &status, 1, deadline, "reading the metadata reply", err);
 	/* A TLS server waits for a ClientHello and never answers a plain
 	 * request: say so, it is the likely cause. */
 	if (rc == -ETIMEDOUT && !c->ssl)
@@ -270,7 +295,8 @@ static int fetch_metadata(struct remote_client *c, struct error *err)
 		return remote_status_error(status, err);
 	}
 	uint8_t size_bytes[8];
-	rc = recv_all(c, size_bytes, sizeof(size_bytes), "reading the metadata size", err);
+	rc =
+	    recv_all(c, size_bytes, sizeof(size_bytes), deadline, "reading the metadata size", err);
 	if (rc < 0)
 		return rc;
 	uint64_t size = remote_get_u64(size_bytes);
@@ -281,11 +307,12 @@ static int fetch_metadata(struct remote_client *c, struct error *err)
 		    err, -EPROTO, "Remote metadata size %llu is out of range (%u..%u bytes)",
 		    (unsigned long long)size, REMOTE_METADATA_MIN_BYTES, REMOTE_METADATA_MAX_BYTES);
 	}
+	deadline = exchange_payload(c, size);
 	uint8_t *blob = malloc((size_t)size);
 	if (!blob)
 		return error_set(err, -ENOMEM, "out of memory for %llu bytes of metadata",
 				 (unsigned long long)size);
-	rc = recv_all(c, blob, (size_t)size, "reading the metadata", err);
+	rc = recv_all(c, blob, (size_t)size, deadline, "reading the metadata", err);
 	if (rc == 0) {
 		rc = remote_metadata_parse(blob, (size_t)size, &c->meta, err);
 		if (rc < 0)
@@ -342,6 +369,19 @@ bool remote_client_broken(const struct remote_client *c)
 	return c->broken;
 }
 
+bool remote_client_closed_while_idle(struct remote_client *c)
+{
+	if (c->broken)
+		return true;
+	/* Between exchanges nothing may arrive: a readable socket holds an
+	 * EOF, a reset, a close_notify or bytes no request asked for. */
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+	if (poll(&p, 1, 0) == 0)
+		return false;
+	c->broken = true;
+	return true;
+}
+
 int remote_client_read_stripe(struct remote_client *c, uint64_t index, void *buf, uint8_t *status,
 			      struct error *err)
 {
@@ -351,10 +391,11 @@ int remote_client_read_stripe(struct remote_client *c, uint64_t index, void *buf
 	uint8_t req[REMOTE_READ_STRIPE_REQUEST_BYTES];
 	req[0] = REMOTE_OP_READ_STRIPE;
 	remote_put_u64(req + 1, index);
-	int rc = send_all(c, req, sizeof(req), err);
+	uint64_t deadline = exchange_begin(c);
+	int rc = send_all(c, req, sizeof(req), deadline, err);
 	uint8_t reply;
 	if (rc == 0)
-		rc = recv_all(c, &reply, 1, "reading a stripe reply", err);
+		rc = recv_all(c, &reply, 1, deadline, "reading a stripe reply", err);
 	if (rc < 0)
 		return rc;
 	switch (reply) {
@@ -380,7 +421,7 @@ int remote_client_read_stripe(struct remote_client *c, uint64_t index, void *buf
 		return remote_status_error(reply, err);
 	}
 	uint8_t size_bytes[8];
-	rc = recv_all(c, size_bytes, sizeof(size_bytes), "reading a stripe size", err);
+	rc = recv_all(c, size_bytes, sizeof(size_bytes), deadline, "reading a stripe size", err);
 	if (rc < 0)
 		return rc;
 	uint64_t size = remote_get_u64(size_bytes);
@@ -391,7 +432,8 @@ int remote_client_read_stripe(struct remote_client *c, uint64_t index, void *buf
 				 (unsigned long long)index, (unsigned long long)c->stripe_bytes,
 				 (unsigned long long)size);
 	}
-	return recv_all(c, buf, (size_t)size, "reading a stripe", err);
+	deadline = exchange_payload(c, size);
+	return recv_all(c, buf, (size_t)size, deadline, "reading a stripe", err);
 }
 
 void remote_client_close(struct remote_client *c)

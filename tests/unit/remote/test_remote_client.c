@@ -351,6 +351,42 @@ static void silent_server_times_out(void **state)
 	fake_join(&f);
 }
 
+/* A reply that always makes progress, one byte every 100 ms, each gap well
+ * within the 300 ms io timeout. */
+static void script_trickle(struct fake *f)
+{
+	send_golden_metadata(f);
+	expect_read_stripe(f);
+	uint8_t *reply = calloc(1, 9 + STRIPE_BYTES);
+	memcpy(reply, golden_read_stripe_reply_header, 9);
+	for (size_t i = 0; i < 9 + STRIPE_BYTES; i++) {
+		if (send(f->fd, reply + i, 1, MSG_NOSIGNAL) != 1)
+			break;
+		usleep(100 * 1000);
+	}
+	free(reply);
+}
+
+static void trickling_server_times_out(void **state)
+{
+	struct fake f;
+	fake_start(&f, NULL, script_trickle);
+	struct remote_client *c;
+	struct error err = {0};
+	assert_int_equal(remote_client_connect(&f.address, NULL, &quick, &c, &err), 0);
+	uint8_t *buf = malloc(STRIPE_BYTES), status;
+	uint64_t start = now_ns();
+	assert_int_equal(remote_client_read_stripe(c, 0, buf, &status, &err), -ETIMEDOUT);
+	uint64_t took_ms = (now_ns() - start) / 1000000u;
+	/* io_ms for the exchange (1 MiB: one started MiB), not per byte. */
+	assert_true(took_ms >= 250 && took_ms < 1500);
+	assert_non_null(strstr(err.text, "timed out after 300 ms"));
+	assert_true(remote_client_broken(c));
+	remote_client_close(c);
+	free(buf);
+	fake_join(&f);
+}
+
 static void script_silent(struct fake *f)
 {
 	wait_for_close(f); /* accepts, never answers METADATA */
@@ -487,6 +523,7 @@ int main(void)
 	    cmocka_unit_test(stripe_size_mismatch),
 	    cmocka_unit_test(server_gone_mid_reply),
 	    cmocka_unit_test(silent_server_times_out),
+	    cmocka_unit_test(trickling_server_times_out),
 	    cmocka_unit_test(silent_metadata_times_out_and_stop_fd_cancels),
 	    cmocka_unit_test(metadata_reply_checked),
 	    cmocka_unit_test(closed_port_fails),
