@@ -46,6 +46,8 @@ struct connection {
 	pthread_t thread;
 	bool started;
 	struct remote_client *client; /* touched by its thread only while started */
+	uint64_t connected_ns;	      /* when client was dialled */
+	bool redial_at_once;	      /* the server closed it while idle */
 };
 
 struct remote_source {
@@ -226,7 +228,8 @@ static int check_same_server(const struct remote_source *s, const struct remote_
 static void reconnect_locked(struct connection *conn)
 {
 	struct remote_source *s = conn->src;
-	uint32_t delay_ms = s->backoff.first_ms;
+	uint32_t delay_ms = conn->redial_at_once ? 0 : s->backoff.first_ms;
+	conn->redial_at_once = false;
 	struct error err = {0};
 	for (uint32_t attempt = 1; !s->stopping && !s->down; attempt++) {
 		uint64_t dial_at = now_ns() + (uint64_t)delay_ms * 1000000u;
@@ -256,6 +259,7 @@ static void reconnect_locked(struct connection *conn)
 			log_info("remote %s: connection %u re-established", s->address.text,
 				 conn->index);
 			conn->client = c;
+			conn->connected_ns = now_ns();
 			set_connected_locked(s, true);
 			return;
 		}
@@ -276,7 +280,9 @@ static void reconnect_locked(struct connection *conn)
 		}
 		log_warn("remote %s: reconnect attempt %u of %u failed: %s", s->address.text,
 			 attempt, s->backoff.attempts, err.text);
-		delay_ms = delay_ms > s->backoff.max_ms / 2 ? s->backoff.max_ms : delay_ms * 2;
+		delay_ms = delay_ms == 0		      ? s->backoff.first_ms
+			   : delay_ms > s->backoff.max_ms / 2 ? s->backoff.max_ms
+							      : delay_ms * 2;
 	}
 }
 
@@ -316,6 +322,29 @@ static void fetch_one(struct connection *conn, struct job *j)
 	pthread_cond_broadcast(&s->cond);
 }
 
+/* The server closed conn's connection while it had nothing to ask (its idle
+ * timeout): j goes back to the queue without counting as a loss, since the
+ * stripe never reached the server. A connection that lived a while is
+ * dialled again at once; one closed right after dialling waits its backoff,
+ * so a server that closes every connection cannot make us dial in a loop.
+ * Lock held on entry and exit. */
+static void drop_idle_closed_locked(struct connection *conn, struct job *j)
+{
+	struct remote_source *s = conn->src;
+	list_push_front(&s->pending, j);
+	pthread_cond_broadcast(&s->cond);
+	struct remote_client *c = conn->client;
+	conn->client = NULL;
+	set_connected_locked(s, false);
+	conn->redial_at_once =
+	    now_ns() - conn->connected_ns >= (uint64_t)s->backoff.first_ms * 1000000u;
+	pthread_mutex_unlock(&s->lock);
+	log_info("remote %s: connection %u was closed by the server while idle; dialling again",
+		 s->address.text, conn->index);
+	remote_client_close(c);
+	pthread_mutex_lock(&s->lock);
+}
+
 static void *connection_main(void *arg)
 {
 	struct connection *conn = arg;
@@ -333,6 +362,10 @@ static void *connection_main(void *arg)
 		struct job *j = list_pop(&s->pending);
 		if (!j) {
 			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		if (remote_client_closed_while_idle(conn->client)) {
+			drop_idle_closed_locked(conn, j);
 			continue;
 		}
 		pthread_mutex_unlock(&s->lock);
@@ -386,7 +419,7 @@ static int remote_open(struct stripe_source *src)
 		return 0;
 	s->opened = true;
 	for (unsigned i = 0; i < s->count; i++) {
-		char name[16];
+		char name[24]; /* thread_start cuts it to the kernel's 15 characters */
 		snprintf(name, sizeof(name), "remote-%u", i);
 		int rc = thread_start(&s->conns[i].thread, name, connection_main, &s->conns[i]);
 		if (rc < 0) {
@@ -514,6 +547,7 @@ static int connect_all(struct remote_source *s, uint32_t stripe_sectors, struct 
 		if (rc < 0)
 			return rc;
 		s->conns[i].client = c;
+		s->conns[i].connected_ns = now_ns();
 		if (i == 0) {
 			const struct remote_metadata *m = remote_client_metadata(c);
 			if ((UINT32_C(1) << m->shift) != stripe_sectors)
