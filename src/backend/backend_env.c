@@ -140,6 +140,7 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 		if (ret < 0)
 			return error_set(err, ret, "stripe_source: remote server %s: %s",
 					 cfg->source.remote.address, why_remote.text);
+		stripe_source_remote_fit(source, bdev_sector_count(env->disk));
 	} else {
 		ret = stripe_source_none(stripe_sectors, &source);
 		if (ret < 0)

@@ -127,8 +127,10 @@ int remote_address_parse(const char *text, struct remote_address *out, struct er
 
 struct remote_timeouts {
 	uint32_t connect_ms; /* TCP connect plus the TLS handshake */
-	uint32_t io_ms;	     /* each read or write that makes no progress */
-	uint32_t idle_ms;    /* server: a connection with no request (0: io_ms) */
+	/* client: one exchange (a request and its whole reply), per started
+	 * MiB of payload; server: each read or write that makes no progress */
+	uint32_t io_ms;
+	uint32_t idle_ms; /* server: a connection with no request (0: io_ms) */
 };
 
 #define REMOTE_CONNECT_TIMEOUT_MS 5000u
@@ -169,6 +171,14 @@ void remote_client_close(struct remote_client *c);
 int stripe_source_remote(const struct remote_source_config *cfg, uint32_t stripe_sectors,
 			 const struct remote_timeouts *timeouts, struct stripe_source **out,
 			 struct error *err);
+
+/* The server says how many stripes it serves, not where its disk ends
+ * inside the last one, so the source's size is whole stripes. A local disk
+ * of `disk_sectors` whose last stripe is cut short holds exactly as many
+ * stripes: then the source ends where the disk ends, and the disk is not
+ * refused as too small for its own image. A source with more stripes than
+ * the disk keeps its size (and is refused). `src` must be a remote source. */
+void stripe_source_remote_fit(struct stripe_source *src, uint64_t disk_sectors);
 
 /* ---- the server ---- */
 

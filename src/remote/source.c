@@ -630,3 +630,11 @@ int stripe_source_remote(const struct remote_source_config *cfg, uint32_t stripe
 {
 	return stripe_source_remote_with_backoff(cfg, stripe_sectors, timeouts, NULL, out, err);
 }
+
+void stripe_source_remote_fit(struct stripe_source *src, uint64_t disk_sectors)
+{
+	uint64_t disk_stripes =
+	    disk_sectors / src->stripe_sectors + (disk_sectors % src->stripe_sectors != 0);
+	if (src->sectors > disk_sectors && source_stripe_count(src) <= disk_stripes)
+		src->sectors = disk_sectors;
+}

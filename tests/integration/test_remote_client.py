@@ -219,6 +219,27 @@ def test_lazy_fetch_and_autofetch():
         server.stop()
 
 
+def test_disk_ending_inside_a_stripe():
+    # 2.5 stripes: the server serves 3 headers, the last stripe is cut
+    # short on both sides; the disk is not "too small" for its own image.
+    image = os.urandom(2 * MiB + 512 * 1024)
+    server = StripeServer(image)
+    try:
+        with harness.scratch_dir() as tmp:
+            be, disk, rpc = device(tmp, len(image), server.address, autofetch=True,
+                                   source_fields={"connections": 2})
+            harness.init_metadata(be.config)
+            with be:
+                harness.wait_for(lambda: harness.lazy_status(rpc)["fetched"] == 3, 60,
+                                 "autofetch to fetch every served stripe")
+                assert read_all(be, tmp) == image
+                assert be.stop() == 0
+            with open(disk, "rb") as f:
+                assert f.read() == image
+    finally:
+        server.stop()
+
+
 def test_server_restarted_mid_hydration():
     image = os.urandom(40 * MiB)
     server = StripeServer(image, delay=0.05)
@@ -488,6 +509,7 @@ if __name__ == "__main__":
     harness.main([
         test_init_metadata_from_server,
         test_lazy_fetch_and_autofetch,
+        test_disk_ending_inside_a_stripe,
         test_server_restarted_mid_hydration,
         test_server_gone_for_good,
         test_changed_server_refused,
