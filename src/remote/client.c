@@ -369,14 +369,25 @@ bool remote_client_broken(const struct remote_client *c)
 	return c->broken;
 }
 
+/* The first byte of a TLS record that carries an alert (close_notify or a
+ * fatal one); application data records start with 23. */
+#define TLS_RECORD_ALERT 21
+
 bool remote_client_closed_while_idle(struct remote_client *c)
 {
 	if (c->broken)
 		return true;
-	/* Between exchanges nothing may arrive: a readable socket holds an
-	 * EOF, a reset, a close_notify or bytes no request asked for. */
-	struct pollfd p = {.fd = c->fd, .events = POLLIN};
-	if (poll(&p, 1, 0) == 0)
+	if (c->ssl && SSL_has_pending(c->ssl))
+		return false;
+	/* Peeked, never taken: bytes ahead of the next request are that
+	 * request's reply sent early (requests are answered in order, and a
+	 * canned peer writes every reply at once); an EOF, a reset or a TLS
+	 * alert is the server ending the session. */
+	uint8_t first;
+	ssize_t n = recv(c->fd, &first, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return false;
+	if (n == 1 && !(c->ssl && first == TLS_RECORD_ALERT))
 		return false;
 	c->broken = true;
 	return true;

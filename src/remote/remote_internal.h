@@ -45,9 +45,10 @@ int remote_client_connect_stoppable(const struct remote_address *address,
 				    const struct remote_timeouts *timeouts, int stop_fd,
 				    struct remote_client **out, struct error *err);
 
-/* Whether the server ended the connection (or sent something unasked)
- * while no exchange was running, as a server's idle timeout does: then the
- * client is broken, to be closed and dialled again. Never waits. */
+/* Whether the server ended the connection (EOF, reset, a TLS alert such
+ * as close_notify) while no exchange was running, as a server's idle
+ * timeout does: then the client is broken, to be closed and dialled again.
+ * Reply bytes that arrived early do not count. Never waits. */
 bool remote_client_closed_while_idle(struct remote_client *c);
 
 /* How a remote source re-dials a lost connection: wait first_ms, doubling
