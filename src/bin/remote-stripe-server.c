@@ -171,20 +171,11 @@ static int load_configs(const struct cli_args *a, struct device_config *cfg,
 			struct remote_source_config *listen, struct error *err)
 {
 	struct kek kek;
-	kek_init_none(&kek);
-	if (a->common.kek_path) {
-		int ret = kek_load(a->common.kek_path, &kek, err);
-		if (ret < 0)
-			return ret;
-		if (a->common.unlink_kek && unlink(a->common.kek_path) < 0) {
-			ret = error_set(err, -errno, "cannot remove the KEK file %s: %s",
-					a->common.kek_path, strerror(errno));
-			kek_free(&kek);
-			return ret;
-		}
-	}
 	device_config_init(cfg);
-	int ret = device_config_load(a->common.config_path, &kek, cfg, err);
+	int ret = kek_load_for_tool(a->common.kek_path, a->common.unlink_kek, &kek, err);
+	if (ret < 0)
+		return ret;
+	ret = device_config_load(a->common.config_path, &kek, cfg, err);
 	if (ret == 0) {
 		ret = remote_config_load(a->listen_config, &kek, listen, err);
 		if (ret < 0)

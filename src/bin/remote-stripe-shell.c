@@ -205,19 +205,10 @@ static int load_config(const char *path, const char *kek_path, bool unlink_kek,
 		       struct remote_source_config *cfg, struct error *err)
 {
 	struct kek kek;
-	kek_init_none(&kek);
-	if (kek_path) {
-		int ret = kek_load(kek_path, &kek, err);
-		if (ret < 0)
-			return ret;
-		if (unlink_kek && unlink(kek_path) < 0) {
-			ret = error_set(err, -errno, "cannot remove the KEK file %s: %s", kek_path,
-					strerror(errno));
-			kek_free(&kek);
-			return ret;
-		}
-	}
-	int ret = remote_config_load(path, &kek, cfg, err);
+	int ret = kek_load_for_tool(kek_path, unlink_kek, &kek, err);
+	if (ret < 0)
+		return ret;
+	ret = remote_config_load(path, &kek, cfg, err);
 	kek_free(&kek);
 	return ret;
 }

@@ -104,8 +104,12 @@ void device_config_init(struct device_config *cfg);
  * On failure returns a negative errno and writes one line into err. */
 int device_config_load(const char *path, const struct kek *kek, struct device_config *cfg,
 		       struct error *err);
-/* What every tool does with -f/-k/-u: load the KEK file (if kek_path is not
- * NULL; unlinked right after reading when unlink_kek), then the config. */
+/* What every tool does with -k/-u, before it reads any config: load the KEK
+ * file (method none when kek_path is NULL) and unlink it right after
+ * reading when unlink_kek, so a later mistake never leaves it behind. On
+ * success the caller frees *kek (kek_free) once its configs are loaded. */
+int kek_load_for_tool(const char *kek_path, bool unlink_kek, struct kek *kek, struct error *err);
+/* What every tool does with -f/-k/-u: kek_load_for_tool, then the config. */
 int device_config_load_with_kek(const char *config_path, const char *kek_path, bool unlink_kek,
 				struct device_config *cfg, struct error *err);
 /* Same, from text already in memory (used by tests). */
