@@ -134,72 +134,60 @@ static int fail_io(struct remote_client *c, int code, const char *what, struct e
 	return error_set(err, code, "%s: %s: %s", c->address, what, strerror(-code));
 }
 
+/* One read or write of up to len bytes: 0 with *done bytes moved (0 when
+ * the socket or TLS must wait for *events), or a negative errno. */
+static int io_step(struct remote_client *c, bool sending, char *p, size_t len, size_t *done,
+		   short *events)
+{
+	*done = 0;
+	*events = sending ? POLLOUT : POLLIN;
+	if (c->ssl) {
+		errno = 0;
+		int rc = sending ? SSL_write_ex(c->ssl, p, len, done)
+				 : SSL_read_ex(c->ssl, p, len, done);
+		rc = tls_step(c, rc, events);
+		if (rc == 0)
+			*done = 0;
+		return rc < 0 ? rc : 0;
+	}
+	ssize_t n = sending ? send(c->fd, p, len, MSG_NOSIGNAL) : recv(c->fd, p, len, 0);
+	if (n == 0 && !sending)
+		return -ECONNRESET;
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	*done = (size_t)n;
+	return 0;
+}
+
+/* Moves all len bytes before the deadline; any failure breaks c. */
+static int transfer(struct remote_client *c, bool sending, void *buf, size_t len, uint64_t deadline,
+		    const char *what, struct error *err)
+{
+	char *p = buf;
+	while (len > 0) {
+		size_t done;
+		short events;
+		int rc = io_step(c, sending, p, len, &done, &events);
+		if (rc == 0 && done == 0)
+			rc = wait_for(c, events, deadline);
+		if (rc < 0)
+			return fail_io(c, rc, what, err);
+		p += done;
+		len -= done;
+	}
+	return 0;
+}
+
 static int send_all(struct remote_client *c, const void *buf, size_t len, uint64_t deadline,
 		    struct error *err)
 {
-	const char *p = buf;
-	while (len > 0) {
-		short events = POLLOUT;
-		ssize_t n;
-		int rc = 0;
-		if (c->ssl) {
-			size_t written = 0;
-			errno = 0;
-			rc = tls_step(c, SSL_write_ex(c->ssl, p, len, &written), &events);
-			n = rc > 0 ? (ssize_t)written : 0;
-		} else {
-			n = send(c->fd, p, len, MSG_NOSIGNAL);
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
-				rc = -errno;
-			if (n < 0)
-				n = 0;
-		}
-		if (rc < 0)
-			return fail_io(c, rc, "sending a request", err);
-		p += n;
-		len -= (size_t)n;
-		if (n == 0) {
-			rc = wait_for(c, events, deadline);
-			if (rc < 0)
-				return fail_io(c, rc, "sending a request", err);
-		}
-	}
-	return 0;
+	return transfer(c, true, (void *)buf, len, deadline, "sending a request", err);
 }
 
 static int recv_all(struct remote_client *c, void *buf, size_t len, uint64_t deadline,
 		    const char *what, struct error *err)
 {
-	char *p = buf;
-	while (len > 0) {
-		short events = POLLIN;
-		ssize_t n;
-		int rc = 0;
-		if (c->ssl) {
-			size_t got = 0;
-			errno = 0;
-			rc = tls_step(c, SSL_read_ex(c->ssl, p, len, &got), &events);
-			n = rc > 0 ? (ssize_t)got : 0;
-		} else {
-			n = recv(c->fd, p, len, 0);
-			if (n == 0)
-				rc = -ECONNRESET;
-			else if (n < 0 && errno != EAGAIN && errno != EINTR)
-				rc = -errno;
-			if (n < 0)
-				n = 0;
-		}
-		if (rc < 0)
-			return fail_io(c, rc, what, err);
-		p += n;
-		len -= (size_t)n;
-		if (n == 0) {
-			rc = wait_for(c, events, deadline);
-			if (rc < 0)
-				return fail_io(c, rc, what, err);
-		}
-	}
-	return 0;
+	return transfer(c, false, buf, len, deadline, what, err);
 }
 
 static int tcp_connect(struct remote_client *c, const struct remote_address *a, uint64_t deadline,
