@@ -9,8 +9,10 @@
  * fails (the fetch worker retries it, and marks it Failed after its
  * retries), so a dead server turns into I/O errors, never a hang. After
  * `attempts` failed dials in a row, or a server whose stripe size or count
- * changed, the source is down: every fetch fails at once, with one log
- * line saying why. */
+ * changed, the source is down for good (until the backend restarts): every
+ * fetch fails at once, with one log line saying why. A connection the server
+ * closed while idle is not a failure: it is dialled again, and the stripe
+ * that found it closed waits for a live one. */
 #include "remote/remote_internal.h"
 
 #include <errno.h>

@@ -160,6 +160,18 @@ def read_all(be, tmp, name="dump.raw", extra=()):
         return f.read()
 
 
+def hydrate(be, tmp, disk, rpc, stripes, expected):
+    """Start the backend (autofetch on), wait until `stripes` are fetched,
+    read the whole disk through it, stop it, check the disk file."""
+    with be:
+        harness.wait_for(lambda: harness.lazy_status(rpc)["fetched"] == stripes, 60,
+                         "autofetch to fetch every served stripe")
+        assert read_all(be, tmp) == expected
+        assert be.stop() == 0
+    with open(disk, "rb") as f:
+        assert f.read() == expected
+
+
 def test_init_metadata_from_server():
     # Headers as a pre-sized server metadata file has them: zero padding
     # past the disk, a no-data stripe, a written stripe without a source.
@@ -201,13 +213,7 @@ def test_lazy_fetch_and_autofetch():
         with harness.scratch_dir() as tmp:
             be, disk, rpc = device(tmp, 32 * MiB, server.address, autofetch=True)
             harness.init_metadata(be.config)
-            with be:
-                harness.wait_for(lambda: harness.lazy_status(rpc)["fetched"] == 21, 60,
-                                 "autofetch to fetch every served stripe")
-                assert read_all(be, tmp) == expected
-                assert be.stop() == 0
-            with open(disk, "rb") as f:
-                assert f.read() == expected
+            hydrate(be, tmp, disk, rpc, 21, expected)
             # Hydrated: a restart never dials the server.
             before = len(server.requests)
             server.stop()
@@ -229,13 +235,7 @@ def test_disk_ending_inside_a_stripe():
             be, disk, rpc = device(tmp, len(image), server.address, autofetch=True,
                                    source_fields={"connections": 2})
             harness.init_metadata(be.config)
-            with be:
-                harness.wait_for(lambda: harness.lazy_status(rpc)["fetched"] == 3, 60,
-                                 "autofetch to fetch every served stripe")
-                assert read_all(be, tmp) == image
-                assert be.stop() == 0
-            with open(disk, "rb") as f:
-                assert f.read() == image
+            hydrate(be, tmp, disk, rpc, 3, image)
     finally:
         server.stop()
 
