@@ -3,6 +3,7 @@
 #include "common/common.h"
 #include "crypto/crypto.h"
 #include "lazy/lazy.h"
+#include "remote/remote.h"
 #include "rpc/rpc.h"
 
 #include <errno.h>
@@ -92,9 +93,9 @@ const char *backend_metadata_hint(const struct device_config *cfg, int ret)
 static int open_lazy_stack(const struct device_config *cfg, struct backend_env *env,
 			   struct error *err)
 {
-	if (cfg->source.kind == STRIPE_SOURCE_REMOTE || cfg->source.kind == STRIPE_SOURCE_ARCHIVE)
-		return error_set(err, -ENOTSUP, "stripe_source: the %s source is not supported yet",
-				 cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
+	if (cfg->source.kind == STRIPE_SOURCE_ARCHIVE)
+		return error_set(err, -ENOTSUP,
+				 "stripe_source: the archive source is not supported yet");
 	int ret = open_stored(cfg, "metadata file", cfg->metadata_path, cfg->queue_size,
 			      &env->metadata, &env->metadata_file, err);
 	if (ret < 0)
@@ -105,6 +106,8 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 	ret = meta_load(env->metadata, bdev_sector_count(env->disk), &meta, &why);
 	if (ret == 0)
 		ret = stripe_state_create(&meta, bdev_sector_count(env->disk), &env->stripes, &why);
+	/* A disk with every source stripe fetched never dials its server. */
+	bool all_fetched = ret == 0 && meta_all_fetched(&meta);
 	meta_free(&meta);
 	if (ret < 0)
 		return error_set(err, ret, "metadata file %s: %s%s", cfg->metadata_path, why.text,
@@ -130,6 +133,13 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 				return ret;
 			}
 		}
+	} else if (cfg->source.kind == STRIPE_SOURCE_REMOTE && !all_fetched) {
+		struct error why_remote = {0};
+		ret = stripe_source_remote(&cfg->source.remote, stripe_sectors, NULL, &source,
+					   &why_remote);
+		if (ret < 0)
+			return error_set(err, ret, "stripe_source: remote server %s: %s",
+					 cfg->source.remote.address, why_remote.text);
 	} else {
 		ret = stripe_source_none(stripe_sectors, &source);
 		if (ret < 0)

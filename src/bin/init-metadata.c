@@ -17,7 +17,9 @@
 #include "common_args.h"
 #include "config/config.h"
 #include "crypto/crypto.h"
+#include "fetch/fetch.h"
 #include "meta/meta.h"
+#include "remote/remote.h"
 
 #define IMAGE_DEPTH 64 /* as the backend's image device */
 #define OPT_FORCE   256
@@ -132,8 +134,8 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 }
 
 /* Checks in a fixed order, so a config with several problems always reports
- * the same one. Remote and archive sources are not implemented yet: refused
- * rather than producing metadata the backend cannot use. */
+ * the same one. Archive sources are not implemented yet: refused rather than
+ * producing metadata the backend cannot use. */
 static int check_config(const struct cli_args *args, const struct device_config *cfg)
 {
 	if (args->shift < META_MIN_SHIFT || args->shift > META_MAX_INIT_SHIFT) {
@@ -145,9 +147,8 @@ static int check_config(const struct cli_args *args, const struct device_config 
 		log_error("metadata_path is none");
 		return -1;
 	}
-	if (cfg->source.kind == STRIPE_SOURCE_REMOTE || cfg->source.kind == STRIPE_SOURCE_ARCHIVE) {
-		log_error("stripe_source: %s stripe sources are not supported yet",
-			  cfg->source.kind == STRIPE_SOURCE_REMOTE ? "remote" : "archive");
+	if (cfg->source.kind == STRIPE_SOURCE_ARCHIVE) {
+		log_error("stripe_source: archive stripe sources are not supported yet");
 		return -1;
 	}
 	return 0;
@@ -215,6 +216,36 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	return -1;
 }
 
+/* The server says which stripes it has: header i gets HAS_SOURCE iff the
+ * server serves stripe i. Returns how many do (UINT64_MAX on failure). One
+ * connection is enough to read the metadata. */
+static uint64_t remote_headers(const struct device_config *cfg, uint8_t shift, struct metadata *m)
+{
+	struct remote_source_config one = cfg->source.remote;
+	one.connections = 1;
+	struct stripe_source *src;
+	struct error err = {0};
+	if (stripe_source_remote(&one, 1u << shift, NULL, &src, &err) < 0) {
+		log_error("stripe_source: remote server %s: %s", cfg->source.remote.address,
+			  err.text);
+		return UINT64_MAX;
+	}
+	uint64_t served = 0;
+	for (uint64_t i = 0; i < m->header_count; i++) {
+		bool has = stripe_source_has_stripe(src, i);
+		m->headers[i] = has ? META_HEADER_HAS_SOURCE : 0;
+		served += has;
+	}
+	uint64_t source_sectors = stripe_source_sector_count(src);
+	if (source_sectors > (uint64_t)m->header_count << shift)
+		log_warn("the server's disk (%llu bytes) is larger than the disk (%llu bytes): "
+			 "vhost-backend will refuse to fetch from it",
+			 (unsigned long long)source_sectors * SECTOR_SIZE,
+			 (unsigned long long)(m->header_count << shift) * SECTOR_SIZE);
+	stripe_source_destroy(src);
+	return served;
+}
+
 static int run(const struct cli_args *args, const struct device_config *cfg)
 {
 	if (check_config(args, cfg) < 0)
@@ -256,6 +287,11 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	uint64_t source_stripes = meta_stripe_count(image_sectors, shift);
 	if (meta_create(&m, shift, stripes, source_stripes) < 0) {
 		log_error("out of memory for %llu stripe headers", (unsigned long long)stripes);
+		return 1;
+	}
+	if (cfg->source.kind == STRIPE_SOURCE_REMOTE &&
+	    (source_stripes = remote_headers(cfg, shift, &m)) == UINT64_MAX) {
+		meta_free(&m);
 		return 1;
 	}
 	const char *protected_paths[] = {cfg->path, cfg->source.raw_path, NULL};

@@ -256,6 +256,13 @@ static int fetch_metadata(struct remote_client *c, struct error *err)
 	uint8_t status;
 	if (rc == 0)
 		rc = recv_all(c, &status, 1, "reading the metadata reply", err);
+	/* A TLS server waits for a ClientHello and never answers a plain
+	 * request: say so, it is the likely cause. */
+	if (rc == -ETIMEDOUT && !c->ssl)
+		error_set(err, rc,
+			  "%s: no reply to METADATA within %u ms (a server with TLS-PSK answers "
+			  "nothing to a client without psk_identity and psk_secret)",
+			  c->address, c->timeouts.io_ms);
 	if (rc < 0)
 		return rc;
 	if (status != REMOTE_STATUS_OK) {

@@ -45,4 +45,24 @@ int remote_client_connect_stoppable(const struct remote_address *address,
 				    const struct remote_timeouts *timeouts, int stop_fd,
 				    struct remote_client **out, struct error *err);
 
+/* How a remote source re-dials a lost connection: wait first_ms, doubling
+ * up to max_ms, at most `attempts` dials in a row before the server counts
+ * as gone. */
+struct remote_backoff {
+	uint32_t first_ms;
+	uint32_t max_ms;
+	uint32_t attempts;
+};
+
+#define REMOTE_BACKOFF_FIRST_MS 500u
+#define REMOTE_BACKOFF_MAX_MS	30000u
+#define REMOTE_BACKOFF_ATTEMPTS 10u
+
+/* stripe_source_remote with another backoff (NULL: the defaults above). */
+int stripe_source_remote_with_backoff(const struct remote_source_config *cfg,
+				      uint32_t stripe_sectors,
+				      const struct remote_timeouts *timeouts,
+				      const struct remote_backoff *backoff,
+				      struct stripe_source **out, struct error *err);
+
 #endif

@@ -319,9 +319,9 @@ def test_config_errors():
             expect_error(run(tool, "-f", cfg), 1, "the two keys must differ", tool)
 
         write_yaml(cfg, {"path": s.disk, "metadata_path": s.meta, "copy_on_read": True},
-                   {"source": "remote", "address": "127.0.0.1:4555"})
-        expect_error(run("init-metadata", "-f", cfg), 1, "remote stripe sources are not "
-                     "supported yet", "init with a remote source")
+                   {"source": "archive", "type": "filesystem", "path": tmp})
+        expect_error(run("init-metadata", "-f", cfg), 1, "archive stripe sources are not "
+                     "supported yet", "init with an archive source")
 
 
 def test_dump_describes_every_source():
