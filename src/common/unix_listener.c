@@ -132,16 +132,19 @@ int unix_listener_open(const char *path, mode_t mode, const char *what, struct u
 	else
 		unlink(temporary); /* left by an earlier process with our pid */
 	rc = bind_and_listen(fd, &bound, mode, what, path, err);
-	if (rc == 0 && renamed && rename_no_replace(bound.sun_path, path) < 0) {
-		rc = error_set(err, -errno, "failed to bind %s %s: renaming %s onto it: %s", what,
-			       path, bound.sun_path, strerror(errno));
+	/* The inode is kept across the rename: it is what close compares. */
+	struct stat st = {0};
+	if (rc == 0 && lstat(bound.sun_path, &st) < 0) {
+		int error = errno;
+		rc = error_set(err, -error, "failed to inspect %s %s: %s", what, bound.sun_path,
+			       strerror(error));
 		unlink(bound.sun_path);
 	}
-	struct stat st;
-	if (rc == 0 && lstat(path, &st) < 0) {
-		rc = error_set(err, -errno, "failed to inspect %s %s: %s", what, path,
-			       strerror(errno));
-		unlink(path);
+	if (rc == 0 && renamed && rename_no_replace(bound.sun_path, path) < 0) {
+		int error = errno;
+		rc = error_set(err, -error, "failed to bind %s %s: renaming %s onto it: %s", what,
+			       path, bound.sun_path, strerror(error));
+		unlink(bound.sun_path);
 	}
 	if (rc < 0) {
 		close(fd);

@@ -159,26 +159,37 @@ static void test_path_too_long(void **state)
 }
 
 /* A client that connects the moment it sees the file must never be refused:
- * a watcher spins on lstat() while the listener is created, again and
- * again. (Binding at the path and listening afterwards fails this within a
- * few rounds.) */
+ * a watcher spins on lstat() while listeners are opened and closed, again
+ * and again. `phase` is even while a listener is being opened or is open and
+ * odd once its close began; a refused connect counts only when the phase was
+ * the same even value before the watcher looked and after it was refused, so
+ * a listener that is just closing is never blamed. (Binding at the path and
+ * listening afterwards fails this within a few rounds.) */
 struct watch {
 	const char *path;
-	int stop; /* atomic */
+	int stop;  /* atomic */
+	int phase; /* atomic */
 	int refused;
 	int seen;
 };
+
+static int load(int *v)
+{
+	return __atomic_load_n(v, __ATOMIC_ACQUIRE);
+}
 
 static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
 	bool present = false;
-	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+	while (!load(&w->stop)) {
+		int before = load(&w->phase);
 		struct stat st;
 		bool now = lstat(w->path, &st) == 0;
 		if (now && !present) {
 			w->seen++;
-			if (try_connect(w->path) == -ECONNREFUSED)
+			if (try_connect(w->path) == -ECONNREFUSED && before % 2 == 0 &&
+			    load(&w->phase) == before)
 				w->refused++;
 		}
 		present = now;
@@ -194,8 +205,10 @@ static void test_path_appears_only_when_listening(void **state)
 	assert_int_equal(pthread_create(&thread, NULL, watch_main, &w), 0);
 	for (int round = 0; round < 1500; round++) {
 		struct unix_listener l;
+		__atomic_store_n(&w.phase, 2 * round, __ATOMIC_RELEASE);
 		assert_int_equal(unix_listener_open(f->path, 0600, "test socket", &l, NULL), 0);
 		usleep(200);
+		__atomic_store_n(&w.phase, 2 * round + 1, __ATOMIC_RELEASE);
 		unix_listener_close(&l, f->path);
 		usleep(200);
 	}
