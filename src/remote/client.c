@@ -257,12 +257,19 @@ static int fetch_metadata(struct remote_client *c, struct error *err)
 	if (rc == 0)
 		rc = recv_all(c, &status, 1, "reading the metadata reply", err);
 	/* A TLS server waits for a ClientHello and never answers a plain
-	 * request: say so, it is the likely cause. */
+	 * request (ours closes the connection, others wait): say so, it is the
+	 * likely cause. */
 	if (rc == -ETIMEDOUT && !c->ssl)
 		error_set(err, rc,
 			  "%s: no reply to METADATA within %u ms (a server with TLS-PSK answers "
 			  "nothing to a client without psk_identity and psk_secret)",
 			  c->address, c->timeouts.io_ms);
+	if (rc == -ECONNRESET && !c->ssl)
+		error_set(err, rc,
+			  "%s: the server closed the connection without answering METADATA (a "
+			  "server with TLS-PSK does so to a client without psk_identity and "
+			  "psk_secret)",
+			  c->address);
 	if (rc < 0)
 		return rc;
 	if (status != REMOTE_STATUS_OK) {
@@ -340,6 +347,20 @@ const struct remote_metadata *remote_client_metadata(const struct remote_client 
 bool remote_client_broken(const struct remote_client *c)
 {
 	return c->broken;
+}
+
+bool remote_client_stale(struct remote_client *c)
+{
+	if (c->broken)
+		return true;
+	/* Only the server's close or a reset counts: bytes already waiting
+	 * are left for the next reply to read (a peer may send early). */
+	struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		c->broken = true;
+		return true;
+	}
+	return false;
 }
 
 int remote_client_read_stripe(struct remote_client *c, uint64_t index, void *buf, uint8_t *status,

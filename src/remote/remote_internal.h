@@ -45,6 +45,12 @@ int remote_client_connect_stoppable(const struct remote_address *address,
 				    const struct remote_timeouts *timeouts, int stop_fd,
 				    struct remote_client **out, struct error *err);
 
+/* True when a client with no request in flight can no longer be used: the
+ * server closed or reset it since the last reply. The client is then broken. A pool checks before
+ * sending, so a server that restarted while connections sat idle costs no fetch attempt. Never
+ * blocks. */
+bool remote_client_stale(struct remote_client *c);
+
 /* How a remote source re-dials a lost connection: wait first_ms, doubling
  * up to max_ms, at most `attempts` dials in a row before the server counts
  * as gone. */

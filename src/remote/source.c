@@ -316,6 +316,21 @@ static void fetch_one(struct connection *conn, struct job *j)
 	pthread_cond_broadcast(&s->cond);
 }
 
+/* Closes a connection found stale between requests; lock held on entry and
+ * exit. */
+static void drop_idle_locked(struct connection *conn)
+{
+	struct remote_source *s = conn->src;
+	struct remote_client *c = conn->client;
+	conn->client = NULL;
+	set_connected_locked(s, false);
+	log_warn("remote %s: connection %u was closed by the server while idle; reconnecting",
+		 s->address.text, conn->index);
+	pthread_mutex_unlock(&s->lock);
+	remote_client_close(c);
+	pthread_mutex_lock(&s->lock);
+}
+
 static void *connection_main(void *arg)
 {
 	struct connection *conn = arg;
@@ -333,6 +348,13 @@ static void *connection_main(void *arg)
 		struct job *j = list_pop(&s->pending);
 		if (!j) {
 			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		if (remote_client_stale(conn->client)) {
+			/* Closed by the server while idle (it restarted): not the
+			 * stripe's failure, so the stripe keeps its place. */
+			list_push_front(&s->pending, j);
+			drop_idle_locked(conn);
 			continue;
 		}
 		pthread_mutex_unlock(&s->lock);
