@@ -408,7 +408,7 @@ static int remote_open(struct stripe_source *src)
 		return 0;
 	s->opened = true;
 	for (unsigned i = 0; i < s->count; i++) {
-		char name[16];
+		char name[24]; /* room for any unsigned: GCC's -Wformat-truncation */
 		snprintf(name, sizeof(name), "remote-%u", i);
 		int rc = thread_start(&s->conns[i].thread, name, connection_main, &s->conns[i]);
 		if (rc < 0) {
