@@ -3,6 +3,9 @@
 #   scripts/bench.sh [OPTIONS]              vhost-backend vs qemu-storage-daemon vs fio,
 #                                           and the null-engine comparison (scripts/bench.py)
 #   scripts/bench.sh --hydration [OPTIONS]  lazy hydration vs cp (scripts/bench_hydration.py)
+#   scripts/bench.sh --remote [OPTIONS]     remote hydration (remote-stripe-server, plain and
+#                                           TLS-PSK) vs nbdkit + nbdcopy and the raw image
+#                                           (scripts/bench_remote.py)
 #   scripts/bench.sh --crypt [OPTIONS]      encrypted vs plain, and OpenSSL's XTS speed
 #                                           (scripts/bench_crypt.py)
 #   scripts/bench.sh --ublk [OPTIONS]       ublk-backend vs loop --direct-io in a QEMU
@@ -17,6 +20,7 @@ targets=(src/bin/vhost-backend src/bin/ubiblk-bench src/bin/init-metadata src/bi
 script=scripts/bench.py
 case "${1:-}" in
 --hydration) script=scripts/bench_hydration.py; shift ;;
+--remote) script=scripts/bench_remote.py; targets+=(src/bin/remote-stripe-server); shift ;;
 --crypt) script=scripts/bench_crypt.py; shift ;;
 # The guest runs ublk-backend from build-bench over 9p; tests/guest/prepare.sh
 # (run by the script) installs QEMU and what else the guest needs.

@@ -270,12 +270,19 @@ static int fetch_metadata(struct remote_client *c, struct error *err)
 	if (rc == 0)
 		rc = recv_all(c, &status, 1, deadline, "reading the metadata reply", err);
 	/* A TLS server waits for a ClientHello and never answers a plain
-	 * request: say so, it is the likely cause. */
+	 * request (ours closes the connection, others wait): say so, it is the
+	 * likely cause. */
 	if (rc == -ETIMEDOUT && !c->ssl)
 		error_set(err, rc,
 			  "%s: no reply to METADATA within %u ms (a server with TLS-PSK answers "
 			  "nothing to a client without psk_identity and psk_secret)",
 			  c->address, c->timeouts.io_ms);
+	if (rc == -ECONNRESET && !c->ssl)
+		error_set(err, rc,
+			  "%s: the server closed the connection without answering METADATA (a "
+			  "server with TLS-PSK does so to a client without psk_identity and "
+			  "psk_secret)",
+			  c->address);
 	if (rc < 0)
 		return rc;
 	if (status != REMOTE_STATUS_OK) {
