@@ -5,12 +5,13 @@
 #   scripts/install-deps.sh bench  run the benchmark
 set -euo pipefail
 
-build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libedit-dev)
+build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libedit-dev libjansson-dev
+	libsnappy-dev)
 case "${1:-run}" in
 run) want=("${build[@]}") ;;
 test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux tmux
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs
-	openssl) ;;
+	openssl python3-snappy) ;;
 bench) want=("${build[@]}" python3 fio qemu-utils nbdkit libnbd-bin) ;;
 *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac

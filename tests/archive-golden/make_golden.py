@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Golden archives for the archive format's unit tests, computed without any
+of ubiblk-c's code: hashlib for SHA-256, python3-snappy for the raw snappy
+block, python3-cryptography for AES-256-XTS and the AES-256-GCM key wrap.
+
+  make_golden.py OUT_DIR        write the archives (tests/data/archive)
+  make_golden.py --check DIR    decode the archive in DIR (and KEK file
+                                DIR/../kek.yaml when encrypted); print each
+                                stripe's SHA-256
+
+Every input is deterministic, so re-running reproduces the committed files
+byte for byte (with the same libsnappy: snappy's output is encoder-specific).
+"""
+import base64
+import hashlib
+import json
+import os
+import struct
+import sys
+
+import snappy
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+SECTOR = 512
+STRIPE_SECTORS = 16
+STRIPE_BYTES = STRIPE_SECTORS * SECTOR
+STRIPE_COUNT = 7
+# Stripes left out of the archive (they read as zeros).
+ABSENT = {3}
+
+KEY1 = hashlib.sha256(b"archive golden key1").digest()
+KEY2 = hashlib.sha256(b"archive golden key2").digest()
+KEK_KEY = bytes([0x11]) * 32
+KEK_IV = bytes([0x22]) * 12
+KEK_AAD = b"test-aad"
+
+ARCHIVES = {
+    # name: (compression, encrypted, kek method)
+    "plain": ("none", False, None),
+    "snappy": ("snappy", False, None),
+    "xts-kek": ("none", True, "aes256-gcm"),
+    "snappy-xts-kek": ("snappy", True, "aes256-gcm"),
+    "snappy-xts-nokek": ("snappy", True, "none"),
+}
+
+
+def counter_bytes(seed, n):
+    out = b""
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(seed + struct.pack("<Q", i)).digest()
+        i += 1
+    return out[:n]
+
+
+def stripe_plaintext(i):
+    if i in (0, 4):
+        return bytes(STRIPE_BYTES)  # zeros: shared objects when not encrypted
+    if i == 1:
+        return counter_bytes(b"random", STRIPE_BYTES)  # incompressible
+    if i == 2:
+        return bytes(range(256)) * (STRIPE_BYTES // 256)
+    if i == 5:
+        text = b"ubiblk archive golden stripe five. "
+        return (text * (STRIPE_BYTES // len(text) + 1))[:STRIPE_BYTES]
+    if i == 6:  # same as stripe 2: deduplicated when not encrypted
+        return stripe_plaintext(2)
+    return counter_bytes(b"stripe%d" % i, STRIPE_BYTES)
+
+
+def tweak(sector):
+    return bytes(8) + struct.pack("<Q", sector)
+
+
+def xts(body, first_sector, encrypt):
+    out = b""
+    for s in range(len(body) // SECTOR):
+        c = Cipher(algorithms.AES(KEY1 + KEY2), modes.XTS(tweak(first_sector + s)))
+        op = c.encryptor() if encrypt else c.decryptor()
+        out += op.update(body[s * SECTOR:(s + 1) * SECTOR]) + op.finalize()
+    return out
+
+
+def frame(plain):
+    c = snappy.compress(plain)
+    body = struct.pack("<I", len(c)) + c
+    return body + bytes(-len(body) % SECTOR)
+
+
+def unframe(body):
+    (n,) = struct.unpack("<I", body[:4])
+    return snappy.uncompress(body[4:4 + n])
+
+
+def wrap(key, method):
+    if method == "none":
+        return key
+    return AESGCM(KEK_KEY).encrypt(KEK_IV, key, KEK_AAD)
+
+
+def unwrap(wrapped, method):
+    if method == "none":
+        return wrapped
+    return AESGCM(KEK_KEY).decrypt(KEK_IV, wrapped, KEK_AAD)
+
+
+def write_archive(root, compression, encrypted, method):
+    os.makedirs(os.path.join(root, "data"), exist_ok=True)
+    hashes = {}
+    for i in range(STRIPE_COUNT):
+        if i in ABSENT:
+            continue
+        body = stripe_plaintext(i)
+        if compression == "snappy":
+            body = frame(body)
+        if encrypted:
+            body = xts(body, i * STRIPE_SECTORS, True)
+        h = hashlib.sha256(body).hexdigest()
+        hashes[str(i)] = h
+        with open(os.path.join(root, "data", h), "wb") as f:
+            f.write(body)
+    key = None
+    if encrypted:
+        key = [base64.b64encode(wrap(k, method)).decode() for k in (KEY1, KEY2)]
+    meta = {"format_version": 1, "stripe_sector_count": STRIPE_SECTORS,
+            "encryption_key": key, "compression": compression}
+    with open(os.path.join(root, "metadata.json"), "w") as f:
+        f.write(json.dumps(meta, separators=(",", ":")))
+    with open(os.path.join(root, "stripe-hashes.json"), "w") as f:
+        f.write(json.dumps(hashes, separators=(",", ":")))
+
+
+def write_all(out):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "plain.bin"), "wb") as f:
+        for i in range(STRIPE_COUNT):
+            f.write(bytes(STRIPE_BYTES) if i in ABSENT else stripe_plaintext(i))
+    with open(os.path.join(out, "kek.yaml"), "w") as f:
+        f.write("method: aes256-gcm\n")
+        for name, v in (("key", KEK_KEY), ("init_vector", KEK_IV), ("auth_data", KEK_AAD)):
+            f.write("%s: %s\n" % (name, base64.b64encode(v).decode()))
+    for name, (compression, encrypted, method) in ARCHIVES.items():
+        write_archive(os.path.join(out, name), compression, encrypted, method)
+
+
+def check(root, method="aes256-gcm"):
+    """Decode an archive (ours or another writer's) into stripes: hash ->
+    decrypt -> decompress, as a reader does."""
+    with open(os.path.join(root, "metadata.json")) as f:
+        meta = json.load(f)
+    with open(os.path.join(root, "stripe-hashes.json")) as f:
+        hashes = json.load(f)
+    assert meta["format_version"] == 1
+    ssc = meta["stripe_sector_count"]
+    keys = meta.get("encryption_key")
+    if keys:
+        k1, k2 = (unwrap(base64.b64decode(k), method) for k in keys)
+        assert (k1, k2) == (KEY1, KEY2), "keys differ from the golden keys"
+    for i in sorted(hashes, key=int):
+        with open(os.path.join(root, "data", hashes[i]), "rb") as f:
+            body = f.read()
+        assert hashlib.sha256(body).hexdigest() == hashes[i], "hash of stripe " + i
+        if keys:
+            body = xts(body, int(i) * ssc, False)
+        if meta.get("compression", "none") == "snappy":
+            body = unframe(body)
+        body += bytes(ssc * SECTOR - len(body))
+        print(i, hashlib.sha256(body).hexdigest())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        check(sys.argv[2], "none" if sys.argv[2].rstrip("/").endswith("nokek") else "aes256-gcm")
+    elif len(sys.argv) == 2:
+        write_all(sys.argv[1])
+    else:
+        sys.exit(__doc__)
