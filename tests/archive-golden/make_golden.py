@@ -4,9 +4,12 @@ of ubiblk-c's code: hashlib for SHA-256, python3-snappy for the raw snappy
 block, python3-cryptography for AES-256-XTS and the AES-256-GCM key wrap.
 
   make_golden.py OUT_DIR        write the archives (tests/data/archive)
-  make_golden.py --check DIR    decode the archive in DIR (and KEK file
-                                DIR/../kek.yaml when encrypted); print each
-                                stripe's SHA-256
+  make_golden.py --check DIR [DISK] [--kek-none]
+                                decode the archive in DIR (keys wrapped with
+                                the golden KEK, or in clear with --kek-none)
+                                and print each stripe's SHA-256; with DISK,
+                                exit 1 unless every stripe equals DISK's
+                                (stripes absent from the map must be zeros)
 
 Every input is deterministic, so re-running reproduces the committed files
 byte for byte (with the same libsnappy: snappy's output is encoder-specific).
@@ -144,19 +147,21 @@ def write_all(out):
         write_archive(os.path.join(out, name), compression, encrypted, method)
 
 
-def check(root, method="aes256-gcm"):
+def check(root, method="aes256-gcm", disk=None):
     """Decode an archive (ours or another writer's) into stripes: hash ->
-    decrypt -> decompress, as a reader does."""
+    decrypt -> decompress, as a reader does. True when it matches disk."""
     with open(os.path.join(root, "metadata.json")) as f:
         meta = json.load(f)
     with open(os.path.join(root, "stripe-hashes.json")) as f:
         hashes = json.load(f)
     assert meta["format_version"] == 1
     ssc = meta["stripe_sector_count"]
+    size = ssc * SECTOR
     keys = meta.get("encryption_key")
     if keys:
         k1, k2 = (unwrap(base64.b64decode(k), method) for k in keys)
         assert (k1, k2) == (KEY1, KEY2), "keys differ from the golden keys"
+    ok = True
     for i in sorted(hashes, key=int):
         with open(os.path.join(root, "data", hashes[i]), "rb") as f:
             body = f.read()
@@ -165,14 +170,30 @@ def check(root, method="aes256-gcm"):
             body = xts(body, int(i) * ssc, False)
         if meta.get("compression", "none") == "snappy":
             body = unframe(body)
-        body += bytes(ssc * SECTOR - len(body))
+        body += bytes(size - len(body))
         print(i, hashlib.sha256(body).hexdigest())
+        if disk is not None and body != disk[int(i) * size:(int(i) + 1) * size].ljust(size, b"\0"):
+            print("stripe %s differs from the disk" % i)
+            ok = False
+    if disk is not None:
+        for i in range((len(disk) + size - 1) // size):
+            if str(i) not in hashes and any(disk[i * size:(i + 1) * size]):
+                print("stripe %d is not archived but holds data" % i)
+                ok = False
+    return ok
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--check":
-        check(sys.argv[2], "none" if sys.argv[2].rstrip("/").endswith("nokek") else "aes256-gcm")
-    elif len(sys.argv) == 2:
-        write_all(sys.argv[1])
+    args = sys.argv[1:]
+    if args[:1] == ["--check"] and len(args) >= 2:
+        method = "none" if "--kek-none" in args else "aes256-gcm"
+        rest = [a for a in args[2:] if a != "--kek-none"]
+        disk = None
+        if rest:
+            with open(rest[0], "rb") as f:
+                disk = f.read()
+        sys.exit(0 if check(args[1], method, disk) else 1)
+    elif len(args) == 1:
+        write_all(args[0])
     else:
         sys.exit(__doc__)
