@@ -104,6 +104,10 @@ int archive_stripe_map_sort(struct archive_stripe_map *m, struct error *err);
 /* NULL when the stripe is not archived (it reads as zeros). m sorted. */
 const struct archive_stripe_hash *archive_stripe_map_find(const struct archive_stripe_map *m,
 							  uint64_t stripe);
+/* The sectors the archive covers: 0 when empty, else (last stripe + 1) *
+ * stripe_sector_count; -ERANGE when that does not fit. m sorted. */
+int archive_stripe_map_sector_count(const struct archive_stripe_map *m,
+				    uint64_t stripe_sector_count, uint64_t *out, struct error *err);
 /* Compact JSON object in ascending stripe order, e.g. {"0":"30e1…","5":"30e1…"},
  * into a new NUL-terminated string (free()). Sorts m first. */
 int archive_stripe_map_write(struct archive_stripe_map *m, char **out, struct error *err);

@@ -103,27 +103,33 @@ static int frame_payload(const uint8_t *body, size_t len, size_t *clen, struct e
 	return 0;
 }
 
+/* The raw block's length and the plaintext length its varint declares. */
+static int frame_block(const uint8_t *body, size_t len, size_t *clen, size_t *plain_len,
+		       struct error *err)
+{
+	int rc = frame_payload(body, len, clen, err);
+	if (rc < 0)
+		return rc;
+	if (snappy_uncompressed_length((const char *)body + FRAME_HEADER, *clen, plain_len) !=
+	    SNAPPY_OK)
+		return error_set(err, -EIO, "snappy: corrupt input (bad length header)");
+	return 0;
+}
+
 int archive_snappy_unframed_length(const uint8_t *body, size_t len, size_t *plain_len,
 				   struct error *err)
 {
 	size_t clen = 0;
-	int rc = frame_payload(body, len, &clen, err);
-	if (rc < 0)
-		return rc;
-	if (snappy_uncompressed_length((const char *)body + FRAME_HEADER, clen, plain_len) !=
-	    SNAPPY_OK)
-		return error_set(err, -EIO, "snappy: corrupt input (bad length header)");
-	return 0;
+	return frame_block(body, len, &clen, plain_len, err);
 }
 
 int archive_snappy_unframe(const uint8_t *body, size_t len, uint8_t *out, size_t cap,
 			   size_t *out_len, struct error *err)
 {
 	size_t clen = 0, plain = 0;
-	int rc = archive_snappy_unframed_length(body, len, &plain, err);
+	int rc = frame_block(body, len, &clen, &plain, err);
 	if (rc < 0)
 		return rc;
-	(void)frame_payload(body, len, &clen, NULL);
 	if (plain > cap)
 		return error_set(err, -EIO, "snappy: decompressed size %zu exceeds buffer size %zu",
 				 plain, cap);

@@ -77,6 +77,20 @@ const struct archive_stripe_hash *archive_stripe_map_find(const struct archive_s
 	return bsearch(&key, m->entries, m->count, sizeof(key), by_stripe);
 }
 
+int archive_stripe_map_sector_count(const struct archive_stripe_map *m,
+				    uint64_t stripe_sector_count, uint64_t *out, struct error *err)
+{
+	*out = 0;
+	if (!m->count)
+		return 0;
+	uint64_t stripes = m->entries[m->count - 1].stripe + 1;
+	if (stripes == 0 || (stripe_sector_count && stripes > UINT64_MAX / stripe_sector_count))
+		return error_set(err, -ERANGE, "stripe %" PRIu64 " is beyond the sector range",
+				 stripes - 1);
+	*out = stripes * stripe_sector_count;
+	return 0;
+}
+
 static int parse_object(json_t *root, struct archive_stripe_map *out, struct error *err)
 {
 	if (!json_is_object(root))

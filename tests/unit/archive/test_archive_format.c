@@ -92,6 +92,9 @@ static void test_stripe_map(void **state)
 	assert_non_null(archive_stripe_map_find(&m, 0));
 	assert_non_null(archive_stripe_map_find(&m, 5));
 	assert_null(archive_stripe_map_find(&m, 1));
+	uint64_t sectors;
+	assert_int_equal(archive_stripe_map_sector_count(&m, 2048, &sectors, &err), 0);
+	assert_int_equal(sectors, 6 * 2048);
 	char *out;
 	assert_int_equal(archive_stripe_map_write(&m, &out, &err), 0);
 	snprintf(j, sizeof(j), "{\"0\":\"%s\",\"5\":\"%s\"}", h, h);
@@ -102,9 +105,20 @@ static void test_stripe_map(void **state)
 	assert_int_equal(archive_stripe_map_parse("{}", 2, &m, &err), 0);
 	assert_int_equal(m.count, 0);
 	assert_null(archive_stripe_map_find(&m, 0));
+	assert_int_equal(archive_stripe_map_sector_count(&m, 2048, &sectors, &err), 0);
+	assert_int_equal(sectors, 0);
 	assert_int_equal(archive_stripe_map_write(&m, &out, &err), 0);
 	assert_string_equal(out, "{}");
 	free(out);
+	archive_stripe_map_free(&m);
+
+	/* the largest index parses, but covers more sectors than exist */
+	snprintf(j, sizeof(j), "{\"18446744073709551615\":\"%s\"}", h);
+	assert_int_equal(archive_stripe_map_parse(j, strlen(j), &m, &err), 0);
+	assert_int_equal(archive_stripe_map_sector_count(&m, 1, &sectors, &err), -ERANGE);
+	archive_stripe_map_free(&m);
+	snprintf(j, sizeof(j), "{\"18446744073709551616\":\"%s\"}", h);
+	assert_int_equal(archive_stripe_map_parse(j, strlen(j), &m, &err), -EINVAL);
 	archive_stripe_map_free(&m);
 
 	const char *bad[] = {
