@@ -6,6 +6,9 @@
 #   scripts/bench.sh --remote [OPTIONS]     remote hydration (remote-stripe-server, plain and
 #                                           TLS-PSK) vs nbdkit + nbdcopy and the raw image
 #                                           (scripts/bench_remote.py)
+#   scripts/bench.sh --archive [OPTIONS]    archive to / hydration from Swift (S3) and a
+#                                           directory vs aws s3 cp and the raw image
+#                                           (scripts/bench_archive.py)
 #   scripts/bench.sh --crypt [OPTIONS]      encrypted vs plain, and OpenSSL's XTS speed
 #                                           (scripts/bench_crypt.py)
 #   scripts/bench.sh --ublk [OPTIONS]       ublk-backend vs loop --direct-io in a QEMU
@@ -21,6 +24,7 @@ script=scripts/bench.py
 case "${1:-}" in
 --hydration) script=scripts/bench_hydration.py; shift ;;
 --remote) script=scripts/bench_remote.py; targets+=(src/bin/remote-stripe-server); shift ;;
+--archive) script=scripts/bench_archive.py; targets+=(src/bin/archive); shift ;;
 --crypt) script=scripts/bench_crypt.py; shift ;;
 # The guest runs ublk-backend from build-bench over 9p; tests/guest/prepare.sh
 # (run by the script) installs QEMU and what else the guest needs.
