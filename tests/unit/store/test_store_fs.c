@@ -307,6 +307,16 @@ static void test_put_failure(void **state)
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "dir"))
 			fail_msg("left behind: %s", e->d_name);
 	closedir(d);
+
+	/* A valid name the file system cannot hold fails with its reason. */
+	char longest[1025];
+	memset(longest, 'n', 1024);
+	longest[1024] = '\0';
+	assert_int_equal(store_put_sync(s, longest, (const uint8_t *)"1", 1, SYNC_TIMEOUT_MS, &err),
+			 -ENAMETOOLONG);
+	assert_non_null(strstr(err.text, "PutObject nnnn"));
+	assert_int_equal(store_get_sync(s, longest, 10, SYNC_TIMEOUT_MS, &body, &len, &err),
+			 -ENAMETOOLONG);
 	store_close(s);
 }
 
