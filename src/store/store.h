@@ -115,8 +115,10 @@ int store_put_sync(struct store *s, const char *name, const uint8_t *data, size_
 		   uint32_t timeout_ms, struct error *err);
 
 /* Waits for requests in progress to finish (at most their timeouts), drops
- * completions not polled (freeing their bodies), stops the threads, wipes
- * secrets and frees everything. NULL is fine. */
+ * requests still waiting for their turn without carrying them out (a PUT
+ * that never started stores nothing) and completions not polled (freeing
+ * their bodies), stops the threads, wipes secrets and frees everything.
+ * NULL is fine. */
 void store_close(struct store *s);
 
 #endif
