@@ -418,9 +418,18 @@ class SwiftS3:
                                                conf, f"{server}-server"])
 
     def _wait_ready(self):
-        """Until a signed ListBuckets answers 200: the proxy listens, tempauth
-        and s3api load, and the account server answers."""
+        """Until every server answers: a signed ListBuckets gets 200 (the proxy
+        listens, tempauth and s3api load, the account server answers), a
+        HEAD of a missing bucket gets 404 (the container server answers), and
+        the object server accepts connections."""
         last = "no answer yet"
+
+        def accepts(port):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return True
+            except OSError:
+                return False
 
         def ready():
             nonlocal last
@@ -429,15 +438,20 @@ class SwiftS3:
                     raise RuntimeError(f"swift {daemon.name} exited "
                                        f"({daemon.proc.returncode}) at start")
             try:
-                status, _, body = s3_request(self.endpoint, "GET", timeout=5)
+                for method, bucket, want in (("GET", None, 200),
+                                             ("HEAD", "ubiblk-readiness-probe", 404)):
+                    status, _, body = s3_request(self.endpoint, method, bucket, timeout=5)
+                    last = f"{method} /{bucket or ''}: HTTP {status}: {body[:300]!r}"
+                    if status != want:
+                        time.sleep(0.2)
+                        return False
             except OSError as e:
                 last = str(e)
                 return False
-            last = f"HTTP {status}: {body[:300]!r}"
-            if status == 200:
-                return True
-            time.sleep(0.2)
-            return False
+            if not accepts(self.ports["object"]):
+                last = "the object server does not accept connections"
+                return False
+            return True
 
         try:
             harness.wait_for(ready, self.start_timeout, "Swift's S3 API to answer")
