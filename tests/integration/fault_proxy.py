@@ -25,8 +25,9 @@ request (kind and key pattern), has uses left (`times`) and wins its seeded
 coin toss (`fraction`) decides. One random generator seeded at start makes a
 run's decisions reproducible for the same request order.
 
-Request kinds are S3 operation names derived from method and path
-(path-style addressing): ListBuckets, CreateBucket, HeadBucket, ListObjects,
+Request kinds are S3 operation names derived from method and path (a
+virtual-hosted request, Host BUCKET.<storage_domain>, counts as if its bucket
+led the path): ListBuckets, CreateBucket, HeadBucket, ListObjects,
 DeleteBucket, GetObject, PutObject, HeadObject, DeleteObject, Other."""
 
 import random
@@ -120,8 +121,10 @@ class FaultProxy:
     """Listens on 127.0.0.1:`port` (default: a free port) and forwards to
     upstream_host:upstream_port. Attributes: endpoint, port, counts, events."""
 
-    def __init__(self, upstream_host, upstream_port, seed=0, port=0, upstream_timeout=60):
+    def __init__(self, upstream_host, upstream_port, seed=0, port=0, upstream_timeout=60,
+                 storage_domain="localhost"):
         self.upstream = (upstream_host, upstream_port)
+        self.storage_domain = storage_domain
         self.upstream_timeout = upstream_timeout
         self.rng = random.Random(seed)
         self.rules = []
@@ -254,8 +257,9 @@ class FaultProxy:
                     return
                 if req is None:
                     return
-                kind = request_kind(req.method, req.target)
-                rule, stall_release = self._decide(kind, request_key(req.target))
+                path = self._path_style(req)
+                kind = request_kind(req.method, path)
+                rule, stall_release = self._decide(kind, request_key(path))
                 action = rule.action if rule else "forwarded"
                 self._record(req, kind, action)
                 if action == "reset":
@@ -300,6 +304,15 @@ class FaultProxy:
                 conn.close()
             except OSError:
                 pass
+
+    def _path_style(self, req):
+        """The request's target with a virtual-hosted bucket moved into the
+        path, for classifying it."""
+        host = (req.header("host") or "").rsplit(":", 1)[0]
+        suffix = "." + self.storage_domain if self.storage_domain else None
+        if suffix and host.endswith(suffix) and len(host) > len(suffix):
+            return "/" + host[:-len(suffix)] + req.target
+        return req.target
 
     def _read_request(self, conn, reader):
         line = reader.readline(65537)

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -193,7 +194,19 @@ def test_proxy_stall():
         assert proxy.count("stall") == 1, proxy.counts
         proxy.clear_faults()
         assert client.head_object(Bucket=BUCKET, Key="stall/a")["ContentLength"] == 7
-    # A proxy stopped with a request stalled does not hang.
+    # A proxy stopped while it holds a stalled request does not hang.
+    proxy = proxy_for_swift()
+    proxy.add_fault("stall")
+    stalled = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    try:
+        stalled.sendall(b"HEAD /x/y HTTP/1.1\r\nHost: h\r\n\r\n")
+        proxy.wait_for_count("stall", 1)
+        start = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - start < 5
+        assert stalled.recv(100) == b"", "a stalled request was answered"
+    finally:
+        stalled.close()
 
 
 @with_swift_logs
@@ -229,6 +242,28 @@ def test_proxy_truncate():
         finally:
             conn.close()
         assert proxy.count("truncate") == 2, proxy.counts
+
+
+@with_swift_logs
+def test_virtual_hosted_requests():
+    # Host: BUCKET.localhost:PORT, as libcurl sends for virtual-hosted
+    # addressing (it resolves every *.localhost name to loopback).
+    status, _, body = S3.request("PUT", BUCKET, "vh/a b", b"virtual", virtual_hosted=True)
+    assert status == 200, (status, body)
+    assert S3.get_object(BUCKET, "vh/a b") == b"virtual"
+    with proxy_for_swift() as proxy:
+        proxy.add_fault("error", status=503, kind="GetObject", key=r"^vh/", times=1)
+        status, _, body = S3.request("GET", BUCKET, "vh/a b", endpoint=proxy.endpoint,
+                                     virtual_hosted=True)
+        assert status == 503 and b"<Code>ServiceUnavailable</Code>" in body, (status, body)
+        status, _, body = S3.request("GET", BUCKET, "vh/a b", endpoint=proxy.endpoint,
+                                     virtual_hosted=True)
+        assert status == 200 and body == b"virtual", (status, body)
+        status, _, body = S3.request("GET", BUCKET, query={"list-type": "2", "prefix": "vh/"},
+                                     endpoint=proxy.endpoint, virtual_hosted=True)
+        assert status == 200 and b"<Key>vh/a b</Key>" in body, (status, body)
+        assert [e[0] for e in proxy.events] == ["GetObject", "GetObject", "ListObjects"], \
+            proxy.events
 
 
 @with_swift_logs
@@ -287,7 +322,7 @@ if __name__ == "__main__":
         S3.create_bucket(BUCKET)
         harness.main([test_aws_cli_cp_up_and_down, test_swift_checks_signatures_and_payload_hashes,
                       test_botocore_through_proxy, test_proxy_error_statuses, test_proxy_reset,
-                      test_proxy_stall, test_proxy_truncate, test_proxy_latency,
+                      test_proxy_stall, test_proxy_truncate, test_virtual_hosted_requests, test_proxy_latency,
                       test_proxy_fraction_is_seeded, test_stop_kills_everything])
     finally:
         if S3 is not None:
