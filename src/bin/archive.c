@@ -276,7 +276,7 @@ static int run(const struct cli_args *args, const struct device_config *cfg,
 		    .progress = &progress,
 		};
 		rc = archive_pipeline_run(&opts, &map, &counts, &err);
-		archive_progress_end(&progress);
+		archive_progress_end(&progress, &counts);
 	}
 	if (rc == 0)
 		rc = write_json(store, &map, &meta, &err);

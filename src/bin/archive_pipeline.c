@@ -535,7 +535,6 @@ int archive_pipeline_run(const struct archive_pipeline_options *o, struct archiv
 		if (!moved)
 			sleep_until_woken(&r);
 	}
-	archive_progress_update(o->progress, counts);
 	run_teardown(&r);
 	return r.failed;
 }

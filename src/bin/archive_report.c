@@ -18,12 +18,12 @@ static double mib_per_s(uint64_t bytes, uint64_t ns)
 	return ns ? (double)bytes / (1024.0 * 1024.0) / ((double)ns / 1e9) : 0.0;
 }
 
-void archive_progress_update(struct archive_progress *p, const struct archive_counts *c)
+static void draw(struct archive_progress *p, const struct archive_counts *c, bool final)
 {
 	if (!p->on)
 		return;
 	uint64_t now = now_ns();
-	if (p->drawn && now - p->drawn_ns < PROGRESS_INTERVAL_NS)
+	if (!final && p->drawn && now - p->drawn_ns < PROGRESS_INTERVAL_NS)
 		return;
 	p->drawn_ns = now;
 	uint64_t total = c->stripes_total ? c->stripes_total : 1;
@@ -40,8 +40,14 @@ void archive_progress_update(struct archive_progress *p, const struct archive_co
 	p->drawn = true;
 }
 
-void archive_progress_end(struct archive_progress *p)
+void archive_progress_update(struct archive_progress *p, const struct archive_counts *c)
 {
+	draw(p, c, false);
+}
+
+void archive_progress_end(struct archive_progress *p, const struct archive_counts *c)
+{
+	draw(p, c, true);
 	if (p->drawn) {
 		fputc('\n', stderr);
 		fflush(stderr);

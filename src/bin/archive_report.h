@@ -39,8 +39,9 @@ struct archive_progress {
 /* on: stderr is a terminal and the operator did not turn the bar off. */
 void archive_progress_start(struct archive_progress *p, bool on);
 void archive_progress_update(struct archive_progress *p, const struct archive_counts *c);
-/* Ends the bar's line (so messages after it start on a fresh one). */
-void archive_progress_end(struct archive_progress *p);
+/* Draws the bar as c says it ended and ends its line (so messages after it
+ * start on a fresh one). */
+void archive_progress_end(struct archive_progress *p, const struct archive_counts *c);
 
 /* The summary, one "name: value" per line, e.g.
  *   stripes archived: 200
