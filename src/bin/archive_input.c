@@ -4,9 +4,6 @@
 #include <string.h>
 
 #include "backend/backend.h"
-#include "remote/remote.h"
-
-#define SOURCE_IMAGE_DEPTH 64u
 
 enum archive_origin archive_stripe_origin(uint8_t header, bool track_written)
 {
@@ -20,55 +17,6 @@ enum archive_origin archive_stripe_origin(uint8_t header, bool track_written)
 enum archive_origin archive_input_origin(const struct archive_input *in, uint64_t stripe)
 {
 	return archive_stripe_origin(in->meta.headers[stripe], in->track_written);
-}
-
-/* TEMPORARY: the raw, remote and none sources built here until
- * backend_stripe_source_open serves every tool. */
-static int open_source(const struct device_config *cfg, struct archive_input *in, struct error *err)
-{
-	const struct stripe_source_config *sc = &cfg->source;
-	struct error why = {0};
-	int ret;
-
-	switch (sc->kind) {
-	case STRIPE_SOURCE_RAW: {
-		struct bdev_file_options opts = {
-		    .path = sc->raw_path,
-		    .engine = BDEV_ENGINE_IO_URING,
-		    .read_only = true,
-		    .direct = true,
-		    .queue_depth = SOURCE_IMAGE_DEPTH,
-		};
-		ret = bdev_open_file(&opts, &in->source_image, &why);
-		if (ret < 0)
-			return error_set(err, ret, "cannot open the raw image %s: %s", sc->raw_path,
-					 why.text[0] ? why.text : strerror(-ret));
-		ret = stripe_source_raw(in->source_image, in->stripe_sectors, &in->source);
-		if (ret < 0)
-			return error_set(err, ret, "raw image %s: %s", sc->raw_path,
-					 strerror(-ret));
-		return 0;
-	}
-	case STRIPE_SOURCE_REMOTE:
-		ret =
-		    stripe_source_remote(&sc->remote, in->stripe_sectors, NULL, &in->source, &why);
-		if (ret < 0)
-			return error_set(err, ret, "stripe_source: remote server %s: %s",
-					 sc->remote.address, why.text);
-		stripe_source_remote_fit(in->source, in->disk_sectors);
-		return 0;
-	case STRIPE_SOURCE_ARCHIVE:
-		return error_set(err, -ENOTSUP,
-				 "stripe_source: the archive source is not supported yet");
-	case STRIPE_SOURCE_NONE:
-	default:
-		/* Stripes marked HAS_SOURCE with no source configured: they
-		 * cannot be read, and each fails as an I/O error. */
-		ret = stripe_source_none(in->stripe_sectors, &in->source);
-		if (ret < 0)
-			return error_set(err, ret, "stripe source: %s", strerror(-ret));
-		return 0;
-	}
 }
 
 static bool needs_source(const struct archive_input *in)
@@ -121,8 +69,11 @@ int archive_input_open(const struct device_config *cfg, uint32_t depth, struct a
 		in->disk_sectors = bdev_sector_count(in->disk);
 		ret = load_metadata(cfg, in, err);
 	}
+	/* A source with no stripe left to read is never opened: a finished
+	 * disk archives without it. */
 	if (ret == 0 && needs_source(in))
-		ret = open_source(cfg, in, err);
+		ret = backend_stripe_source_open(cfg, in->stripe_sectors, in->disk_sectors,
+						 &in->source, &in->source_image, err);
 	if (ret < 0)
 		archive_input_close(in);
 	return ret;

@@ -243,6 +243,31 @@ def test_lazily_fetched_disk():
             assert counts["stripes from source"] == 3, out
 
 
+def test_disk_fetched_from_an_archive():
+    """A disk whose stripe source is an archive, nothing fetched yet, archived
+    again (encrypted, with another KEK): every stripe comes from the first
+    archive through the archive source, and reads back the same."""
+    with harness.scratch_dir() as tmp:
+        first = Device(tmp, mixed_stripes(), tail_sectors=3, name="first")
+        target1, root1 = target_config(tmp, "t1", kek=ARCHIVE_KEK)
+        run_archive("-f", first.config, "--target-config", target1, "-c", "-e", check=0)
+        key, iv, aad = (base64.b64encode(v).decode() for v in ARCHIVE_KEK)
+        disk = harness.make_disk(os.path.join(tmp, "second.raw"), first.disk_size)
+        config = os.path.join(tmp, "second.yaml")
+        harness.write_config(config, {"path": disk, "metadata_path": disk + ".meta",
+                                      "copy_on_read": True})
+        with open(config, "a") as f:
+            f.write(f'stripe_source: {{source: archive, type: filesystem, path: "{root1}", '
+                    f'archive_kek: {{method: aes256-gcm, key: "{key}", init_vector: "{iv}", '
+                    f'auth_data: "{aad}"}}}}\n')
+        harness.init_metadata(config)
+        kek2 = (os.urandom(32), os.urandom(12), b"second")
+        target2, root2 = target_config(tmp, "t2", kek=kek2)
+        _, out, _ = run_archive("-f", config, "--target-config", target2, "-e", check=0)
+        assert summary(out)["stripes from source"] == 10, out
+        check_archive(root2, first.guest_view(), kek2, encrypted=True)
+
+
 def test_partial_last_stripes_end_in_zeros():
     """A disk and an image that end inside a stripe, read into buffers that
     already carried other stripes (more stripes than buffers): past the
@@ -429,6 +454,7 @@ def test_progress_bar_on_a_terminal():
 
 if __name__ == "__main__":
     harness.main([test_every_combination, test_lazily_fetched_disk,
+                  test_disk_fetched_from_an_archive,
                   test_partial_last_stripes_end_in_zeros, test_track_written_false,
                   test_errors, test_failed_read_aborts, test_killed_and_rerun,
                   test_progress_bar_on_a_terminal])
