@@ -100,7 +100,7 @@ def run_archive(tmp, device, target_text, compress):
 
 def physical_bytes(summary):
     """The physical size from archive's summary line."""
-    m = re.search(r"(\d+) bytes physical", summary)
+    m = re.search(r"bytes physical: (\d+)", summary)
     return int(m.group(1)) if m else None
 
 
