@@ -95,7 +95,7 @@ def run_archive(tmp, device, target_text, compress):
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError(f"archive failed: {proc.stderr[-2000:]}")
-    return elapsed, proc.stderr
+    return elapsed, proc.stdout
 
 
 def physical_bytes(summary):
