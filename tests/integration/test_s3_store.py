@@ -62,10 +62,14 @@ def tool(cfg, *args, env=None, options=()):
                 "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         run_env.pop(key, None)
     run_env["HOME"] = WORK
+    # A sanitizer build stops at the first report instead of going on.
+    run_env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
     run_env.update(env or {})
     r = subprocess.run([tool_path(), *options, cfg, *args], capture_output=True, text=True,
                        env=run_env, timeout=120)
-    return r.returncode, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    expect("Sanitizer" not in out and "runtime error" not in out, f"store-tool: {out}")
+    return r.returncode, out
 
 
 def write(path, data):

@@ -154,7 +154,8 @@ int main(int argc, char **argv)
 				rc = fail(c.result, c.error.text);
 			} else {
 				FILE *f = fopen(argv[i + 3], "wb");
-				fwrite(c.body, 1, c.body_len, f);
+				if (c.body_len)
+					fwrite(c.body, 1, c.body_len, f);
 				fclose(f);
 				free(c.body);
 			}
