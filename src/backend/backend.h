@@ -56,6 +56,18 @@ int backend_open_stored(const struct device_config *cfg, const char *what, const
  * magic may be encrypted with other keys, or not encrypted ("" otherwise). */
 const char *backend_metadata_hint(const struct device_config *cfg, int ret);
 
+/* The stripe source a device config names (raw image, remote server,
+ * archive; or none), for a disk of disk_sectors with stripe_sectors per
+ * stripe. A raw source borrows *image, which the caller closes after
+ * the source is destroyed (NULL for the other kinds). A remote or archive
+ * source whose size is whole stripes is cut to a disk that ends inside its
+ * last stripe. Errors name the source: "cannot open the raw image <path>:
+ * ...", "stripe_source: remote server <address>: ...", "stripe_source:
+ * archive <where>: ...". */
+int backend_stripe_source_open(const struct device_config *cfg, uint32_t stripe_sectors,
+			       uint64_t disk_sectors, struct stripe_source **source,
+			       struct bdev **image, struct error *err);
+
 /* The bdev engine for a config's io_engine. */
 enum bdev_engine backend_engine(enum io_engine engine);
 

@@ -1,21 +1,14 @@
-#include "backend/backend.h"
+#include "backend/backend_internal.h"
 
 #include "common/common.h"
 #include "crypto/crypto.h"
 #include "lazy/lazy.h"
-#include "remote/remote.h"
 #include "rpc/rpc.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Depth of the raw image device the fetch worker's source reads: the worker
- * has at most 16 stripes in flight, so 64 is ample. (The lazy device's
- * direct reads of the image, with copy_on_read false, open their own device
- * at queue_size.) */
-#define IMAGE_QUEUE_DEPTH 64u
 
 enum bdev_engine backend_engine(enum io_engine engine)
 {
@@ -30,8 +23,8 @@ enum bdev_engine backend_engine(enum io_engine engine)
 	}
 }
 
-static int open_file(const struct device_config *cfg, const char *what, const char *path,
-		     bool read_only, uint32_t depth, struct bdev **out, struct error *err)
+int backend_open_file(const struct device_config *cfg, const char *what, const char *path,
+		      bool read_only, uint32_t depth, struct bdev **out, struct error *err)
 {
 	struct bdev_file_options opts = {
 	    .path = path,
@@ -55,7 +48,7 @@ int backend_open_stored(const struct device_config *cfg, const char *what, const
 			bool read_only, uint32_t depth, struct bdev **out, struct bdev **file,
 			struct error *err)
 {
-	int ret = open_file(cfg, what, path, read_only, depth, out, err);
+	int ret = backend_open_file(cfg, what, path, read_only, depth, out, err);
 	if (ret < 0 || !cfg->has_encryption_key)
 		return ret;
 	*file = *out;
@@ -93,9 +86,6 @@ const char *backend_metadata_hint(const struct device_config *cfg, int ret)
 static int open_lazy_stack(const struct device_config *cfg, struct backend_env *env,
 			   struct error *err)
 {
-	if (cfg->source.kind == STRIPE_SOURCE_ARCHIVE)
-		return error_set(err, -ENOTSUP,
-				 "stripe_source: the archive source is not supported yet");
 	int ret = open_stored(cfg, "metadata file", cfg->metadata_path, cfg->queue_size,
 			      &env->metadata, &env->metadata_file, err);
 	if (ret < 0)
@@ -115,36 +105,27 @@ static int open_lazy_stack(const struct device_config *cfg, struct backend_env *
 
 	uint32_t stripe_sectors = 1u << stripe_state_shift(env->stripes);
 	struct stripe_source *source = NULL;
-	if (cfg->source.kind == STRIPE_SOURCE_RAW) {
-		/* The source borrows this device: it is closed after the worker stops. */
-		ret = open_file(cfg, "raw image", cfg->source.raw_path, true, IMAGE_QUEUE_DEPTH,
-				&env->source_image, err);
-		if (ret < 0)
-			return ret;
-		ret = stripe_source_raw(env->source_image, stripe_sectors, &source);
-		if (ret < 0)
-			return error_set(err, ret, "raw image %s: %s", cfg->source.raw_path,
-					 strerror(-ret));
-		if (!cfg->copy_on_read) {
-			ret = open_file(cfg, "raw image", cfg->source.raw_path, true,
-					cfg->queue_size, &env->image, err);
-			if (ret < 0) {
-				stripe_source_destroy(source);
-				return ret;
-			}
-		}
-	} else if (cfg->source.kind == STRIPE_SOURCE_REMOTE && !all_fetched) {
-		struct error why_remote = {0};
-		ret = stripe_source_remote(&cfg->source.remote, stripe_sectors, NULL, &source,
-					   &why_remote);
-		if (ret < 0)
-			return error_set(err, ret, "stripe_source: remote server %s: %s",
-					 cfg->source.remote.address, why_remote.text);
-		stripe_source_remote_fit(source, bdev_sector_count(env->disk));
-	} else {
+	/* A disk with every source stripe fetched never dials its server nor
+	 * reads its archive; the raw image is cheap to open and closed by the
+	 * worker at once. The source borrows source_image: it is closed after
+	 * the worker stops. */
+	if (all_fetched && cfg->source.kind != STRIPE_SOURCE_RAW) {
 		ret = stripe_source_none(stripe_sectors, &source);
 		if (ret < 0)
 			return error_set(err, ret, "stripe source: %s", strerror(-ret));
+	} else {
+		ret = backend_stripe_source_open(cfg, stripe_sectors, bdev_sector_count(env->disk),
+						 &source, &env->source_image, err);
+		if (ret < 0)
+			return ret;
+	}
+	if (cfg->source.kind == STRIPE_SOURCE_RAW && !cfg->copy_on_read) {
+		ret = backend_open_file(cfg, "raw image", cfg->source.raw_path, true,
+					cfg->queue_size, &env->image, err);
+		if (ret < 0) {
+			stripe_source_destroy(source);
+			return ret;
+		}
 	}
 
 	/* From here on the worker owns the source, even when it fails to start. */

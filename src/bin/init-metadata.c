@@ -19,10 +19,8 @@
 #include "crypto/crypto.h"
 #include "fetch/fetch.h"
 #include "meta/meta.h"
-#include "remote/remote.h"
 
-#define IMAGE_DEPTH 64 /* as the backend's image device */
-#define OPT_FORCE   256
+#define OPT_FORCE 256
 
 struct cli_args {
 	struct common_args common;
@@ -134,8 +132,7 @@ static int parse_args(int argc, char **argv, struct cli_args *args)
 }
 
 /* Checks in a fixed order, so a config with several problems always reports
- * the same one. Archive sources are not implemented yet: refused rather than
- * producing metadata the backend cannot use. */
+ * the same one. */
 static int check_config(const struct cli_args *args, const struct device_config *cfg)
 {
 	if (args->shift < META_MIN_SHIFT || args->shift > META_MAX_INIT_SHIFT) {
@@ -145,10 +142,6 @@ static int check_config(const struct cli_args *args, const struct device_config 
 	}
 	if (!cfg->metadata_path) {
 		log_error("metadata_path is none");
-		return -1;
-	}
-	if (cfg->source.kind == STRIPE_SOURCE_ARCHIVE) {
-		log_error("stripe_source: archive stripe sources are not supported yet");
 		return -1;
 	}
 	return 0;
@@ -216,18 +209,32 @@ static int check_plaintext_metadata(const struct cli_args *args, const struct de
 	return -1;
 }
 
-/* The server says which stripes it has: header i gets HAS_SOURCE iff the
- * server serves stripe i. Returns how many do (UINT64_MAX on failure). One
- * connection is enough to read the metadata. */
-static uint64_t remote_headers(const struct device_config *cfg, uint8_t shift, struct metadata *m)
+/* What the source is called in a warning. */
+static const char *source_noun(enum stripe_source_kind kind)
 {
-	struct remote_source_config one = cfg->source.remote;
-	one.connections = 1;
-	struct stripe_source *src;
+	switch (kind) {
+	case STRIPE_SOURCE_REMOTE:
+		return "the server's disk";
+	case STRIPE_SOURCE_ARCHIVE:
+		return "the archive";
+	default:
+		return "the image";
+	}
+}
+
+/* The source says which stripes it has: header i gets HAS_SOURCE iff
+ * has_stripe(i). Returns how many do (UINT64_MAX on failure). One
+ * connection is enough to read a remote server's metadata. */
+static uint64_t source_headers(const struct device_config *cfg, uint8_t shift,
+			       uint64_t disk_sectors, struct metadata *m)
+{
+	struct device_config one = *cfg;
+	one.source.remote.connections = 1;
+	struct stripe_source *src = NULL;
+	struct bdev *image = NULL;
 	struct error err = {0};
-	if (stripe_source_remote(&one, 1u << shift, NULL, &src, &err) < 0) {
-		log_error("stripe_source: remote server %s: %s", cfg->source.remote.address,
-			  err.text);
+	if (backend_stripe_source_open(&one, 1u << shift, disk_sectors, &src, &image, &err) < 0) {
+		log_error("%s", err.text);
 		return UINT64_MAX;
 	}
 	uint64_t served = 0;
@@ -237,12 +244,15 @@ static uint64_t remote_headers(const struct device_config *cfg, uint8_t shift, s
 		served += has;
 	}
 	uint64_t source_sectors = stripe_source_sector_count(src);
-	if (source_sectors > (uint64_t)m->header_count << shift)
-		log_warn("the server's disk (%llu bytes) is larger than the disk (%llu bytes): "
-			 "vhost-backend will refuse to fetch from it",
+	if (source_sectors > disk_sectors)
+		log_warn("%s (%llu bytes) is larger than the disk (%llu bytes): vhost-backend will "
+			 "refuse to fetch from it",
+			 source_noun(cfg->source.kind),
 			 (unsigned long long)source_sectors * SECTOR_SIZE,
-			 (unsigned long long)(m->header_count << shift) * SECTOR_SIZE);
+			 (unsigned long long)disk_sectors * SECTOR_SIZE);
 	stripe_source_destroy(src);
+	if (image)
+		bdev_close(image);
 	return served;
 }
 
@@ -258,39 +268,20 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	    .write_through = cfg->write_through,
 	    .queue_depth = cfg->queue_size,
 	};
-	uint64_t disk_sectors, image_sectors = 0;
+	uint64_t disk_sectors;
 	if (file_sectors(&disk, cfg->has_encryption_key ? cfg : NULL, "disk", &disk_sectors) < 0)
 		return 1;
-	if (cfg->source.kind == STRIPE_SOURCE_RAW) {
-		struct bdev_file_options image = {
-		    .path = cfg->source.raw_path,
-		    .engine = BDEV_ENGINE_IO_URING,
-		    .read_only = true,
-		    .direct = true,
-		    .write_through = cfg->write_through,
-		    .queue_depth = IMAGE_DEPTH,
-		};
-		/* The image is plaintext, with or without keys. */
-		if (file_sectors(&image, NULL, "stripe source image", &image_sectors) < 0)
-			return 1;
-		if (image_sectors > disk_sectors)
-			log_warn("the image (%llu bytes) is larger than the disk (%llu bytes): "
-				 "vhost-backend will refuse to fetch from it",
-				 (unsigned long long)image_sectors * SECTOR_SIZE,
-				 (unsigned long long)disk_sectors * SECTOR_SIZE);
-	}
 	if (check_plaintext_metadata(args, cfg) < 0)
 		return 1;
 	struct metadata m;
 	uint64_t stripes = meta_stripe_count(disk_sectors, shift);
-	/* Stripe i has a source iff i * stripe_sectors < image_sectors. */
-	uint64_t source_stripes = meta_stripe_count(image_sectors, shift);
-	if (meta_create(&m, shift, stripes, source_stripes) < 0) {
+	if (meta_create(&m, shift, stripes, 0) < 0) {
 		log_error("out of memory for %llu stripe headers", (unsigned long long)stripes);
 		return 1;
 	}
-	if (cfg->source.kind == STRIPE_SOURCE_REMOTE &&
-	    (source_stripes = remote_headers(cfg, shift, &m)) == UINT64_MAX) {
+	uint64_t source_stripes = 0;
+	if (cfg->source.kind != STRIPE_SOURCE_NONE &&
+	    (source_stripes = source_headers(cfg, shift, disk_sectors, &m)) == UINT64_MAX) {
 		meta_free(&m);
 		return 1;
 	}
@@ -315,7 +306,7 @@ static int run(const struct cli_args *args, const struct device_config *cfg)
 	if (args->verbose)
 		printf("%s: %llu stripes of %u bytes, %llu with a source\n", cfg->metadata_path,
 		       (unsigned long long)stripes, SECTOR_SIZE << shift,
-		       (unsigned long long)(source_stripes < stripes ? source_stripes : stripes));
+		       (unsigned long long)source_stripes);
 	return 0;
 }
 

@@ -43,6 +43,38 @@ uint64_t stripe_source_sector_count(const struct stripe_source *src);
 bool stripe_source_has_stripe(const struct stripe_source *src, uint64_t stripe);
 void stripe_source_destroy(struct stripe_source *src);
 
+/* ---- driving a source from one thread ----
+ * The fetch worker drives its source this way, and so may a tool that reads
+ * stripes itself (the archive tool). Life cycle: built on any thread
+ * (stripe_source_raw, ...); then ONE thread calls source_open() to create
+ * the per-thread resources (an I/O channel, connections), drives
+ * request/poll, and calls source_close() before stripe_source_destroy(). A
+ * source that was never opened may be destroyed directly. */
+
+struct source_completion {
+	uint64_t stripe;
+	int result; /* 0 or negative errno */
+};
+
+int source_open(struct stripe_source *src);
+/* Waits until the source no longer touches any buffer, releases what
+ * source_open() created; completions still owed are dropped. */
+void source_close(struct stripe_source *src);
+/* Start reading stripe `stripe` into buf (stripe_sectors * 512 bytes,
+ * aligned for O_DIRECT). 0: exactly one completion for it will come from
+ * source_poll(), and buf stays the source's until then; a negative errno
+ * (-EBUSY: too many requests in flight, try again after a completion):
+ * none will. Data past the source's end reads as zeroes. */
+int source_request(struct stripe_source *src, uint64_t stripe, void *buf);
+/* Non-blocking: up to max completions into out; returns how many. */
+int source_poll(struct stripe_source *src, struct source_completion *out, int max);
+/* True while requests are outstanding or completions unpolled. */
+bool source_busy(const struct stripe_source *src);
+/* Readable when completions may be waiting (the driver sleeps on it); -1
+ * when completions only ever appear synchronously (then source_busy() says
+ * whether to poll again). */
+int source_completion_fd(const struct stripe_source *src);
+
 /* ---- the worker ---- */
 
 struct fetch_worker_options {

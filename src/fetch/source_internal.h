@@ -1,13 +1,7 @@
-/* What a stripe source implements, and how the worker drives one. Each kind
- * of source (raw image, none, and the tests' flaky wrapper) fills in an ops
- * table; the worker only calls the source_* helpers below, always from its
- * own thread.
- *
- * Life cycle: built on any thread (stripe_source_raw, ...), then handed to
- * the worker, which calls source_open() on its thread to create per-thread
- * resources (an I/O channel), drives request/poll, and calls source_close()
- * before stripe_source_destroy(). A source that was never opened may be
- * destroyed directly. */
+/* What a stripe source implements. Each kind of source (raw image, none,
+ * remote, archive, and the tests' flaky wrapper) fills in an ops table; the
+ * driving thread only calls the source_* functions of fetch/fetch.h, which
+ * dispatch into it. */
 #ifndef UBIBLK_FETCH_SOURCE_INTERNAL_H
 #define UBIBLK_FETCH_SOURCE_INTERNAL_H
 
@@ -16,15 +10,10 @@
 
 #include "fetch/fetch.h"
 
-struct source_completion {
-	uint64_t stripe;
-	int result; /* 0 or negative errno */
-};
-
 struct stripe_source_ops {
-	/* Worker thread: create what reading needs. NULL: nothing to create. */
+	/* The driving thread: create what reading needs. NULL: nothing to create. */
 	int (*open)(struct stripe_source *src);
-	/* Worker thread: wait until no buffer is in use by the source, release
+	/* The driving thread: wait until no buffer is in use by the source, release
 	 * what open() created. Completions still owed are dropped. */
 	void (*close)(struct stripe_source *src);
 	/* Start reading stripe `stripe` into `buf` (stripe_sectors * 512
@@ -55,12 +44,5 @@ void source_init(struct stripe_source *src, const struct stripe_source_ops *ops,
 uint64_t source_stripe_count(const struct stripe_source *src);
 /* Sectors of data stripe i has in the source (0 beyond the end). */
 uint32_t source_stripe_data_sectors(const struct stripe_source *src, uint64_t stripe);
-
-int source_open(struct stripe_source *src);
-void source_close(struct stripe_source *src);
-int source_request(struct stripe_source *src, uint64_t stripe, void *buf);
-int source_poll(struct stripe_source *src, struct source_completion *out, int max);
-bool source_busy(const struct stripe_source *src);
-int source_completion_fd(const struct stripe_source *src);
 
 #endif

@@ -76,10 +76,10 @@ def tweak(sector):
     return bytes(8) + struct.pack("<Q", sector)
 
 
-def xts(body, first_sector, encrypt):
+def xts(body, first_sector, encrypt, key=KEY1 + KEY2):
     out = b""
     for s in range(len(body) // SECTOR):
-        c = Cipher(algorithms.AES(KEY1 + KEY2), modes.XTS(tweak(first_sector + s)))
+        c = Cipher(algorithms.AES(key), modes.XTS(tweak(first_sector + s)))
         op = c.encryptor() if encrypt else c.decryptor()
         out += op.update(body[s * SECTOR:(s + 1) * SECTOR]) + op.finalize()
     return out
@@ -102,10 +102,46 @@ def wrap(key, method):
     return AESGCM(KEK_KEY).encrypt(KEK_IV, key, KEK_AAD)
 
 
-def unwrap(wrapped, method):
+def unwrap(wrapped, method, kek=(KEK_KEY, KEK_IV, KEK_AAD)):
     if method == "none":
         return wrapped
-    return AESGCM(KEK_KEY).decrypt(KEK_IV, wrapped, KEK_AAD)
+    key, iv, aad = kek
+    return AESGCM(key).decrypt(iv, wrapped, aad)
+
+
+def decode(root, kek=None):
+    """Any writer's archive in the directory root, decoded as a reader does
+    (hash -> decrypt -> decompress) with the keys it holds: unwrapped with
+    kek = (key, init_vector, auth_data), or taken as stored when kek is None.
+    Returns (metadata, {stripe index: plaintext of stripe_sector_count
+    sectors}); raises on any inconsistency."""
+    with open(os.path.join(root, "metadata.json")) as f:
+        meta = json.load(f)
+    with open(os.path.join(root, "stripe-hashes.json")) as f:
+        hashes = json.load(f)
+    assert meta["format_version"] == 1
+    ssc = meta["stripe_sector_count"]
+    size = ssc * SECTOR
+    keys = meta.get("encryption_key")
+    key = None
+    if keys:
+        method = "none" if kek is None else "aes256-gcm"
+        k1, k2 = (unwrap(base64.b64decode(k), method, kek) for k in keys)
+        assert len(k1) == 32 and len(k2) == 32
+        key = k1 + k2
+    stripes = {}
+    for i, h in hashes.items():
+        assert len(h) == 64 and h == h.lower()
+        with open(os.path.join(root, "data", h), "rb") as f:
+            body = f.read()
+        assert hashlib.sha256(body).hexdigest() == h, "hash of stripe " + i
+        if key:
+            body = xts(body, int(i) * ssc, False, key)
+        if meta.get("compression", "none") == "snappy":
+            body = unframe(body)
+        assert len(body) <= size
+        stripes[int(i)] = body + bytes(size - len(body))
+    return meta, stripes
 
 
 def write_archive(root, compression, encrypted, method):

@@ -320,8 +320,9 @@ def test_config_errors():
 
         write_yaml(cfg, {"path": s.disk, "metadata_path": s.meta, "copy_on_read": True},
                    {"source": "archive", "type": "filesystem", "path": tmp})
-        expect_error(run("init-metadata", "-f", cfg), 1, "archive stripe sources are not "
-                     "supported yet", "init with an archive source")
+        expect_error(run("init-metadata", "-f", cfg), 1, "GetObject metadata.json failed",
+                     "init with an archive source that holds no archive")
+        expect(not os.path.exists(s.meta), "failed init left a metadata file")
 
 
 def test_dump_describes_every_source():

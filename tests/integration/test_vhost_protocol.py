@@ -284,13 +284,9 @@ def test_unsupported_features_refused():
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), 1 << 20)
         sock = os.path.join(tmp, "s")
-        archive = {"source": "archive", "type": "filesystem", "path": tmp}
         cases = [
             ({"encryption_key": [key[0], key[0]]}, "encryption_key",
              "the two keys must differ"),
-            ({"stripe_source": archive, "copy_on_read": True,
-              "metadata_path": os.path.join(tmp, "meta")}, "stripe_source",
-             "the archive source is not supported yet"),
             ({"metadata_path": os.path.join(tmp, "missing.meta")}, "missing.meta",
              "No such file"),
         ]
