@@ -197,6 +197,7 @@ def test_every_combination():
                     assert counts["objects uploaded"] == distinct, out
                     assert counts["stripes deduplicated"] == 10 - distinct, out
                     assert counts["stripes skipped"] == 0, out
+                    assert counts["objects already stored"] == 0, out
                     assert counts["bytes logical"] == dev.disk_size, out
                     sizes = sum(os.path.getsize(os.path.join(root, "data", h))
                                 for h in set(hashes.values()))
@@ -409,6 +410,7 @@ def test_killed_and_rerun():
         assert 20 <= stored < count, stored
         _, out, _ = run_archive("-f", dev.config, "--target-config", target, check=0)
         counts = summary(out)
+        assert counts["stripes archived"] == count, out
         assert counts["objects already stored"] == stored, (stored, out)
         assert counts["objects uploaded"] == count - stored, (stored, out)
         # Temporary files of the killed PUTs may remain; the objects are whole.
