@@ -1,7 +1,7 @@
 /* The archive stripe source on a filesystem store, driven the way the fetch
  * worker drives it (request, wait on the completion fd, poll): the golden
  * archives written in Python read back as their disk with every
- * compression/encryption combination; a tampered or missing object fails
+ * compression/encryption combination; a tampered, missing or oversized object fails
  * only its stripe; construction refuses a tampered stripe-hashes.json, a
  * wrong archive_kek, an unknown format version and a stripe size that is not
  * the disk's; stripes sharing an object share one GET (and an encrypted
@@ -296,21 +296,32 @@ static void object_path(const char *dir, unsigned stripe, char *out, size_t len)
 	free(json);
 }
 
-/* One flipped byte in stripe 1's object (used by no other stripe), or the
- * object gone: stripe 1 fails, every other stripe reads right. */
-static void check_bad_object(const char *name, bool remove_it)
+/* One flipped byte in stripe 1's object (used by no other stripe), the
+ * object gone or grown past any stripe's size: stripe 1 fails, every other
+ * stripe reads right. */
+enum damage { FLIP_BYTE, REMOVE, GROW };
+
+static void check_bad_object(const char *name, enum damage damage, int expected)
 {
 	struct kek kek;
 	golden_kek(&kek);
 	const char *dir = copy_golden(name);
 	char path[1024];
 	object_path(dir, 1, path, sizeof(path));
-	if (remove_it) {
+	if (damage == REMOVE) {
 		assert_int_equal(unlink(path), 0);
 	} else {
 		size_t len;
 		uint8_t *obj = read_all(path, &len);
-		obj[len / 2] ^= 0x01;
+		if (damage == FLIP_BYTE) {
+			obj[len / 2] ^= 0x01;
+		} else {
+			/* larger than any stripe's object: never read into memory */
+			obj = realloc(obj, len + 64 * 1024);
+			assert_non_null(obj);
+			memset(obj + len, 0, 64 * 1024);
+			len += 64 * 1024;
+		}
 		write_all(path, obj, len);
 		free(obj);
 	}
@@ -322,7 +333,7 @@ static void check_bad_object(const char *name, bool remove_it)
 	read_stripes(src, GOLDEN_STRIPES, bufs, results);
 	for (unsigned i = 0; i < GOLDEN_STRIPES; i++) {
 		if (i == 1) {
-			assert_int_equal(results[i], remove_it ? -ENOENT : -EIO);
+			assert_int_equal(results[i], expected);
 			continue;
 		}
 		assert_int_equal(results[i], 0);
@@ -346,14 +357,21 @@ static void check_bad_object(const char *name, bool remove_it)
 static void test_tampered_object_fails_its_stripe(void **state)
 {
 	(void)state;
-	check_bad_object("plain", false);
-	check_bad_object("snappy-xts-kek", false);
+	check_bad_object("plain", FLIP_BYTE, -EIO);
+	check_bad_object("snappy-xts-kek", FLIP_BYTE, -EIO);
 }
 
 static void test_missing_object_fails_its_stripe(void **state)
 {
 	(void)state;
-	check_bad_object("snappy", true);
+	check_bad_object("snappy", REMOVE, -ENOENT);
+}
+
+static void test_oversized_object_fails_its_stripe(void **state)
+{
+	(void)state;
+	check_bad_object("plain", GROW, -EFBIG);
+	check_bad_object("snappy-xts-kek", GROW, -EFBIG);
 }
 
 static void test_tampered_stripe_hashes(void **state)
@@ -734,6 +752,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_golden_snappy_xts_nokek, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tampered_object_fails_its_stripe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_object_fails_its_stripe, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_oversized_object_fails_its_stripe, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_tampered_stripe_hashes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_archive_kek, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_format_version_99, setup, teardown),
