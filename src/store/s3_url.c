@@ -223,9 +223,14 @@ int s3_base_url(const struct s3_endpoint *e, const char *bucket, enum s3_address
 
 int s3_key_prefix(const char *prefix, char **out)
 {
-	size_t len = prefix ? strlen(prefix) : 0;
 	size_t start = 0, n = 0;
-	char *o = malloc(len + 2);
+	size_t len;
+	char *o;
+
+	if (!prefix)
+		prefix = "";
+	len = strlen(prefix);
+	o = malloc(len + 2);
 
 	*out = o;
 	if (!o)
