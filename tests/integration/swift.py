@@ -40,6 +40,9 @@ import harness
 ACCESS_KEY = "test:tester"
 SECRET_KEY = "testing"
 REGION = "us-east-1"
+# Virtual-hosted requests name the bucket in the host: BUCKET.localhost:PORT
+# (libcurl and systemd's resolver map every *.localhost name to loopback).
+STORAGE_DOMAIN = "localhost"
 
 # Runs one Swift WSGI server the way /usr/bin/swift-*-server does, with two
 # changes: swift.conf is read from our folder (Swift otherwise always reads
@@ -194,27 +197,42 @@ def sigv4_headers(method, url, body, access_key, secret_key, region, headers=Non
     return signed
 
 
-def object_url(endpoint, bucket=None, key=None, query=None):
-    """A path-style URL: endpoint/bucket/key?query, the key URI-encoded once."""
+def _object_path(bucket, key):
     path = "/"
     if bucket:
         path += bucket
         if key is not None:
-            path += "/" + _uri_encode(key, "/-_.~")
-    url = endpoint.rstrip("/") + path
-    if query:
-        url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
-    return url
+            path += "/"
+    if key is not None:
+        path += _uri_encode(key, "/-_.~")
+    return path
+
+
+def _query_string(query):
+    return "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote) if query else ""
+
+
+def object_url(endpoint, bucket=None, key=None, query=None):
+    """A path-style URL: endpoint/bucket/key?query, the key URI-encoded once."""
+    return endpoint.rstrip("/") + _object_path(bucket, key) + _query_string(query)
 
 
 def s3_request(endpoint, method, bucket=None, key=None, body=b"", headers=None, query=None,
-               access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION, timeout=30):
-    """One signed path-style request; returns (status, headers dict with
-    lowercase names, body bytes). Raises OSError when the connection fails."""
-    url = object_url(endpoint, bucket, key, query)
+               access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION, timeout=30,
+               virtual_hosted=False):
+    """One signed request; returns (status, headers dict with lowercase names,
+    body bytes). Raises OSError when the connection fails. Path style by
+    default; `virtual_hosted` names the bucket in the host instead
+    (Host: BUCKET.localhost:PORT), still connecting to `endpoint`."""
+    connect = urllib.parse.urlsplit(endpoint)
+    if virtual_hosted and bucket:
+        url = (f"{connect.scheme}://{bucket}.{STORAGE_DOMAIN}:{connect.port}" +
+               _object_path(None, key) + _query_string(query))
+    else:
+        url = object_url(endpoint, bucket, key, query)
     parts = urllib.parse.urlsplit(url)
     all_headers = sigv4_headers(method, url, body, access_key, secret_key, region, headers)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(connect.hostname, connect.port, timeout=timeout)
     try:
         target = parts.path + ("?" + parts.query if parts.query else "")
         conn.request(method, target, body=body, headers=all_headers)
@@ -229,8 +247,11 @@ class SwiftS3:
     """Swift (memcached, account, container and object servers, the proxy with
     s3api and tempauth) on free loopback ports in a temporary folder.
 
-    Attributes once started: endpoint ("http://127.0.0.1:PORT"), access_key,
-    secret_key, region, workdir (the folder), logs (name -> log file path)."""
+    Attributes once started: endpoint ("http://127.0.0.1:PORT", path-style),
+    host_endpoint ("http://localhost:PORT": the endpoint for virtual-hosted
+    requests to BUCKET.localhost:PORT), access_key, secret_key, region,
+    ports (server name -> port), workdir (the folder), logs (server name ->
+    log file path)."""
 
     SERVERS = ("account", "container", "object")
 
@@ -241,7 +262,7 @@ class SwiftS3:
         self.access_key = ACCESS_KEY
         self.secret_key = SECRET_KEY
         self.region = REGION
-        self.endpoint = None
+        self.endpoint = self.host_endpoint = None
         self.daemons = []
         self.logs = {}
         self._stopped = True
@@ -263,6 +284,7 @@ class SwiftS3:
         self.python = _interpreter_of("swift-proxy-server")
         self.ports = {name: free_port() for name in self.SERVERS + ("proxy", "memcached")}
         self.endpoint = f"http://127.0.0.1:{self.ports['proxy']}"
+        self.host_endpoint = f"http://{STORAGE_DOMAIN}:{self.ports['proxy']}"
 
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and \
                 threading.current_thread() is threading.main_thread():
@@ -370,6 +392,7 @@ class SwiftS3:
                     "\n[filter:listing_formats]\nuse = egg:swift#listing_formats\n"
                     "\n[filter:s3api]\nuse = egg:swift#s3api\n"
                     f"location = {self.region}\n"
+                    f"storage_domain = {STORAGE_DOMAIN}\n"
                     "\n[filter:tempauth]\nuse = egg:swift#tempauth\n"
                     "user_test_tester = testing .admin\n"
                     "\n[filter:copy]\nuse = egg:swift#copy\n"
@@ -418,9 +441,18 @@ class SwiftS3:
                                                conf, f"{server}-server"])
 
     def _wait_ready(self):
-        """Until a signed ListBuckets answers 200: the proxy listens, tempauth
-        and s3api load, and the account server answers."""
+        """Until every server answers: a signed ListBuckets gets 200 (the proxy
+        listens, tempauth and s3api load, the account server answers), a
+        HEAD of a missing bucket gets 404 (the container server answers), and
+        the object server accepts connections."""
         last = "no answer yet"
+
+        def accepts(port):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return True
+            except OSError:
+                return False
 
         def ready():
             nonlocal last
@@ -429,15 +461,20 @@ class SwiftS3:
                     raise RuntimeError(f"swift {daemon.name} exited "
                                        f"({daemon.proc.returncode}) at start")
             try:
-                status, _, body = s3_request(self.endpoint, "GET", timeout=5)
+                for method, bucket, want in (("GET", None, 200),
+                                             ("HEAD", "ubiblk-readiness-probe", 404)):
+                    status, _, body = s3_request(self.endpoint, method, bucket, timeout=5)
+                    last = f"{method} /{bucket or ''}: HTTP {status}: {body[:300]!r}"
+                    if status != want:
+                        time.sleep(0.2)
+                        return False
             except OSError as e:
                 last = str(e)
                 return False
-            last = f"HTTP {status}: {body[:300]!r}"
-            if status == 200:
-                return True
-            time.sleep(0.2)
-            return False
+            if not accepts(self.ports["object"]):
+                last = "the object server does not accept connections"
+                return False
+            return True
 
         try:
             harness.wait_for(ready, self.start_timeout, "Swift's S3 API to answer")
@@ -447,11 +484,12 @@ class SwiftS3:
     # --- S3 helpers -----------------------------------------------------
 
     def request(self, method, bucket=None, key=None, body=b"", headers=None, query=None,
-                endpoint=None, timeout=30):
+                endpoint=None, timeout=30, virtual_hosted=False):
         """A request signed with the tester's credentials, to `endpoint`
         (default: Swift itself; pass a fault proxy's URL to go through it)."""
         return s3_request(endpoint or self.endpoint, method, bucket, key, body, headers, query,
-                          self.access_key, self.secret_key, self.region, timeout)
+                          self.access_key, self.secret_key, self.region, timeout,
+                          virtual_hosted)
 
     def create_bucket(self, name):
         """Create a bucket (names need 3+ characters); an existing one is fine."""
