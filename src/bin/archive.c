@@ -4,11 +4,19 @@
  * read as its guest sees it (decrypted when the config has encryption_key;
  * stripes never fetched come from the disk's stripe source); each stripe
  * becomes one object, optionally snappy-compressed and AES-XTS encrypted
- * under fresh per-archive keys wrapped with the target's archive_kek. The
- * mapping stripe-hashes.json is written before metadata.json, so a crash
- * never pairs a new key with old hashes. See docs/archive.md. */
+ * under per-archive keys wrapped with the target's archive_kek.
+ *
+ * Order of writes: metadata.json first (only when the target has none),
+ * then the objects, then stripe-hashes.json. A target that already holds
+ * an archive keeps its metadata.json - the run reuses its keys, and refuses
+ * when its stripe size, compression or encryption differ from this run's -
+ * so at every instant a reader sees one metadata.json and a mapping whose
+ * objects were all encoded under it, or no mapping at all. A killed run
+ * repeated encodes every stripe exactly as before, and the objects already
+ * stored are found by HEAD. See docs/archive.md. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +37,10 @@
 #define OPT_TARGET_CONFIG	256
 #define OPT_ALLOW_PLAINTEXT_KEY 257
 #define OPT_NO_PROGRESS		258
-#define JSON_PUT_TIMEOUT_MS	30000u
+#define JSON_TIMEOUT_MS		30000u
 #define ARCHIVE_MIN_DISK_DEPTH	8u
+/* metadata.json is one short line: a larger one is no archive's. */
+#define METADATA_MAX_BYTES (64u * 1024u)
 
 #define USAGE_LINE "Usage: archive -f <CONFIG> --target-config <TARGET> [-k <KEK> [-u]] [-e] [-c]\n"
 
@@ -59,14 +69,22 @@ static void print_help(FILE *out)
 	    "already holds are not uploaded again, so a run that was interrupted can\n"
 	    "simply be repeated.\n"
 	    "\n"
+	    "metadata.json is written first, stripe-hashes.json last. Where an archive\n"
+	    "already is, its metadata.json is kept and its keys are reused: the run must\n"
+	    "ask for the same --compress and --encrypt, the disk must have the same stripe\n"
+	    "size, and archive_kek must unwrap its keys; otherwise it is refused before\n"
+	    "anything is written (archive to a fresh path or prefix, or remove the old\n"
+	    "archive).\n"
+	    "\n"
 	    "Options:\n"
 	    "  -f, --config <PATH>         device config (YAML, required; needs metadata_path)\n"
 	    "      --target-config <PATH>  archive target config (YAML, required): type\n"
 	    "                              filesystem (path) or s3 (bucket, prefix, ...)\n"
 	    "  -k, --kek <PATH>            key-encryption-key file for both configs' secrets\n"
 	    "  -u, --unlink-kek            delete the KEK file after reading it (needs --kek)\n"
-	    "  -e, --encrypt               encrypt the objects (AES-256-XTS) with fresh random\n"
-	    "                              keys, stored wrapped with the target's archive_kek\n"
+	    "  -e, --encrypt               encrypt the objects (AES-256-XTS) with random keys,\n"
+	    "                              stored wrapped with the target's archive_kek (an\n"
+	    "                              existing archive's keys are reused)\n"
 	    "      --allow-plaintext-key   with --encrypt and no archive_kek: store the keys in\n"
 	    "                              clear next to the data (no confidentiality)\n"
 	    "  -c, --compress              compress the objects (snappy)\n"
@@ -81,8 +99,8 @@ static void print_help(FILE *out)
 	    "Prints a summary on stdout (stripes archived, deduplicated, skipped, objects\n"
 	    "uploaded, bytes logical/physical, throughput) and a progress bar on stderr\n"
 	    "when it is a terminal. Errors are one line on stderr and exit status 1 (2 for\n"
-	    "command-line mistakes); after an error metadata.json and stripe-hashes.json\n"
-	    "are not written. See docs/archive.md.\n");
+	    "command-line mistakes); after an error stripe-hashes.json is not written.\n"
+	    "See docs/archive.md.\n");
 }
 
 static const struct tool_cli cli = {
@@ -190,24 +208,136 @@ static int make_keys(const struct archive_source_config *target, struct archive_
 	return rc;
 }
 
-/* The mapping first, then the metadata: until metadata.json is replaced, a
- * reader pairs the old key with hashes that still verify, never a new key
- * with old hashes. */
-static int write_json(struct store *store, struct archive_stripe_map *map,
-		      const struct archive_metadata *m, struct error *err)
+/* The cipher over the keys an existing archive's metadata holds. */
+static int reuse_keys(const struct archive_source_config *target, const struct archive_metadata *m,
+		      struct xts_cipher **xts, struct error *err)
 {
-	char *hashes = NULL, *meta = NULL;
+	uint8_t keys[2][XTS_KEY_BYTES];
+	int rc = archive_keys_unwrap(&target->archive_kek, m, keys[0], keys[1], err);
+	if (rc == 0)
+		rc = xts_cipher_new(keys[0], keys[1], xts, err);
+	secret_wipe(keys, sizeof(keys));
+	return rc;
+}
+
+static const char *compression_name(enum archive_compression c)
+{
+	return c == ARCHIVE_COMPRESSION_SNAPPY ? "snappy" : "none";
+}
+
+/* The metadata.json the target already holds: *found false when there is
+ * none (*m untouched). Errors: the store's text for a failed GET. */
+static int get_metadata(struct store *store, struct archive_metadata *m, bool *found,
+			struct error *err)
+{
+	uint8_t *body = NULL;
+	size_t len = 0;
+	*found = false;
+	int rc = store_get_sync(store, ARCHIVE_METADATA_NAME, METADATA_MAX_BYTES, JSON_TIMEOUT_MS,
+				&body, &len, err);
+	if (rc == -ENOENT) {
+		error_clear(err);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	*found = true;
+	struct error why = {0};
+	rc = archive_metadata_parse((const char *)body, len, m, &why);
+	free(body);
+	if (rc < 0)
+		return error_set(err, rc, "holds a metadata.json that cannot be used: %s",
+				 why.text);
+	return 0;
+}
+
+/* An archive already at the target is added to only when this run would
+ * have written the same metadata.json: same stripe size, compression and
+ * encryption, and keys the target's archive_kek unwraps (into *xts). Then
+ * its objects and the new ones are encoded alike, and metadata.json stays
+ * as it is. Errors name the difference, after "<target> ". */
+static int check_existing(const struct cli_args *args, const struct archive_source_config *target,
+			  const struct archive_metadata *want, const struct archive_metadata *have,
+			  struct xts_cipher **xts, struct error *err)
+{
+	if (have->stripe_sector_count != want->stripe_sector_count)
+		return error_set(err, -EINVAL,
+				 "holds an archive with stripe_sector_count %" PRIu64
+				 ", but the disk's stripes have %" PRIu64 " sectors",
+				 have->stripe_sector_count, want->stripe_sector_count);
+	if (have->compression != want->compression)
+		return error_set(err, -EINVAL,
+				 "holds an archive with compression %s, but this run asks for %s "
+				 "(--compress)",
+				 compression_name(have->compression),
+				 compression_name(want->compression));
+	bool encrypted = have->wrapped_key[0].present;
+	if (encrypted != args->encrypt)
+		return error_set(err, -EINVAL,
+				 encrypted
+				     ? "holds an encrypted archive, but this run does not ask "
+				       "for --encrypt"
+				     : "holds an unencrypted archive, but this run asks for "
+				       "--encrypt");
+	if (!encrypted)
+		return 0;
+	struct error why = {0};
+	int rc = reuse_keys(target, have, xts, &why);
+	if (rc < 0)
+		return error_set(err, rc,
+				 "holds an archive whose keys the target's archive_kek cannot "
+				 "unwrap: %s",
+				 why.text);
+	return 0;
+}
+
+/* What the archive's objects are encoded with. A target without
+ * metadata.json gets fresh keys (when encrypting) and its metadata.json
+ * before any object, so that a run killed later leaves metadata the next
+ * run reuses, and no mapping until every object is in. A target with one
+ * must match (check_existing) and keeps it. *refused: the target holds an
+ * archive this run must not add to (err says why, after "<target> "). */
+static int prepare_metadata(const struct cli_args *args, const struct archive_source_config *target,
+			    struct store *store, struct archive_metadata *m,
+			    struct xts_cipher **xts, bool *refused, struct error *err)
+{
+	struct archive_metadata have = {0};
+	bool found;
+	*refused = false;
+	int rc = get_metadata(store, &have, &found, err);
+	if (found) {
+		if (rc == 0)
+			rc = check_existing(args, target, m, &have, xts, err);
+		*refused = rc < 0;
+		archive_metadata_free(&have);
+		return rc;
+	}
+	if (rc < 0) {
+		error_prefix(err, "cannot tell whether the target holds an archive: ");
+		return rc;
+	}
+	if (args->encrypt)
+		rc = make_keys(target, m, xts, err);
+	char *text = NULL;
+	if (rc == 0)
+		rc = archive_metadata_write(m, &text, err);
+	if (rc == 0)
+		rc = store_put_sync(store, ARCHIVE_METADATA_NAME, (const uint8_t *)text,
+				    strlen(text), JSON_TIMEOUT_MS, err);
+	free(text);
+	return rc;
+}
+
+/* Last, once every object it names is stored: a reader sees the previous
+ * mapping (whose objects are all still there) or this one. */
+static int write_mapping(struct store *store, struct archive_stripe_map *map, struct error *err)
+{
+	char *hashes = NULL;
 	int rc = archive_stripe_map_write(map, &hashes, err);
 	if (rc == 0)
 		rc = store_put_sync(store, ARCHIVE_STRIPE_HASHES_NAME, (const uint8_t *)hashes,
-				    strlen(hashes), JSON_PUT_TIMEOUT_MS, err);
-	if (rc == 0)
-		rc = archive_metadata_write(m, &meta, err);
-	if (rc == 0)
-		rc = store_put_sync(store, ARCHIVE_METADATA_NAME, (const uint8_t *)meta,
-				    strlen(meta), JSON_PUT_TIMEOUT_MS, err);
+				    strlen(hashes), JSON_TIMEOUT_MS, err);
 	free(hashes);
-	free(meta);
 	return rc;
 }
 
@@ -219,14 +349,13 @@ static uint32_t disk_depth(uint32_t buffers)
 	return depth;
 }
 
-static const char *target_text(const struct archive_source_config *target, char *buf, size_t len)
+static void target_text(const struct archive_source_config *target, char *buf, size_t len)
 {
 	if (target->store == ARCHIVE_STORE_S3)
 		snprintf(buf, len, "s3://%s/%s", target->bucket,
 			 target->prefix ? target->prefix : "");
 	else
 		snprintf(buf, len, "%s", target->path);
-	return buf;
 }
 
 static int run(const struct cli_args *args, const struct device_config *cfg,
@@ -261,11 +390,12 @@ static int run(const struct cli_args *args, const struct device_config *cfg,
 	struct archive_counts counts = {0};
 	struct archive_progress progress = {0};
 	uint64_t started = now_ns();
-	int rc = 0;
-	if (args->encrypt)
-		rc = make_keys(target, &meta, &codec.xts, &err);
+	char where[512];
+	target_text(target, where, sizeof(where));
+	bool refused = false;
+	int rc = store_open(target, NULL, &store, &err);
 	if (rc == 0)
-		rc = store_open(target, NULL, &store, &err);
+		rc = prepare_metadata(args, target, store, &meta, &codec.xts, &refused, &err);
 	if (rc == 0) {
 		archive_progress_start(&progress, !args->no_progress && isatty(STDERR_FILENO));
 		struct archive_pipeline_options opts = {
@@ -279,13 +409,15 @@ static int run(const struct cli_args *args, const struct device_config *cfg,
 		archive_progress_end(&progress, &counts);
 	}
 	if (rc == 0)
-		rc = write_json(store, &map, &meta, &err);
+		rc = write_mapping(store, &map, &err);
 	uint64_t elapsed = now_ns() - started;
-	char where[512];
-	if (rc < 0)
+	if (refused)
+		log_error("%s %s; archive to a fresh path or prefix, or remove the old archive",
+			  where, err.text);
+	else if (rc < 0)
 		log_error("%s", err.text);
 	else if (!args->quiet) {
-		printf("archive: %s -> %s\n", cfg->path, target_text(target, where, sizeof(where)));
+		printf("archive: %s -> %s\n", cfg->path, where);
 		archive_summary_print(stdout, &counts, elapsed ? elapsed : 1);
 	}
 	store_close(store);

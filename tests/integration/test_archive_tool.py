@@ -8,7 +8,10 @@ tests/archive-golden and compared with what the guest sees: the disk where
 it holds data, the raw source where a stripe was never fetched, zeros where
 nothing was ever written. Also: the track_written false rule, shared
 objects, every command-line and target-config error, a failed stripe read,
-a run killed with SIGKILL and repeated, and the progress bar on a terminal."""
+a run killed with SIGKILL and repeated (plain and encrypted), archiving
+again into a place that holds an archive (its metadata and keys reused, a
+failed mapping PUT leaving the old archive whole, settings that differ
+refused), and the progress bar on a terminal."""
 
 import base64
 import hashlib
@@ -120,9 +123,9 @@ class Device:
         return view
 
 
-def target_config(tmp, name="target", kek=None, **extra):
+def target_config(tmp, name="target", kek=None, root=None, **extra):
     path = os.path.join(tmp, name + ".yaml")
-    root = os.path.join(tmp, name)
+    root = root or os.path.join(tmp, name)
     lines = ["type: filesystem", f'path: "{root}"']
     if kek:
         key, iv, aad = (base64.b64encode(v).decode() for v in kek)
@@ -140,9 +143,11 @@ def data_objects(root):
     return sorted(n for n in names if not n.startswith("."))
 
 
-def check_archive(root, view, kek=None, compression="none", encrypted=False):
+def check_archive(root, view, kek=None, compression="none", encrypted=False, only_named=True):
     """Decodes the archive with the Python reader: exactly the stripes with
-    data, each equal to the guest's view; returns the stripe -> hash map."""
+    data, each equal to the guest's view; returns the stripe -> hash map.
+    only_named: data/ holds no object the mapping does not name (false for
+    a place archived into more than once)."""
     meta, stripes = make_golden.decode(root, kek)
     assert meta["stripe_sector_count"] == STRIPE // SECTOR, meta
     assert meta["compression"] == compression, meta
@@ -154,7 +159,10 @@ def check_archive(root, view, kek=None, compression="none", encrypted=False):
     with open(os.path.join(root, "stripe-hashes.json")) as f:
         hashes = {int(k): v for k, v in json.load(f).items()}
     assert sorted(os.listdir(root)) == ["data", "metadata.json", "stripe-hashes.json"]
-    assert data_objects(root) == sorted(set(hashes.values()))
+    if only_named:
+        assert data_objects(root) == sorted(set(hashes.values()))
+    else:
+        assert set(hashes.values()) <= set(data_objects(root))
     return hashes
 
 
@@ -380,7 +388,8 @@ def test_failed_read_aborts():
         assert "I/O error while fetching stripe 2" in err, err
         assert len(err.strip().splitlines()) == 1, err
         assert out == "", out
-        assert sorted(os.listdir(root)) == ["data"], os.listdir(root)
+        # metadata.json comes first, the mapping only when every object is in
+        assert sorted(os.listdir(root)) == ["data", "metadata.json"], os.listdir(root)
 
 
 def test_killed_and_rerun():
@@ -405,7 +414,8 @@ def test_killed_and_rerun():
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(timeout=60)
-        assert not os.path.exists(os.path.join(root, "metadata.json"))
+        assert os.path.exists(os.path.join(root, "metadata.json"))
+        assert not os.path.exists(os.path.join(root, "stripe-hashes.json"))
         stored = len(data_objects(root))
         assert 20 <= stored < count, stored
         _, out, _ = run_archive("-f", dev.config, "--target-config", target, check=0)
@@ -423,6 +433,191 @@ def test_killed_and_rerun():
         assert counts["objects uploaded"] == 0 and counts["bytes uploaded"] == 0, out
         assert counts["objects already stored"] == count, out
         check_archive(root, dev.guest_view())
+
+
+def kill_after_objects(argv, root, objects):
+    """Starts argv and kills it with SIGKILL once data/ holds `objects`
+    objects."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        data = os.path.join(root, "data")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.isdir(data) and len(data_objects(root)) >= objects:
+                break
+            time.sleep(0.002)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_encrypted_killed_and_rerun():
+    """--compress --encrypt with archive_kek, SIGKILL in the middle, then the
+    same command again: metadata.json was written before any object, the
+    second run encodes with its keys (the file stays byte for byte), finds
+    the first run's objects by HEAD and uploads only the others; the
+    archive reads back identical."""
+    with harness.scratch_dir() as tmp:
+        count = 192
+        dev = Device(tmp, [(WRITTEN, os.urandom(STRIPE)) for _ in range(count)])
+        target, root = target_config(tmp, kek=ARCHIVE_KEK)
+        args = ["-f", dev.config, "--target-config", target, "--compress", "--encrypt"]
+        kill_after_objects([harness.binary("archive")] + args, root, 20)
+        stored = len(data_objects(root))
+        assert 20 <= stored < count, stored
+        metadata = os.path.join(root, "metadata.json")
+        assert os.path.exists(metadata), "metadata.json is written before any object"
+        assert not os.path.exists(os.path.join(root, "stripe-hashes.json"))
+        first = read_bytes(metadata)
+        _, out, _ = run_archive(*args, check=0)
+        counts = summary(out)
+        assert counts["stripes archived"] == count, out
+        assert counts["objects already stored"] == stored, (stored, out)
+        assert counts["objects uploaded"] == count - stored, (stored, out)
+        assert read_bytes(metadata) == first
+        for name in os.listdir(os.path.join(root, "data")):
+            if name.startswith("."):  # temporary files of the killed PUTs
+                os.unlink(os.path.join(root, "data", name))
+        check_archive(root, dev.guest_view(), ARCHIVE_KEK, "snappy", True)
+
+
+def test_archive_again_into_the_same_place():
+    """A complete archive, then the disk changes (two stripes rewritten, one
+    written for the first time) and is archived again into the same place,
+    plain and --compress --encrypt: metadata.json stays byte for byte, only
+    the new stripes' objects are uploaded (the others are the same bytes
+    under the same keys), and the archive decodes to the new disk."""
+    with harness.scratch_dir() as tmp:
+        for kek in (None, ARCHIVE_KEK):
+            name = "enc" if kek else "plain"
+            old = [(WRITTEN, os.urandom(STRIPE)) for _ in range(8)] + [(0, bytes(STRIPE))] * 2
+            dev = Device(tmp, old, name=name)
+            target, root = target_config(tmp, "t-" + name, kek=kek)
+            args = ["-f", dev.config, "--target-config", target]
+            args += ["--compress", "--encrypt"] if kek else []
+            run_archive(*args, check=0)
+            first = read_bytes(os.path.join(root, "metadata.json"))
+            new = list(old)
+            for i in (2, 5, 9):
+                new[i] = (WRITTEN, os.urandom(STRIPE))
+            dev = Device(tmp, new, name=name)
+            _, out, _ = run_archive(*args, check=0)
+            counts = summary(out)
+            assert counts["stripes archived"] == 9, out
+            assert counts["objects uploaded"] == 3, out
+            assert counts["objects already stored"] == 6, out
+            assert read_bytes(os.path.join(root, "metadata.json")) == first
+            check_archive(root, dev.guest_view(), kek, "snappy" if kek else "none", bool(kek),
+                          only_named=False)
+            assert len(data_objects(root)) == 8 + 3
+
+
+def test_failed_mapping_put_keeps_the_old_archive():
+    """Archiving again, and the mapping cannot be replaced (for the run
+    stripe-hashes.json is a directory, so the final rename fails): exit 1
+    after the new objects are stored, and the old mapping with metadata.json
+    still decodes to the OLD disk exactly - the moment a crash could leave.
+    Once the fault is gone, the same command uploads nothing and the archive
+    is the new disk."""
+    with harness.scratch_dir() as tmp:
+        old = [(WRITTEN, os.urandom(STRIPE)) for _ in range(6)]
+        dev = Device(tmp, old)
+        old_view = dev.guest_view()
+        target, root = target_config(tmp, kek=ARCHIVE_KEK)
+        args = ["-f", dev.config, "--target-config", target, "--compress", "--encrypt"]
+        run_archive(*args, check=0)
+        new = list(old)
+        for i in (1, 4):
+            new[i] = (WRITTEN, os.urandom(STRIPE))
+        dev = Device(tmp, new)
+        mapping = os.path.join(root, "stripe-hashes.json")
+        os.rename(mapping, mapping + ".kept")
+        os.mkdir(mapping)
+        rc, out, err = run_archive(*args)
+        assert rc == 1, err
+        assert "stripe-hashes.json" in err and len(err.strip().splitlines()) == 1, err
+        assert out == "", out
+        assert len(data_objects(root)) == 6 + 2
+        os.rmdir(mapping)
+        os.rename(mapping + ".kept", mapping)
+        check_archive(root, old_view, ARCHIVE_KEK, "snappy", True, only_named=False)
+        _, out, _ = run_archive(*args, check=0)
+        counts = summary(out)
+        assert counts["objects uploaded"] == 0 and counts["objects already stored"] == 6, out
+        check_archive(root, dev.guest_view(), ARCHIVE_KEK, "snappy", True, only_named=False)
+
+
+def tree(root):
+    """Every file under root: relative path -> bytes."""
+    files = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            files[os.path.relpath(path, root)] = read_bytes(path)
+    return files
+
+
+def test_settings_that_differ_are_refused():
+    """A place that holds an archive made with other settings - compression,
+    encryption, the KEK its keys are wrapped with, the stripe size - or a
+    metadata.json that cannot be parsed: one line naming the difference and
+    the way out, exit 1, nothing written."""
+    with harness.scratch_dir() as tmp:
+        dev = Device(tmp, mixed_stripes()[:3])
+        target, root = target_config(tmp, kek=ARCHIVE_KEK)
+        other_kek, _ = target_config(tmp, "other-kek", root=root,
+                                     kek=(os.urandom(32), os.urandom(12), b"other"))
+        no_kek, _ = target_config(tmp, "no-kek", root=root)
+        plain_target, plain_root = target_config(tmp, "plain")
+        f = ["-f", dev.config]
+        run_archive(*f, "--target-config", target, "-c", "-e", check=0)
+        run_archive(*f, "--target-config", plain_target, check=0)
+        way_out = "archive to a fresh path or prefix, or remove the old archive"
+
+        def refused(where, args, text):
+            before = tree(where)
+            rc, out, err = run_archive(*args)
+            assert rc == 1, (args, rc, err)
+            assert text in err and way_out in err, (args, err)
+            assert len(err.strip().splitlines()) == 1, err
+            assert out == "", out
+            assert tree(where) == before, args
+
+        refused(root, f + ["--target-config", target, "-e"],
+                f"{root} holds an archive with compression snappy, but this run asks for none "
+                "(--compress)")
+        refused(root, f + ["--target-config", target, "-c"],
+                f"{root} holds an encrypted archive, but this run does not ask for --encrypt")
+        refused(plain_root, f + ["--target-config", plain_target, "-e",
+                                 "--allow-plaintext-key"],
+                f"{plain_root} holds an unencrypted archive, but this run asks for --encrypt")
+        refused(plain_root, f + ["--target-config", plain_target, "-c"],
+                f"{plain_root} holds an archive with compression none, but this run asks for "
+                "snappy (--compress)")
+        refused(root, f + ["--target-config", other_kek, "-c", "-e"],
+                f"{root} holds an archive whose keys the target's archive_kek cannot unwrap: "
+                "archive key1: ")
+        refused(root, f + ["--target-config", no_kek, "-c", "-e", "--allow-plaintext-key"],
+                f"{root} holds an archive whose keys the target's archive_kek cannot unwrap: ")
+        metadata = os.path.join(root, "metadata.json")
+        meta = json.loads(read_bytes(metadata))
+        meta["stripe_sector_count"] = 1024
+        with open(metadata, "w") as fh:
+            json.dump(meta, fh)
+        refused(root, f + ["--target-config", target, "-c", "-e"],
+                f"{root} holds an archive with stripe_sector_count 1024, but the disk's "
+                "stripes have 2048 sectors")
+        with open(metadata, "w") as fh:
+            fh.write("not json")
+        refused(root, f + ["--target-config", target, "-c", "-e"],
+                f"{root} holds a metadata.json that cannot be used: failed to parse archive "
+                "metadata: ")
 
 
 def test_progress_bar_on_a_terminal():
@@ -459,4 +654,6 @@ if __name__ == "__main__":
                   test_disk_fetched_from_an_archive,
                   test_partial_last_stripes_end_in_zeros, test_track_written_false,
                   test_errors, test_failed_read_aborts, test_killed_and_rerun,
-                  test_progress_bar_on_a_terminal])
+                  test_encrypted_killed_and_rerun, test_archive_again_into_the_same_place,
+                  test_failed_mapping_put_keeps_the_old_archive,
+                  test_settings_that_differ_are_refused, test_progress_bar_on_a_terminal])
