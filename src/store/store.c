@@ -194,6 +194,13 @@ bool store_closing(struct store *s)
 
 void store_request_complete(struct store *s, struct store_request *req)
 {
+	/* The owner gets a buffer for every object, an empty one included. */
+	if (req->result == 0 && req->op == STORE_GET && !req->body) {
+		req->body_len = 0;
+		req->body = malloc(1);
+		if (!req->body)
+			store_request_fail(req, -ENOMEM, "out of memory");
+	}
 	if (req->result != 0) {
 		free(req->body);
 		req->body = NULL;

@@ -32,7 +32,8 @@ struct store_request {
 	size_t len;
 
 	/* Filled in by the backend before store_request_complete(). result 0:
-	 * body (GET only, malloc()ed, may be NULL when body_len is 0). */
+	 * body (GET only, malloc()ed; NULL for an empty object, which
+	 * store_request_complete turns into an empty buffer). */
 	int result;
 	uint8_t *body;
 	size_t body_len;
