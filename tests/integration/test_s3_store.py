@@ -151,8 +151,9 @@ def test_path_and_virtual_hosted_addressing():
     port = SWIFT.endpoint.rsplit(":", 1)[1]
     data = os.urandom(4096)
     src = write(os.path.join(WORK, "in"), data)
-    # libcurl resolves *.localhost to the loopback address itself, and Swift
-    # was told (storage_domain) that <bucket>.localhost names a bucket.
+    # libcurl resolves *.localhost to the loopback address itself, and the
+    # harness tells Swift (storage_domain) that <bucket>.localhost names a
+    # bucket.
     for mode in ("virtual", "auto", "path"):
         cfg = target("addr-" + mode, endpoint=f"http://localhost:{port}",
                      extra=f"addressing: {mode}\nprefix: {mode}\n")
