@@ -100,6 +100,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 
 	curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
 	ok = status >= 200 && status < 300;
+	/* Only a GET's success carries the object; what a store (or a proxy in
+	 * front of it) says in a successful PUT's body means nothing to us. */
+	if (ok && slot->req->op != STORE_GET)
+		return size * n;
 	limit = ok ? slot->req->max_bytes : ERROR_BODY_MAX;
 	if (slot->len + len > limit || slot->len + len < slot->len) {
 		if (ok) {

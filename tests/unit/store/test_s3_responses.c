@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +24,9 @@ struct got {
 	struct error error;
 };
 
-static struct got get_once(const char *response, size_t max_bytes)
+/* One request against a server that answers `response`: a GET with
+ * max_bytes, or (put true) a PUT of a few bytes. */
+static struct got request_once(const char *response, bool put, size_t max_bytes)
 {
 	struct http_capture cap;
 	assert_int_equal(http_capture_start(&cap, response), 0);
@@ -44,11 +47,21 @@ static struct got get_once(const char *response, size_t max_bytes)
 	struct error err = {0};
 	assert_int_equal(store_open(&cfg, &opts, &s, &err), 0);
 	struct got g = {0};
-	g.result = store_get_sync(s, "data/object", max_bytes, 10000, &g.body, &g.len, &g.error);
+	if (put)
+		g.result =
+		    store_put_sync(s, "data/object", (const uint8_t *)"abc", 3, 10000, &g.error);
+	else
+		g.result =
+		    store_get_sync(s, "data/object", max_bytes, 10000, &g.body, &g.len, &g.error);
 	store_close(s);
 	http_capture_wait(&cap);
 	http_capture_free(&cap);
 	return g;
+}
+
+static struct got get_once(const char *response, size_t max_bytes)
+{
+	return request_once(response, false, max_bytes);
 }
 
 /* The contract: a GET that succeeded hands over a malloc()ed body, also for
@@ -96,6 +109,18 @@ static void test_short_body_fails(void **state)
 	assert_non_null(strstr(g.error.text, "GetObject data/object (key data/object) failed"));
 }
 
+/* Whatever a successful PUT's answer carries (a store or a proxy may send
+ * a body) is not an object: the PUT succeeded. */
+static void test_put_answer_with_a_body_succeeds(void **state)
+{
+	(void)state;
+	struct got g = request_once("HTTP/1.1 200 OK\r\nContent-Length: 35\r\n\r\n"
+				    "<PutObjectResult></PutObjectResult>",
+				    true, 0);
+	assert_int_equal(g.result, 0);
+	assert_null(g.body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -103,6 +128,7 @@ int main(void)
 	    cmocka_unit_test(test_body_is_handed_over_whole),
 	    cmocka_unit_test(test_body_beyond_max_bytes_is_refused),
 	    cmocka_unit_test(test_short_body_fails),
+	    cmocka_unit_test(test_put_answer_with_a_body_succeeds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
