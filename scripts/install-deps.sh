@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libedit-dev libjansson-dev
-	libsnappy-dev)
+	libsnappy-dev libcurl4-openssl-dev)
 case "${1:-run}" in
 run) want=("${build[@]}") ;;
 test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux tmux

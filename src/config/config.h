@@ -39,6 +39,12 @@ enum stripe_source_kind {
 
 enum archive_store { ARCHIVE_STORE_FILESYSTEM = 0, ARCHIVE_STORE_S3 };
 
+/* How S3 URLs name the bucket: auto picks virtual-hosted
+ * (https://<bucket>.<host>/<key>) unless the endpoint host is an IP literal
+ * or the bucket is not a DNS label, which get path style
+ * (https://<host>/<bucket>/<key>). */
+enum s3_addressing { S3_ADDRESSING_AUTO = 0, S3_ADDRESSING_PATH, S3_ADDRESSING_VIRTUAL };
+
 struct remote_source_config {
 	char *address;
 	char *psk_identity;	 /* NULL when absent */
@@ -57,8 +63,11 @@ struct archive_source_config {
 	bool has_credentials;
 	char *access_key_id;	 /* s3 credentials, after KEK unwrapping (UTF-8) */
 	char *secret_access_key; /* s3 credentials, after KEK unwrapping (UTF-8) */
-	uint32_t connections;	 /* default 16 */
-	struct kek archive_kek;	 /* default method none */
+	char *session_token;	 /* s3 credentials, optional (NULL), unwrapped like the keys */
+	enum s3_addressing addressing; /* s3 `addressing`, default auto */
+	uint32_t max_attempts;	       /* s3, 1..10, default 3: tries per request */
+	uint32_t connections;	       /* default 16 */
+	struct kek archive_kek;	       /* default method none */
 };
 
 struct stripe_source_config {

@@ -27,6 +27,7 @@ int kek_from_map(const struct yaml_map *map, struct kek *kek, struct error *err)
 struct wrapped_credentials {
 	struct bytes access_key_id;
 	struct bytes secret_access_key;
+	struct bytes session_token; /* optional */
 };
 
 void wrapped_credentials_free(struct wrapped_credentials *creds);

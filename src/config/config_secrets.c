@@ -1,7 +1,7 @@
 /* Unwrapping every secret of a parsed config with the command-line KEK, in
  * one fixed order: encryption_key[0], [1], then the source's psk_secret, or
  * archive_kek.key, .init_vector, .auth_data, credentials.access_key_id,
- * .secret_access_key. A config with several bad secrets thus always names
+ * .secret_access_key, .session_token. A config with several bad secrets thus always names
  * the same one first. */
 #include "config_internal.h"
 
@@ -124,6 +124,9 @@ int archive_source_unwrap(struct archive_source_config *archive, struct wrapped_
 		ret = unwrap_credential(kek, &creds->secret_access_key, prefix,
 					"credentials.secret_access_key",
 					&archive->secret_access_key, err);
+	if (!ret && archive->has_credentials && creds->session_token.present)
+		ret = unwrap_credential(kek, &creds->session_token, prefix,
+					"credentials.session_token", &archive->session_token, err);
 	return ret;
 }
 

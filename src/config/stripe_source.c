@@ -10,10 +10,13 @@
 #include <string.h>
 
 #define S3_DEFAULT_CONNECTIONS	   16
+#define S3_DEFAULT_MAX_ATTEMPTS	   3
 #define REMOTE_DEFAULT_CONNECTIONS 16
 
 static const char *const source_kinds[] = {"raw", "remote", "archive"};
 static const char *const archive_stores[] = {"filesystem", "s3"};
+/* In the order of enum s3_addressing. */
+static const char *const s3_addressings[] = {"auto", "path", "virtual"};
 
 static int required_string(const struct yaml_map *map, const char *key, char **out,
 			   struct error *err)
@@ -29,6 +32,7 @@ void wrapped_credentials_free(struct wrapped_credentials *creds)
 {
 	bytes_free(&creds->access_key_id);
 	bytes_free(&creds->secret_access_key);
+	bytes_free(&creds->session_token);
 }
 
 int remote_source_parse(const struct yaml_map *map, struct remote_source_config *remote,
@@ -64,6 +68,9 @@ static int credentials_parse(const struct yaml_map *map, struct archive_source_c
 	if (!ret && !creds->secret_access_key.present)
 		ret = yaml_map_missing(&creds_map, "secret_access_key", err);
 	if (!ret)
+		ret =
+		    yaml_map_base64(&creds_map, "session_token", true, &creds->session_token, err);
+	if (!ret)
 		archive->has_credentials = true;
 	return ret;
 }
@@ -71,6 +78,8 @@ static int credentials_parse(const struct yaml_map *map, struct archive_source_c
 static int s3_fields_parse(const struct yaml_map *map, struct archive_source_config *archive,
 			   struct wrapped_credentials *creds, struct error *err)
 {
+	int addressing = S3_ADDRESSING_AUTO;
+	bool present;
 	int ret = required_string(map, "bucket", &archive->bucket, err);
 
 	if (!ret)
@@ -85,6 +94,13 @@ static int s3_fields_parse(const struct yaml_map *map, struct archive_source_con
 		ret = credentials_parse(map, archive, creds, err);
 	if (!ret)
 		ret = yaml_map_u32(map, "connections", &archive->connections, err);
+	if (!ret)
+		ret = yaml_map_variant(map, "addressing", s3_addressings,
+				       ARRAY_SIZE(s3_addressings), &addressing, &present, err);
+	if (!ret)
+		archive->addressing = (enum s3_addressing)addressing;
+	if (!ret)
+		ret = yaml_map_u32(map, "max_attempts", &archive->max_attempts, err);
 	return ret;
 }
 
@@ -98,6 +114,7 @@ int archive_source_parse(const struct yaml_map *map, struct archive_source_confi
 
 	/* The filesystem store always behaves as 16 connections. */
 	archive->connections = S3_DEFAULT_CONNECTIONS;
+	archive->max_attempts = S3_DEFAULT_MAX_ATTEMPTS;
 	kek_init_none(&archive->archive_kek);
 	ret = yaml_map_variant(map, "type", archive_stores, ARRAY_SIZE(archive_stores), &store,
 			       &present, err);
@@ -170,6 +187,7 @@ void archive_source_free(struct archive_source_config *archive)
 	free(archive->profile);
 	free_secret_string(archive->access_key_id);
 	free_secret_string(archive->secret_access_key);
+	free_secret_string(archive->session_token);
 	kek_free(&archive->archive_kek);
 	memset(archive, 0, sizeof(*archive));
 }

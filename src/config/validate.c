@@ -19,6 +19,7 @@
 #define SEG_COUNT_MAX		  256u
 #define POLL_QUEUE_TIMEOUT_US_MAX 10000000u
 #define S3_CONNECTIONS_MAX	  256u
+#define S3_MAX_ATTEMPTS_MAX	  10u
 #define REMOTE_CONNECTIONS_MAX	  64u
 #define PSK_SECRET_MIN		  16u
 
@@ -76,6 +77,7 @@ int archive_source_validate(const struct archive_source_config *archive, const c
 			    struct error *err)
 {
 	char field[YAML_FIELD_PATH_MAX];
+	int ret;
 
 	if (archive->store != ARCHIVE_STORE_S3)
 		return 0;
@@ -87,7 +89,11 @@ int archive_source_validate(const struct archive_source_config *archive, const c
 				 prefix, quoted);
 	}
 	snprintf(field, sizeof(field), "%sconnections", prefix);
-	return check_range(field, archive->connections, 1, S3_CONNECTIONS_MAX, err);
+	ret = check_range(field, archive->connections, 1, S3_CONNECTIONS_MAX, err);
+	if (ret)
+		return ret;
+	snprintf(field, sizeof(field), "%smax_attempts", prefix);
+	return check_range(field, archive->max_attempts, 1, S3_MAX_ATTEMPTS_MAX, err);
 }
 
 /* The five stripe source rules. Their order decides which one a config that

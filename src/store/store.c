@@ -145,7 +145,7 @@ int store_open(const struct archive_source_config *cfg, const struct store_optio
 	case ARCHIVE_STORE_FILESYSTEM:
 		return store_fs_open(cfg, opts, out, err);
 	case ARCHIVE_STORE_S3:
-		return error_set(err, -ENOTSUP, "S3 object stores are not supported by this build");
+		return store_s3_open(cfg, opts, out, err);
 	}
 	return error_set(err, -EINVAL, "unknown object store type %d", (int)cfg->store);
 }

@@ -86,5 +86,7 @@ int store_request_fail(struct store_request *req, int code, const char *fmt, ...
 /* The backends' open functions (store_open chooses by type). */
 int store_fs_open(const struct archive_source_config *cfg, const struct store_options *opts,
 		  struct store **out, struct error *err);
+int store_s3_open(const struct archive_source_config *cfg, const struct store_options *opts,
+		  struct store **out, struct error *err);
 
 #endif

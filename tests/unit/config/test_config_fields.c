@@ -252,6 +252,9 @@ static void test_archive_s3_source(void **state)
 		 "  credentials:\n"
 		 "    access_key_id: QUtJQUVYQU1QTEU=\n"
 		 "    secret_access_key: c2VjcmV0\n"
+		 "    session_token: dG9rZW4=\n"
+		 "  addressing: path\n"
+		 "  max_attempts: 5\n"
 		 "  archive_kek:\n"
 		 "    method: aes256-gcm\n"
 		 "    key: MzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM\n"
@@ -270,6 +273,9 @@ static void test_archive_s3_source(void **state)
 	assert_true(a->has_credentials);
 	assert_string_equal(a->access_key_id, "AKIAEXAMPLE");
 	assert_string_equal(a->secret_access_key, "secret");
+	assert_string_equal(a->session_token, "token");
+	assert_int_equal(a->addressing, S3_ADDRESSING_PATH);
+	assert_int_equal(a->max_attempts, 5);
 	assert_int_equal(a->archive_kek.method, KEK_METHOD_AES256_GCM);
 	assert_int_equal(a->archive_kek.key.len, 32);
 	assert_int_equal(a->archive_kek.key.data[0], 0x33);
@@ -288,6 +294,9 @@ static void test_archive_s3_source(void **state)
 	assert_null(a->profile);
 	assert_false(a->has_credentials);
 	assert_null(a->access_key_id);
+	assert_null(a->session_token);
+	assert_int_equal(a->addressing, S3_ADDRESSING_AUTO);
+	assert_int_equal(a->max_attempts, 3);
 	assert_int_equal(a->connections, 16);
 	assert_int_equal(a->archive_kek.method, KEK_METHOD_NONE);
 	device_config_free(&cfg);

@@ -132,6 +132,7 @@ static void test_archive_secrets_unwrapped(void **state)
 	    "  credentials:\n"
 	    "    access_key_id: \"7vFh6ixWHGBzEg5zwT7Otw0pQWkTFBbwrGj9\"\n"
 	    "    secret_access_key: \"7vFh6ixWHGBzEg5zwT7Otw0pQWkTFBbwrGj9\"\n"
+	    "    session_token: \"7vFh6ixWHGBzEg5zwT7Otw0pQWkTFBbwrGj9\"\n"
 	    "  archive_kek:\n"
 	    "    method: aes256-gcm\n"
 	    "    key: \"nIkbmFo9bh4QbXhkszrqMVlkvLkQw8I1/dLraPYrXv9f6PlS5oHnciLB5ry+7EQh\"\n"
@@ -141,6 +142,7 @@ static void test_archive_secrets_unwrapped(void **state)
 	const struct archive_source_config *a = &cfg.source.archive;
 	assert_string_equal(a->access_key_id, "AKIAEXAMPLE");
 	assert_string_equal(a->secret_access_key, "AKIAEXAMPLE");
+	assert_string_equal(a->session_token, "AKIAEXAMPLE");
 	/* The method is plain; its values were unwrapped by the command-line KEK. */
 	assert_int_equal(a->archive_kek.method, KEK_METHOD_AES256_GCM);
 	assert_int_equal(a->archive_kek.key.len, 32);

@@ -167,6 +167,25 @@ static void test_s3_connections(void **state)
 				 "connections: 0}\n");
 }
 
+static void test_s3_max_attempts_and_addressing(void **state)
+{
+	(void)state;
+	expect_valid(SOURCE_HEAD "stripe_source: {source: archive, type: s3, bucket: b, "
+				 "max_attempts: 1, addressing: virtual}\n");
+	expect_valid(SOURCE_HEAD "stripe_source: {source: archive, type: s3, bucket: b, "
+				 "max_attempts: 10, addressing: auto}\n");
+	parse_fails(SOURCE_HEAD "stripe_source: {source: archive, type: s3, bucket: b, "
+				"max_attempts: 0}\n",
+		    "config: stripe_source.max_attempts: 0 is out of range 1..10");
+	parse_fails(SOURCE_HEAD "stripe_source: {source: archive, type: s3, bucket: b, "
+				"max_attempts: 11}\n",
+		    "stripe_source.max_attempts: 11 is out of range 1..10");
+	parse_fails(SOURCE_HEAD "stripe_source: {source: archive, type: s3, bucket: b, "
+				"addressing: dns}\n",
+		    "stripe_source.addressing: unknown variant `dns`, expected one of `auto`, "
+		    "`path`, `virtual`");
+}
+
 static void test_remote_connections(void **state)
 {
 	(void)state;
@@ -235,6 +254,7 @@ int main(void)
 	    cmocka_unit_test(test_poll_timeout_range),
 	    cmocka_unit_test(test_cpus_length),
 	    cmocka_unit_test(test_s3_connections),
+	    cmocka_unit_test(test_s3_max_attempts_and_addressing),
 	    cmocka_unit_test(test_remote_connections),
 	    cmocka_unit_test(test_s3_prefix),
 	};

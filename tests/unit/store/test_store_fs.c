@@ -114,10 +114,6 @@ static void test_open_errors(void **state)
 	assert_int_equal(store_open(&cfg, NULL, &s, &err), -ENOTDIR);
 	assert_non_null(strstr(err.text, "Failed to create dir"));
 	assert_non_null(strstr(err.text, "/file"));
-
-	struct archive_source_config s3 = {.store = ARCHIVE_STORE_S3, .bucket = (char *)"b"};
-	assert_int_equal(store_open(&s3, NULL, &s, &err), -ENOTSUP);
-	assert_non_null(strstr(err.text, "S3"));
 }
 
 static void test_round_trip_sync(void **state)
