@@ -315,20 +315,6 @@ def test_timeouts_and_refused_connections():
            and "(after 3 attempts)" in out, out)
 
 
-class SwiftWithVirtualHosts(swift.SwiftS3):
-    """Swift whose s3api also takes the bucket from <bucket>.localhost."""
-
-    def _write_configs(self):
-        super()._write_configs()
-        path = os.path.join(self.swift_dir, "proxy-server.conf")
-        with open(path) as f:
-            text = f.read()
-        text = text.replace("use = egg:swift#s3api\n",
-                            "use = egg:swift#s3api\nstorage_domain = localhost\n")
-        with open(path, "w") as f:
-            f.write(text)
-
-
 def main():
     global SWIFT, WORK
     tests = [test_put_get_head_round_trip, test_missing_object, test_missing_bucket,
@@ -337,7 +323,7 @@ def main():
              test_credentials_from_environment_and_profile, test_transient_errors_are_retried,
              test_final_errors_are_not_retried, test_backoff_waits_between_attempts,
              test_timeouts_and_refused_connections]
-    with harness.scratch_dir("ubiblk-s3-") as work, SwiftWithVirtualHosts() as s3:
+    with harness.scratch_dir("ubiblk-s3-") as work, swift.SwiftS3() as s3:
         SWIFT, WORK = s3, work
         s3.create_bucket(BUCKET)
         harness.main(tests)
