@@ -27,7 +27,9 @@ test_archive_source.py's helpers.
 - credentials from the environment, from ~/.aws/credentials of a scratch
   HOME and from AWS_SHARED_CREDENTIALS_FILE with a profile, and a session
   token (Swift's tempauth ignores the token, but it is signed with the rest
-  of the request, so a request carrying one must still be well formed)."""
+  of the request, so a request carrying one must still be well formed);
+- virtual-hosted addressing (BUCKET.localhost) and path style, by the
+  automatic rule and by the override."""
 
 import base64
 import contextlib
@@ -510,9 +512,32 @@ def test_credentials_outside_the_yaml():
         expect("failed: HTTP 403" in one_line(rc, err) and "wrong" not in err, err)
 
 
+def test_virtual_hosted_addressing():
+    """An endpoint with a host name and a DNS-compatible bucket: requests
+    name the bucket in the host (BUCKET.localhost:PORT), by the automatic
+    rule and by the override; path style by the override. Each archive is
+    written, decoded and hydrated."""
+    dev = tool.Device(WORK, tool.mixed_stripes()[:4], name="addressing")
+    view = dev.guest_view()
+    with FaultProxy("127.0.0.1", SWIFT.ports["proxy"]) as proxy:
+        # The proxy sees the request line: the bucket leads the path only
+        # in path style.
+        for mode, in_path in (("auto", False), ("virtual", False), ("path", True)):
+            name = "addressing-" + mode
+            proxy.reset_counts()
+            fields = s3_fields(name, endpoint=f"http://localhost:{proxy.port}", addressing=mode)
+            tool.run_archive(*archive_args(dev, target_file(name, fields), True, True), check=0)
+            tool.check_archive(download(name), view, KEK, "snappy", True)
+            serve_and_hydrate(name, fields, view, dev.disk_size)
+            targets = [target for _, _, target, _ in proxy.events]
+            expect(len(targets) >= 12, f"{mode}: {targets}")
+            expect(all(t.startswith(f"/{BUCKET}/{name}/") == in_path for t in targets),
+                   f"{mode}: {targets}")
+
+
 TESTS = [test_256mib_round_trip, test_tool_errors, test_refused_archives,
          test_missing_and_tampered_objects, test_faults_on_the_way, test_killed_and_rerun,
-         test_credentials_outside_the_yaml]
+         test_credentials_outside_the_yaml, test_virtual_hosted_addressing]
 
 
 def main():
