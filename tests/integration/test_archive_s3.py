@@ -543,13 +543,16 @@ TESTS = [test_256mib_round_trip, test_tool_errors, test_refused_archives,
 def main():
     """Runs every test, or those named on the command line, against one
     Swift. The processes the tests start see no AWS_* variables and a
-    scratch HOME, unless a test sets them."""
+    scratch HOME, unless a test sets them, and stop at the first
+    sanitizer report."""
     global SWIFT, WORK
     chosen = [t for t in TESTS if not sys.argv[1:] or t.__name__ in sys.argv[1:]]
     with harness.scratch_dir("ubiblk-archive-s3-") as work, swift.SwiftS3() as s3:
         SWIFT, WORK = s3, work
         for name in [n for n in os.environ if n.startswith("AWS_")]:
             del os.environ[name]
+        # A sanitizer build stops at the first report: a failed exit status.
+        os.environ.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
         os.environ["HOME"] = os.path.join(work, "empty-home")
         os.makedirs(os.environ["HOME"])
         s3.create_bucket(BUCKET)
