@@ -12,6 +12,8 @@ test_archive_source.py's helpers.
   and vhost-backend started from each archive reads the whole disk equal
   to the original while autofetch hydrates it (fetched == source; the disk
   file is the original);
+- a disk whose stripe source is an archive in Swift, nothing fetched,
+  archived again: every stripe read through the archive source;
 - wrong credentials, a missing bucket, a missing archive: one error line
   naming the operation, key, HTTP status and S3 code, from the tool, from
   init-metadata and from vhost-backend; a missing object and a tampered
@@ -171,6 +173,21 @@ def serve_and_hydrate(name, fields, view, disk_size):
     shutil.rmtree(be.workdir)
 
 
+def small_archive(prefix, encrypt=False):
+    """tool.mixed_stripes() (10 stripes: random ones at 0, 3, 6, 9) archived
+    compressed; returns (device, view)."""
+    dev = tool.Device(WORK, tool.mixed_stripes(), name="small-" + prefix)
+    tool.run_archive(*archive_args(dev, target_file(prefix, s3_fields(prefix)), True, encrypt),
+                     check=0)
+    return dev, dev.guest_view()
+
+
+def one_line(rc, err):
+    lines = [line for line in err.splitlines() if line.startswith("[ERROR]")]
+    expect(rc == 1 and len(lines) == 1, f"exit {rc}: {err}")
+    return lines[0]
+
+
 # ---- the 256 MiB round trip ----
 
 def big_disk_stripes():
@@ -234,25 +251,36 @@ def test_256mib_round_trip():
         os.unlink(dev.disk_path)
 
 
+def test_disk_fetched_from_an_archive():
+    """A disk whose stripe source is an archive in Swift, nothing fetched
+    yet, archived again to Swift (encrypted, another KEK): every stripe
+    comes through the archive source, and the second archive decodes to the
+    first one's disk. With the source's credentials wrong the tool stops
+    with the source's error."""
+    dev, view = small_archive("refetch-first", encrypt=True)
+    disk = harness.make_disk(os.path.join(WORK, "refetch.raw"), dev.disk_size)
+    config = os.path.join(WORK, "refetch.yaml")
+
+    def write_device(secret=None):
+        harness.write_config(config, {
+            "path": disk, "metadata_path": disk + ".meta", "copy_on_read": True,
+            "stripe_source": {"source": "archive",
+                              **s3_fields("refetch-first", secret=secret)}})
+    write_device()
+    harness.init_metadata(config)
+    kek2 = (os.urandom(32), os.urandom(12), b"second")
+    target = target_file("refetch-second", s3_fields("refetch-second", kek=kek2))
+    _, out, _ = tool.run_archive("-f", config, "--target-config", target, "-e", check=0)
+    expect(tool.summary(out)["stripes from source"] == 10, out)
+    tool.check_archive(download("refetch-second"), view, kek2, encrypted=True)
+    write_device(secret="not-the-secret")
+    rc, _, err = tool.run_archive("-f", config, "--target-config", target, "-e")
+    line = one_line(rc, err)
+    expect("GetObject metadata.json (key refetch-first/metadata.json) failed: HTTP 403 "
+           "SignatureDoesNotMatch" in line and "not-the-secret" not in err, line)
+
+
 # ---- errors ----
-
-ERR_PREFIX = "errors"
-
-
-def small_archive(prefix, encrypt=False):
-    """tool.mixed_stripes() (10 stripes: random ones at 0, 3, 6, 9) archived
-    compressed; returns (device, view)."""
-    dev = tool.Device(WORK, tool.mixed_stripes(), name="small-" + prefix)
-    tool.run_archive(*archive_args(dev, target_file(prefix, s3_fields(prefix)), True, encrypt),
-                     check=0)
-    return dev, dev.guest_view()
-
-
-def one_line(rc, err):
-    lines = [line for line in err.splitlines() if line.startswith("[ERROR]")]
-    expect(rc == 1 and len(lines) == 1, f"exit {rc}: {err}")
-    return lines[0]
-
 
 def test_tool_errors():
     """Wrong credentials, a missing bucket, no credentials at all: exit 1,
@@ -535,7 +563,7 @@ def test_virtual_hosted_addressing():
                    f"{mode}: {targets}")
 
 
-TESTS = [test_256mib_round_trip, test_tool_errors, test_refused_archives,
+TESTS = [test_256mib_round_trip, test_disk_fetched_from_an_archive, test_tool_errors, test_refused_archives,
          test_missing_and_tampered_objects, test_faults_on_the_way, test_killed_and_rerun,
          test_credentials_outside_the_yaml, test_virtual_hosted_addressing]
 
