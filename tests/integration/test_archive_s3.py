@@ -169,6 +169,12 @@ def serve_and_hydrate(name, fields, view, disk_size):
         expect(source.read_whole_disk(be) == original, f"{name}: the disk read differs")
         source.hydrate(be, rpc, stripes, archived)
         source.finish(be)
+        log = be.process.log_text()
+    secrets = [SWIFT.secret_key]
+    token = fields.get("credentials", {}).get("session_token")
+    if token:
+        secrets.append(base64.b64decode(token).decode())
+    expect(not any(secret in log for secret in secrets), f"{name}: a secret in the log")
     expect(source.file_bytes(disk) == original, f"{name}: the hydrated disk file differs")
     shutil.rmtree(be.workdir)
 
@@ -523,7 +529,7 @@ def test_credentials_outside_the_yaml():
         ("creds-home", s3_fields("creds-home", credentials=False), {"HOME": home}),
         ("creds-shared", s3_fields("creds-shared", credentials=False, profile="swift"),
          {"AWS_SHARED_CREDENTIALS_FILE": shared}),
-        ("creds-yaml-token", with_token, {}),
+        ("creds-yaml-token", with_token, {"UBIBLK_LOG": "debug"}),
     ]
     for name, fields, env in cases:
         with environment(**env):
