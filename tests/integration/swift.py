@@ -443,8 +443,11 @@ class SwiftS3:
     def _wait_ready(self):
         """Until every server answers: a signed ListBuckets gets 200 (the proxy
         listens, tempauth and s3api load, the account server answers), a
-        HEAD of a missing bucket gets 404 (the container server answers), and
-        the object server accepts connections."""
+        HEAD of a missing bucket gets 404, and the account, container and
+        object servers accept connections (a 404 for a bucket of an account
+        not created yet comes without asking the container server, so the
+        first CreateBucket could otherwise meet a container server that is
+        still starting: 503)."""
         last = "no answer yet"
 
         def accepts(port):
@@ -471,9 +474,10 @@ class SwiftS3:
             except OSError as e:
                 last = str(e)
                 return False
-            if not accepts(self.ports["object"]):
-                last = "the object server does not accept connections"
-                return False
+            for server in self.SERVERS:
+                if not accepts(self.ports[server]):
+                    last = f"the {server} server does not accept connections"
+                    return False
             return True
 
         try:

@@ -136,12 +136,12 @@ def backend(tmp, name, archive, kek=True, **fields):
     return be, disk, rpc
 
 
-def init_metadata(be):
+def init_metadata(be, stripes=STRIPES, archived=ARCHIVED):
     proc = harness.init_metadata(be.config, "-v")
     out = proc.stdout.decode()
-    expect(f"{STRIPES} stripes of {STRIPE} bytes, {len(ARCHIVED)} with a source" in out, out)
+    expect(f"{stripes} stripes of {STRIPE} bytes, {len(archived)} with a source" in out, out)
     has_source = harness.metadata_stripes(be.config)["has-source"]
-    expect(has_source == set(ARCHIVED), f"HAS_SOURCE {has_source}")
+    expect(has_source == set(archived), f"HAS_SOURCE {has_source}")
 
 
 def bench(be, *args, timeout=300):
@@ -166,14 +166,14 @@ def expect_no_failed_stripe(be):
     expect(not failed, f"a stripe failed: {failed and failed.group(0)}")
 
 
-def hydrate(be, rpc):
+def hydrate(be, rpc, stripes=STRIPES, archived=ARCHIVED):
     def done():
         expect_no_failed_stripe(be)
         s = harness.lazy_status(rpc)
-        return s["fetched"] == s["source"] == len(ARCHIVED)
+        return s["fetched"] == s["source"] == len(archived)
     harness.wait_for(done, 120, "autofetch to hydrate the disk")
     s = harness.lazy_status(rpc)
-    expect(s == {"fetched": len(ARCHIVED), "source": len(ARCHIVED), "total": STRIPES}, s)
+    expect(s == {"fetched": len(archived), "source": len(archived), "total": stripes}, s)
 
 
 def finish(be):
