@@ -294,11 +294,13 @@ def test_tool_errors():
     never printed; no metadata.json written."""
     dev = tool.Device(WORK, tool.mixed_stripes()[:3], name="tool-errors")
     cases = [
+        # The first request asks whether the target already holds an archive.
         ("tool-wrong", s3_fields("tool-wrong", secret="not-the-secret"),
-         ["PutObject data/", "(key tool-wrong/data/", "failed: HTTP 403 SignatureDoesNotMatch"]),
+         ["GetObject metadata.json", "(key tool-wrong/metadata.json)",
+          "failed: HTTP 403 SignatureDoesNotMatch"]),
         ("tool-nobucket", s3_fields("tool-nobucket", bucket="no-such-bucket"),
-         ["PutObject data/", "(key tool-nobucket/data/", "HTTP 404 NoSuchBucket",
-          "(bucket no-such-bucket)"]),
+         ["GetObject metadata.json", "(key tool-nobucket/metadata.json)",
+          "HTTP 404 NoSuchBucket", "(bucket no-such-bucket)"]),
         ("tool-nocreds", s3_fields("tool-nocreds", credentials=False), ["No S3 credentials"]),
     ]
     for name, fields, texts in cases:
@@ -480,9 +482,11 @@ def test_killed_and_rerun():
         proc.wait(timeout=60)
     time.sleep(0.5)  # a PUT Swift had received whole may still be landing
     keys = SWIFT.list_keys(BUCKET, prefix + "/")
-    stored = len(keys)
+    # metadata.json comes before any object, the mapping only at the end.
+    expect(prefix + "/metadata.json" in keys, f"no metadata.json after the kill: {keys}")
+    expect(prefix + "/stripe-hashes.json" not in keys, f"a mapping was written: {keys}")
+    stored = len([k for k in keys if k.startswith(prefix + "/data/")])
     expect(16 <= stored < count, f"{stored} objects after the kill")
-    expect(all(k.startswith(prefix + "/data/") for k in keys), f"JSON written: {keys}")
     _, out, _ = tool.run_archive(*archive_args(dev, target), check=0)
     counts = tool.summary(out)
     expect(counts["stripes archived"] == count, out)
