@@ -37,6 +37,9 @@
 /* "data/" + 64 hex digits + NUL */
 #define ARCHIVE_OBJECT_NAME_SIZE (5u + ARCHIVE_HASH_HEX_LEN + 1u)
 #define ARCHIVE_SECTOR_BYTES	 512u
+/* A metadata.json is a few hundred bytes; a reader refuses one beyond this
+ * rather than buffer whatever a store sends. */
+#define ARCHIVE_METADATA_MAX_BYTES (64u * 1024u)
 
 enum archive_compression { ARCHIVE_COMPRESSION_NONE = 0, ARCHIVE_COMPRESSION_SNAPPY };
 

@@ -9,8 +9,6 @@
 
 #include "crypto/crypto.h"
 
-/* metadata.json is one short line. */
-#define METADATA_MAX_BYTES (64u * 1024u)
 /* stripe-hashes.json holds at most one entry per stripe of the disk; an
  * entry is under 100 bytes even written with spaces ("123": "<64 hex>", ),
  * so this bound only refuses a file no writer made for this disk, before
@@ -34,7 +32,7 @@ static int load_metadata(struct store *store, uint32_t stripe_sectors, struct ar
 {
 	uint8_t *body = NULL;
 	size_t len = 0;
-	int rc = store_get_sync(store, ARCHIVE_METADATA_NAME, METADATA_MAX_BYTES,
+	int rc = store_get_sync(store, ARCHIVE_METADATA_NAME, ARCHIVE_METADATA_MAX_BYTES,
 				ARCHIVE_SOURCE_JSON_TIMEOUT_MS, &body, &len, err);
 	if (rc < 0)
 		return rc;

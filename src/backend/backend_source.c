@@ -8,6 +8,7 @@
 
 #include "archive_source/archive_source.h"
 #include "remote/remote.h"
+#include "store/store.h"
 
 static int open_raw(const struct device_config *cfg, uint32_t stripe_sectors,
 		    struct stripe_source **source, struct bdev **image, struct error *err)
@@ -38,14 +39,6 @@ static int open_remote(const struct device_config *cfg, uint32_t stripe_sectors,
 	return 0;
 }
 
-static void archive_where(const struct archive_source_config *a, char *out, size_t len)
-{
-	if (a->store == ARCHIVE_STORE_FILESYSTEM)
-		snprintf(out, len, "%s", a->path);
-	else
-		snprintf(out, len, "s3://%s/%s", a->bucket, a->prefix ? a->prefix : "");
-}
-
 static int open_archive(const struct device_config *cfg, uint32_t stripe_sectors,
 			uint64_t disk_sectors, struct stripe_source **source, struct error *err)
 {
@@ -54,7 +47,7 @@ static int open_archive(const struct device_config *cfg, uint32_t stripe_sectors
 	    stripe_source_archive(&cfg->source.archive, stripe_sectors, disk_sectors, source, &why);
 	if (ret < 0) {
 		char where[256];
-		archive_where(&cfg->source.archive, where, sizeof(where));
+		store_describe(&cfg->source.archive, where, sizeof(where));
 		error_default(&why, ret);
 		return error_set(err, ret, "stripe_source: archive %s: %s", where, why.text);
 	}

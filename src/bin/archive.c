@@ -39,8 +39,6 @@
 #define OPT_NO_PROGRESS		258
 #define JSON_TIMEOUT_MS		30000u
 #define ARCHIVE_MIN_DISK_DEPTH	8u
-/* metadata.json is one short line: a larger one is no archive's. */
-#define METADATA_MAX_BYTES (64u * 1024u)
 
 #define USAGE_LINE "Usage: archive -f <CONFIG> --target-config <TARGET> [-k <KEK> [-u]] [-e] [-c]\n"
 
@@ -233,8 +231,8 @@ static int get_metadata(struct store *store, struct archive_metadata *m, bool *f
 	uint8_t *body = NULL;
 	size_t len = 0;
 	*found = false;
-	int rc = store_get_sync(store, ARCHIVE_METADATA_NAME, METADATA_MAX_BYTES, JSON_TIMEOUT_MS,
-				&body, &len, err);
+	int rc = store_get_sync(store, ARCHIVE_METADATA_NAME, ARCHIVE_METADATA_MAX_BYTES,
+				JSON_TIMEOUT_MS, &body, &len, err);
 	if (rc == -ENOENT) {
 		error_clear(err);
 		return 0;
@@ -349,15 +347,6 @@ static uint32_t disk_depth(uint32_t buffers)
 	return depth;
 }
 
-static void target_text(const struct archive_source_config *target, char *buf, size_t len)
-{
-	if (target->store == ARCHIVE_STORE_S3)
-		snprintf(buf, len, "s3://%s/%s", target->bucket,
-			 target->prefix ? target->prefix : "");
-	else
-		snprintf(buf, len, "%s", target->path);
-}
-
 static int run(const struct cli_args *args, const struct device_config *cfg,
 	       const struct archive_source_config *target)
 {
@@ -391,7 +380,7 @@ static int run(const struct cli_args *args, const struct device_config *cfg,
 	struct archive_progress progress = {0};
 	uint64_t started = now_ns();
 	char where[512];
-	target_text(target, where, sizeof(where));
+	store_describe(target, where, sizeof(where));
 	bool refused = false;
 	int rc = store_open(target, NULL, &store, &err);
 	if (rc == 0)

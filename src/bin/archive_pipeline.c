@@ -417,37 +417,18 @@ static void drop_waiting(struct run *r)
 			slot_release(r, &r->slots[i]);
 }
 
-static int add_fd(struct pollfd *fds, int n, int fd)
-{
-	if (fd < 0)
-		return n;
-	fds[n].fd = fd;
-	fds[n].events = POLLIN;
-	fds[n].revents = 0;
-	return n + 1;
-}
-
 static void sleep_until_woken(struct run *r)
 {
-	struct pollfd fds[3];
-	int n = add_fd(fds, 0, bdev_completion_fd(r->ch));
-	n = add_fd(fds, n, store_completion_fd(r->o->store));
+	int fds[3] = {bdev_completion_fd(r->ch), store_completion_fd(r->o->store), -1};
 	int timeout = IN_FLIGHT_SLEEP_MS;
 	if (r->source_opened) {
-		int fd = source_completion_fd(r->in->source);
-		n = add_fd(fds, n, fd);
-		if (fd < 0 && source_busy(r->in->source))
+		fds[2] = source_completion_fd(r->in->source);
+		if (fds[2] < 0 && source_busy(r->in->source))
 			timeout = RETRY_SUBMIT_MS;
 	}
 	if (bdev_needs_submit(r->ch) || (bdev_completion_fd(r->ch) < 0 && bdev_busy(r->ch)))
 		timeout = RETRY_SUBMIT_MS;
-	if (poll(fds, (nfds_t)n, timeout) <= 0)
-		return;
-	uint64_t value;
-	for (int i = 0; i < n; i++)
-		if ((fds[i].revents & POLLIN) && read(fds[i].fd, &value, sizeof(value)) < 0 &&
-		    errno != EAGAIN)
-			log_warn("archive: cannot read eventfd %d: %s", fds[i].fd, strerror(errno));
+	eventfds_wait(fds, 3, timeout, "archive");
 }
 
 /* ---- set-up and the loop ---- */

@@ -103,8 +103,7 @@ static int wrap_line(const struct kek *kek, bool fresh_nonce, char *line, unsign
 		return -1;
 	}
 	printf("%s\n", text);
-	secret_wipe(text, strlen(text)); /* plain under method none */
-	free(text);
+	secret_string_free(text); /* plain under method none */
 	return 0;
 }
 

@@ -27,6 +27,14 @@ void secret_wipe(void *buf, size_t len)
 	explicit_bzero(buf, len);
 }
 
+void secret_string_free(char *s)
+{
+	if (s) {
+		secret_wipe(s, strlen(s));
+		free(s);
+	}
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;

@@ -70,6 +70,17 @@ void *buffer_alloc(size_t alignment, size_t size);
 void buffer_free(void *buf);
 /* Overwrite memory that held a secret so the compiler cannot elide it. */
 void secret_wipe(void *buf, size_t len);
+/* Wipe and free() a NUL-terminated string that held a secret; NULL is fine. */
+void secret_string_free(char *s);
+
+/* ---- waiting ---- */
+
+#define EVENTFDS_WAIT_MAX 8
+/* Sleeps until one of the eventfds (negative entries are skipped, at most
+ * EVENTFDS_WAIT_MAX used) is readable or timeout_ms passes (-1: no limit),
+ * then resets the readable ones. Returns poll()'s count, 0 on timeout or a
+ * signal, or -errno; a failed reset is logged with `who`. */
+int eventfds_wait(const int *fds, size_t count, int timeout_ms, const char *who);
 
 /* ---- checked arithmetic ---- */
 static inline bool u64_add_overflows(uint64_t a, uint64_t b, uint64_t *sum)

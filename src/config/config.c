@@ -78,8 +78,7 @@ static int encryption_key_parse(const struct yaml_map *map, struct bytes keys[2]
 		if (ret)
 			return ret;
 		ret = base64_decode(text, true, &keys[i], &b64_err);
-		secret_wipe(text, strlen(text));
-		free(text);
+		secret_string_free(text);
 		if (ret)
 			return yaml_node_error(err, map, field, item, "%s", b64_err.text);
 	}

@@ -169,14 +169,6 @@ void remote_source_free(struct remote_source_config *remote)
 	memset(remote, 0, sizeof(*remote));
 }
 
-static void free_secret_string(char *s)
-{
-	if (s) {
-		secret_wipe(s, strlen(s));
-		free(s);
-	}
-}
-
 void archive_source_free(struct archive_source_config *archive)
 {
 	free(archive->path);
@@ -185,9 +177,9 @@ void archive_source_free(struct archive_source_config *archive)
 	free(archive->endpoint);
 	free(archive->region);
 	free(archive->profile);
-	free_secret_string(archive->access_key_id);
-	free_secret_string(archive->secret_access_key);
-	free_secret_string(archive->session_token);
+	secret_string_free(archive->access_key_id);
+	secret_string_free(archive->secret_access_key);
+	secret_string_free(archive->session_token);
 	kek_free(&archive->archive_kek);
 	memset(archive, 0, sizeof(*archive));
 }

@@ -360,8 +360,7 @@ int yaml_map_base64(const struct yaml_map *map, const char *key, bool strict, st
 	if (ret)
 		return ret;
 	ret = base64_decode(text, strict, out, &b64_err);
-	secret_wipe(text, strlen(text));
-	free(text);
+	secret_string_free(text);
 	if (ret)
 		return yaml_node_error(err, map, key, value, "%s", b64_err.text);
 	return 0;

@@ -176,44 +176,20 @@ static bool run_round(struct fetch_worker *w, struct stripe_fifo *fetch,
 	return progress;
 }
 
-static int add_fd(struct pollfd *fds, int n, int fd)
-{
-	if (fd < 0)
-		return n;
-	fds[n].fd = fd;
-	fds[n].events = POLLIN;
-	fds[n].revents = 0;
-	return n + 1;
-}
-
 static void sleep_until_woken(struct fetch_worker *w)
 {
-	struct pollfd fds[POLL_FDS];
-	int fetcher_fds[2];
-	int n = add_fd(fds, 0, w->requests.wake_fd);
-	n = add_fd(fds, n, flusher_wait_fd(&w->flusher));
-	int count = fetcher_wait_fds(&w->fetcher, fetcher_fds);
-	for (int i = 0; i < count; i++)
-		n = add_fd(fds, n, fetcher_fds[i]);
+	int fds[POLL_FDS] = {w->requests.wake_fd, flusher_wait_fd(&w->flusher)};
+	int count = 2 + fetcher_wait_fds(&w->fetcher, fds + 2);
 	int timeout = -1;
 	if (fetcher_submit_pending(&w->fetcher) || flusher_submit_pending(&w->flusher))
 		timeout = RETRY_SUBMIT_MS;
 	else if (fetcher_in_flight(&w->fetcher) || flusher_in_flight(&w->flusher))
 		timeout = IN_FLIGHT_SLEEP_MS;
-	int rc = poll(fds, (nfds_t)n, timeout);
+	int rc = eventfds_wait(fds, (size_t)count, timeout, "fetch");
 	if (rc < 0) {
-		if (errno != EINTR) {
-			log_error("fetch: poll failed: %s", strerror(errno));
-			usleep(RETRY_SUBMIT_MS * 1000);
-		}
-		return;
+		log_error("fetch: poll failed: %s", strerror(-rc));
+		usleep(RETRY_SUBMIT_MS * 1000);
 	}
-	uint64_t value;
-	for (int i = 0; i < n; i++)
-		if (fds[i].revents & POLLIN)
-			if (read(fds[i].fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
-				log_warn("fetch: cannot read eventfd %d: %s", fds[i].fd,
-					 strerror(errno));
 }
 
 /* Requests still queued at shutdown fail like those in progress. */

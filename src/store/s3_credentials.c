@@ -11,19 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void free_secret(char *s)
-{
-	if (s) {
-		secret_wipe(s, strlen(s));
-		free(s);
-	}
-}
-
 void s3_credentials_free(struct s3_credentials *c)
 {
-	free_secret(c->access_key_id);
-	free_secret(c->secret_access_key);
-	free_secret(c->session_token);
+	secret_string_free(c->access_key_id);
+	secret_string_free(c->secret_access_key);
+	secret_string_free(c->session_token);
 	free(c->source);
 	memset(c, 0, sizeof(*c));
 }

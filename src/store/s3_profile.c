@@ -197,20 +197,12 @@ int s3_profile_load(const char *config_profile, struct s3_profile *out, struct e
 	return 0;
 }
 
-static void free_secret(char *s)
-{
-	if (s) {
-		secret_wipe(s, strlen(s));
-		free(s);
-	}
-}
-
 void s3_profile_free(struct s3_profile *p)
 {
 	free(p->name);
-	free_secret(p->access_key_id);
-	free_secret(p->secret_access_key);
-	free_secret(p->session_token);
+	secret_string_free(p->access_key_id);
+	secret_string_free(p->secret_access_key);
+	secret_string_free(p->session_token);
 	free(p->region);
 	free(p->endpoint_url);
 	free(p->config_path);

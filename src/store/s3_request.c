@@ -16,20 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void free_secret(char *s)
-{
-	if (s) {
-		secret_wipe(s, strlen(s));
-		free(s);
-	}
-}
-
 void s3_signer_free(struct s3_signer *s)
 {
 	free(s->sigv4);
-	free_secret(s->access_key_id);
-	free_secret(s->secret_access_key);
-	free_secret(s->token_header);
+	secret_string_free(s->access_key_id);
+	secret_string_free(s->secret_access_key);
+	secret_string_free(s->token_header);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -447,3 +447,11 @@ void store_close(struct store *s)
 		s->ops->stop(s);
 	store_free(s);
 }
+
+void store_describe(const struct archive_source_config *cfg, char *buf, size_t len)
+{
+	if (cfg->store == ARCHIVE_STORE_S3)
+		snprintf(buf, len, "s3://%s/%s", cfg->bucket, cfg->prefix ? cfg->prefix : "");
+	else
+		snprintf(buf, len, "%s", cfg->path);
+}

@@ -44,6 +44,10 @@ bool store_name_is_valid(const char *name);
 
 struct store;
 
+/* Where a config's store is, for messages: the directory, or
+ * "s3://bucket/prefix" (never a secret). */
+void store_describe(const struct archive_source_config *cfg, char *buf, size_t len);
+
 enum store_op { STORE_GET, STORE_PUT, STORE_HEAD };
 
 /* "GetObject", "PutObject", "HeadObject". */
