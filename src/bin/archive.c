@@ -294,15 +294,18 @@ static int check_existing(const struct cli_args *args, const struct archive_sour
  * before any object, so that a run killed later leaves metadata the next
  * run reuses, and no mapping until every object is in. A target with one
  * must match (check_existing) and keeps it. *refused: the target holds an
- * archive this run must not add to (err says why, after "<target> "). */
+ * archive this run must not add to (err says why, after "<target> ").
+ * *existed: the target held metadata.json, so it may hold objects too. */
 static int prepare_metadata(const struct cli_args *args, const struct archive_source_config *target,
 			    struct store *store, struct archive_metadata *m,
-			    struct xts_cipher **xts, bool *refused, struct error *err)
+			    struct xts_cipher **xts, bool *refused, bool *existed,
+			    struct error *err)
 {
 	struct archive_metadata have = {0};
 	bool found;
 	*refused = false;
 	int rc = get_metadata(store, &have, &found, err);
+	*existed = found;
 	if (found) {
 		if (rc == 0)
 			rc = check_existing(args, target, m, &have, xts, err);
@@ -382,9 +385,11 @@ static int run(const struct cli_args *args, const struct device_config *cfg,
 	char where[512];
 	store_describe(target, where, sizeof(where));
 	bool refused = false;
+	bool existed = false;
 	int rc = store_open(target, NULL, &store, &err);
 	if (rc == 0)
-		rc = prepare_metadata(args, target, store, &meta, &codec.xts, &refused, &err);
+		rc = prepare_metadata(args, target, store, &meta, &codec.xts, &refused, &existed,
+				      &err);
 	if (rc == 0) {
 		archive_progress_start(&progress, !args->no_progress && isatty(STDERR_FILENO));
 		struct archive_pipeline_options opts = {
@@ -393,6 +398,7 @@ static int run(const struct cli_args *args, const struct device_config *cfg,
 		    .codec = &codec,
 		    .buffers = buffers,
 		    .progress = &progress,
+		    .check_existing = existed,
 		};
 		rc = archive_pipeline_run(&opts, &map, &counts, &err);
 		archive_progress_end(&progress, &counts);

@@ -240,6 +240,18 @@ static bool start_reads(struct run *r)
 	return started;
 }
 
+static void put_object(struct run *r, struct slot *slot)
+{
+	char name[ARCHIVE_OBJECT_NAME_SIZE];
+	archive_object_name(slot->hash, name);
+	slot->state = SLOT_PUT;
+	int rc = store_put(r->o->store, name, slot->object, slot->object_len, slot_index(r, slot));
+	if (rc < 0) {
+		fail(r, rc, "PutObject %s: %s", name, strerror(-rc));
+		slot_release(r, slot);
+	}
+}
+
 /* ---- a stripe read: encode, deduplicate, ask the store ---- */
 
 static void read_done(struct run *r, struct slot *slot, int result, const char *from)
@@ -278,24 +290,16 @@ static void read_done(struct run *r, struct slot *slot, int result, const char *
 		return;
 	}
 	r->c->bytes_physical += slot->object_len;
+	if (!r->o->check_existing) {
+		put_object(r, slot);
+		return;
+	}
 	char name[ARCHIVE_OBJECT_NAME_SIZE];
 	archive_object_name(slot->hash, name);
 	slot->state = SLOT_HEAD;
 	rc = store_head(r->o->store, name, slot_index(r, slot));
 	if (rc < 0) {
 		fail(r, rc, "HeadObject %s: %s", name, strerror(-rc));
-		slot_release(r, slot);
-	}
-}
-
-static void put_object(struct run *r, struct slot *slot)
-{
-	char name[ARCHIVE_OBJECT_NAME_SIZE];
-	archive_object_name(slot->hash, name);
-	slot->state = SLOT_PUT;
-	int rc = store_put(r->o->store, name, slot->object, slot->object_len, slot_index(r, slot));
-	if (rc < 0) {
-		fail(r, rc, "PutObject %s: %s", name, strerror(-rc));
 		slot_release(r, slot);
 	}
 }

@@ -9,9 +9,9 @@
  * reads down instead of piling objects up.
  *
  * Stripes are started in index order. An object is stored once: a hash
- * already named in this run is not stored again, and before a PUT a HEAD
- * asks the store whether an earlier run (killed, or archiving another disk
- * to the same place) already stored it. Any failed read or PUT ends the run
+ * already named in this run is not stored again, and (check_existing)
+ * before a PUT a HEAD asks the store whether an earlier run (killed, or
+ * archiving another disk to the same place) already stored it. Any failed read or PUT ends the run
  * with an error; the objects stored so far stay (a later run finds them).
  *
  * One thread runs everything: the disk channel, the stripe source (opened
@@ -19,6 +19,7 @@
 #ifndef UBIBLK_BIN_ARCHIVE_PIPELINE_H
 #define UBIBLK_BIN_ARCHIVE_PIPELINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "archive/archive.h"
@@ -31,6 +32,12 @@ struct archive_pipeline_options {
 	struct store *store;		   /* nothing else pending on it */
 	const struct archive_codec *codec; /* borrowed, this thread's */
 	uint32_t buffers;		   /* stripes in flight, >= 1 */
+	/* HEAD before each PUT: the target held an archive already, so an
+	 * earlier run may have stored some objects. A target without
+	 * metadata.json holds none of this run's objects (the tool writes
+	 * metadata.json before any object), and a HEAD per object would only
+	 * double the requests. */
+	bool check_existing;
 	struct archive_progress *progress;
 };
 

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import pty
 import select
 import signal
@@ -518,6 +519,31 @@ def test_archive_again_into_the_same_place():
             assert len(data_objects(root)) == 8 + 3
 
 
+def test_first_run_asks_nothing():
+    """A target without metadata.json holds none of a run's objects, so the
+    first run stores every object without asking (an object planted under
+    data/ beforehand is written over, not counted as stored); a second run
+    into the same place asks and finds them all."""
+    with harness.scratch_dir() as tmp:
+        stripes = [(WRITTEN, os.urandom(STRIPE)) for _ in range(4)]
+        dev = Device(tmp, stripes)
+        target, root = target_config(tmp)
+        args = ["-f", dev.config, "--target-config", target]
+        run_archive(*args, check=0)
+        planted = sorted(data_objects(root))[0]
+        shutil.rmtree(root)
+        os.makedirs(os.path.join(root, "data"))
+        with open(os.path.join(root, "data", planted), "wb") as f:
+            f.write(b"planted")
+        _, out, _ = run_archive(*args, check=0)
+        counts = summary(out)
+        assert counts["objects uploaded"] == 4 and counts["objects already stored"] == 0, out
+        check_archive(root, dev.guest_view())
+        _, out, _ = run_archive(*args, check=0)
+        counts = summary(out)
+        assert counts["objects uploaded"] == 0 and counts["objects already stored"] == 4, out
+
+
 def test_failed_mapping_put_keeps_the_old_archive():
     """Archiving again, and the mapping cannot be replaced (for the run
     stripe-hashes.json is a directory, so the final rename fails): exit 1
@@ -650,7 +676,7 @@ def test_progress_bar_on_a_terminal():
 
 
 if __name__ == "__main__":
-    harness.main([test_every_combination, test_lazily_fetched_disk,
+    harness.main([test_first_run_asks_nothing, test_every_combination, test_lazily_fetched_disk,
                   test_disk_fetched_from_an_archive,
                   test_partial_last_stripes_end_in_zeros, test_track_written_false,
                   test_errors, test_failed_read_aborts, test_killed_and_rerun,
