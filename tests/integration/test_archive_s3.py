@@ -219,7 +219,8 @@ def big_disk_stripes():
 
 def test_256mib_round_trip():
     """A plain and an encrypted source disk holding the same 256 MiB, each
-    archived with every --compress/--encrypt combination: the bucket
+    archived with every --compress/--encrypt combination to Swift and to a
+    directory: the bucket
     holds exactly the named objects, the Python reader decodes the guest's
     data, unencrypted archives of both disks are the same objects (the
     disk's own encryption does not leak into the archive), and
@@ -254,6 +255,17 @@ def test_256mib_round_trip():
                 expect(previous == hashes, f"{name}: other objects than the plain disk's")
             shutil.rmtree(root)
             serve_and_hydrate(name, fields, view, dev.disk_size)
+            # The same run into a directory: the same objects, read back the same.
+            fs = {"type": "filesystem", "path": os.path.join(WORK, "fs-" + name),
+                  "archive_kek": kek_block(KEK)}
+            tool.run_archive(*archive_args(dev, target_file("fs-" + name, fs), compress, encrypt),
+                             check=0)
+            fs_hashes = tool.check_archive(fs["path"], view, KEK if encrypt else None,
+                                           "snappy" if compress else "none", encrypt)
+            if not encrypt:
+                expect(fs_hashes == hashes, f"{name}: the directory holds other objects")
+            serve_and_hydrate("fs-" + name, fs, view, dev.disk_size)
+            shutil.rmtree(fs["path"])
         os.unlink(dev.disk_path)
 
 
