@@ -14,24 +14,40 @@
  *
  * Reading: request(i) starts a GET of stripe i's object and returns at once;
  * requests for stripes that share an object while its GET is in flight join
- * that GET (one GET, several stripes; nothing is cached after it completes).
- * The store runs at most `connections` GETs at once and queues the rest, so
- * the owner never waits on the network. poll() checks each object's SHA-256
- * against the map before anything else touches it, then decrypts,
- * decompresses and fills the stripe buffer (archive_object_decode). A stripe
- * the archive does not hold reads as zeros. A failed GET or a bad object
- * (wrong hash, bad framing, too large) fails that stripe only: its
- * completion carries a negative errno and one log line names the stripe and
- * the reason. A stripe buffer never receives wrong data as a success.
+ * that GET (one GET, several stripes). The store runs at most `connections`
+ * GETs at once and queues the rest, so the owner never waits on the network.
+ * poll() checks each object's SHA-256 against the map before anything else
+ * touches it, then decrypts, decompresses and fills the stripe buffer
+ * (archive_object_decode). A stripe the archive does not hold reads as
+ * zeros. A failed GET or a bad object (wrong hash, bad framing, too large)
+ * fails that stripe only: its completion carries a negative errno and one
+ * log line names the stripe and the reason. A stripe buffer never receives
+ * wrong data as a success.
+ *
+ * Shared objects: an object that two or more stripes of the mapping name
+ * (the all-zero stripes of an unencrypted archive, repeated content) is
+ * kept after its GET, as stored (still encrypted and compressed) and only
+ * once its bytes hash to its name, until every stripe naming it has been
+ * asked for; a request for such a stripe meanwhile needs no GET: it is
+ * decoded (from a copy when decrypting would clobber the object) inside
+ * request() and completes through poll() like any other, the completion fd
+ * made readable for it. A failed GET or an object with the wrong hash is
+ * never kept. Memory: the kept objects take at most
+ * ARCHIVE_SOURCE_CACHE_OBJECTS times the largest object a stripe can have
+ * (about one stripe each) plus a small header each, least recently used
+ * dropped first to make room; counting the names costs 48 bytes per shared
+ * object for the source's life and 8 bytes per listed stripe while it is
+ * built. close() drops every kept object.
  *
  * Threads: built on any thread; after that one owner thread at a time (the
  * fetch worker's) calls every source_* operation. The CPU work of a stripe
- * (hash, XTS, snappy) runs on the owner thread inside poll(); the network
- * and file I/O run on the store's threads. The completion fd is the store's
- * eventfd; a stripe that completes without the store (absent from the
- * archive) also makes it readable, so an owner that waits on the fd never
- * misses a completion. Each accepted request completes exactly once, unless
- * the source is closed first (close drops what is owed). */
+ * (hash, XTS, snappy) runs on the owner thread inside poll() (inside
+ * request() for a kept object); the network and file I/O run on the store's
+ * threads. The completion fd is the store's eventfd; a stripe that
+ * completes without the store (absent from the archive, or decoded from a
+ * kept object) also makes it readable, so an owner that waits on the fd
+ * never misses a completion. Each accepted request completes exactly once,
+ * unless the source is closed first (close drops what is owed). */
 #ifndef UBIBLK_ARCHIVE_SOURCE_H
 #define UBIBLK_ARCHIVE_SOURCE_H
 
@@ -44,6 +60,10 @@
 
 /* How long construction waits for each of the two JSON objects. */
 #define ARCHIVE_SOURCE_JSON_TIMEOUT_MS 30000u
+
+/* How many of the largest objects a stripe can have the kept shared
+ * objects may take together. */
+#define ARCHIVE_SOURCE_CACHE_OBJECTS 8u
 
 /* Opens the store cfg describes and builds the source on it, for a device
  * whose stripes are stripe_sectors sectors and whose disk is disk_sectors
@@ -69,6 +89,8 @@ int stripe_source_archive_from_store(struct store *store, const struct kek *arch
 struct archive_source_stats {
 	uint64_t gets;	       /* object GETs started */
 	uint64_t coalesced;    /* requests that joined a GET already in flight */
+	uint64_t cache_hits;   /* requests served from a kept shared object */
+	uint64_t cache_bytes;  /* what the kept objects take now, headers included */
 	uint64_t zero_stripes; /* requests for stripes the archive does not hold */
 	uint64_t failed;       /* stripes that completed with an error */
 	uint64_t bytes;	       /* object bytes received */

@@ -8,6 +8,7 @@
 
 #include "archive/archive.h"
 #include "archive_source/archive_source.h"
+#include "archive_source/object_cache.h"
 #include "fetch/source_internal.h"
 
 /* One requested stripe: waiting for its object, then ready to be polled. */
@@ -34,6 +35,7 @@ struct archive_source {
 	struct archive_codec codec;
 	size_t object_max; /* the largest object a stripe can have */
 	struct object_get *gets;
+	struct object_cache cache;
 	struct stripe_wait *ready_head, *ready_tail;
 	struct archive_source_stats stats;
 };

@@ -101,6 +101,7 @@ static uint64_t fit_to_disk(uint64_t sectors, uint32_t stripe_sectors, uint64_t 
 void archive_source_release(struct archive_source *s)
 {
 	store_close(s->store);
+	object_cache_free(&s->cache);
 	archive_stripe_map_free(&s->map);
 	xts_cipher_free(s->codec.xts);
 	free(s);
@@ -139,6 +140,13 @@ int stripe_source_archive_from_store(struct store *store, const struct kek *arch
 	s->codec.compression = m.compression;
 	archive_metadata_free(&m);
 	s->object_max = archive_object_bound(&s->codec, (size_t)stripe_sectors * SECTOR_SIZE);
+	rc =
+	    object_cache_init(&s->cache, &s->map,
+			      ARCHIVE_SOURCE_CACHE_OBJECTS * object_cache_cost(s->object_max), err);
+	if (rc < 0) {
+		archive_source_release(s);
+		return rc;
+	}
 	source_init(&s->base, &archive_source_ops, stripe_sectors,
 		    fit_to_disk(sectors, stripe_sectors, disk_sectors));
 	*out = &s->base;
@@ -158,5 +166,7 @@ int stripe_source_archive(const struct archive_source_config *cfg, uint32_t stri
 
 void stripe_source_archive_stats(const struct stripe_source *src, struct archive_source_stats *out)
 {
-	*out = ((const struct archive_source *)src)->stats;
+	const struct archive_source *s = (const struct archive_source *)src;
+	*out = s->stats;
+	out->cache_bytes = s->cache.bytes;
 }

@@ -1,7 +1,8 @@
 /* Reading stripes from an archive: GETs started on request (one per object
  * in flight, shared by the stripes that use it), objects checked and decoded
- * into the stripe buffers when their GET completes, completions handed out
- * in the order they became ready. */
+ * into the stripe buffers when their GET completes, objects that further
+ * stripes name kept for them (object_cache.h), completions handed out in
+ * the order they became ready. */
 #include "archive_source/archive_source_internal.h"
 
 #include <errno.h>
@@ -62,6 +63,45 @@ static void unlink_get(struct archive_source *s, struct object_get *g)
 		g->next->prev = g->prev;
 }
 
+static int decode_one(struct archive_source *s, const uint8_t *hash, struct stripe_wait *w,
+		      uint8_t *obj, size_t len, bool may_clobber)
+{
+	struct error err = {0};
+	uint8_t *copy = obj;
+	/* Decrypting works in place: a stripe decodes a copy unless it is the
+	 * last to use these bytes (the last waiter of a GET; never a kept
+	 * object's stripe). */
+	if (s->codec.xts && !may_clobber) {
+		copy = malloc(len ? len : 1);
+		if (!copy) {
+			log_warn("archive source: stripe %llu failed: out of memory",
+				 (unsigned long long)w->stripe);
+			return -ENOMEM;
+		}
+		memcpy(copy, obj, len);
+	}
+	int rc = archive_object_decode(&s->codec, w->stripe, hash, copy, len, w->buf,
+				       (size_t)s->base.stripe_sectors * SECTOR_SIZE, &err);
+	if (copy != obj)
+		free(copy);
+	if (rc < 0)
+		log_warn("archive source: stripe %llu failed: %s", (unsigned long long)w->stripe,
+			 err.text);
+	return rc;
+}
+
+/* A stripe whose object is kept: decoded now, handed out by the next poll
+ * (the fd says so: no store completion will). */
+static void serve_kept(struct archive_source *s, struct stripe_wait *w, struct shared_object *sh)
+{
+	struct cached_object *o = sh->cached;
+	int rc = decode_one(s, sh->hash, w, o->bytes, o->len, false);
+	s->stats.cache_hits++;
+	object_cache_used(&s->cache, sh);
+	push_ready(s, w, rc);
+	wake_owner(s);
+}
+
 static int archive_request(struct stripe_source *src, uint64_t stripe, void *buf)
 {
 	struct archive_source *s = to_archive(src);
@@ -76,6 +116,16 @@ static int archive_request(struct stripe_source *src, uint64_t stripe, void *buf
 		s->stats.zero_stripes++;
 		push_ready(s, w, 0);
 		wake_owner(s);
+		return 0;
+	}
+	struct shared_object *sh = object_cache_shared(&s->cache, entry->hash);
+	/* A retried stripe counts again: at worst the object is dropped early
+	 * and the last stripe naming it fetches it. */
+	bool counted = sh && sh->unrequested;
+	if (counted)
+		sh->unrequested--;
+	if (sh && sh->cached) {
+		serve_kept(s, w, sh);
 		return 0;
 	}
 	struct object_get *g = find_get(s, entry->hash);
@@ -95,6 +145,8 @@ static int archive_request(struct stripe_source *src, uint64_t stripe, void *buf
 	archive_object_name(entry->hash, name);
 	int rc = store_get(s->store, name, s->object_max, (uint64_t)(uintptr_t)g);
 	if (rc < 0) {
+		if (counted)
+			sh->unrequested++; /* not accepted: asked for again later */
 		free(g);
 		free(w);
 		return rc;
@@ -108,38 +160,17 @@ static int archive_request(struct stripe_source *src, uint64_t stripe, void *buf
 	return 0;
 }
 
-static int decode_one(struct archive_source *s, const struct object_get *g, struct stripe_wait *w,
-		      uint8_t *obj, size_t len, bool may_clobber)
-{
-	struct error err = {0};
-	uint8_t *copy = obj;
-	/* Decrypting works in place: every stripe but the last one to use the
-	 * object gets its own copy. */
-	if (s->codec.xts && !may_clobber) {
-		copy = malloc(len ? len : 1);
-		if (!copy) {
-			log_warn("archive source: stripe %llu failed: out of memory",
-				 (unsigned long long)w->stripe);
-			return -ENOMEM;
-		}
-		memcpy(copy, obj, len);
-	}
-	int rc = archive_object_decode(&s->codec, w->stripe, g->hash, copy, len, w->buf,
-				       (size_t)s->base.stripe_sectors * SECTOR_SIZE, &err);
-	if (copy != obj)
-		free(copy);
-	if (rc < 0)
-		log_warn("archive source: stripe %llu failed: %s", (unsigned long long)w->stripe,
-			 err.text);
-	return rc;
-}
-
 static void get_done(struct archive_source *s, struct store_completion *c)
 {
 	struct object_get *g = (struct object_get *)(uintptr_t)c->tag;
 	unlink_get(s, g);
 	if (c->result == 0)
 		s->stats.bytes += c->body_len;
+	/* Kept before any stripe decodes it (the last one may decrypt the
+	 * body in place); not for GETs whose stripes close() dropped. */
+	struct shared_object *sh = object_cache_shared(&s->cache, g->hash);
+	if (c->result == 0 && sh && g->waiters)
+		object_cache_put(&s->cache, sh, c->body, c->body_len);
 	struct stripe_wait *w = g->waiters;
 	while (w) {
 		struct stripe_wait *next = w->next;
@@ -148,7 +179,7 @@ static void get_done(struct archive_source *s, struct store_completion *c)
 			log_warn("archive source: stripe %llu failed: %s",
 				 (unsigned long long)w->stripe, c->error.text);
 		else
-			rc = decode_one(s, g, w, c->body, c->body_len, next == NULL);
+			rc = decode_one(s, g->hash, w, c->body, c->body_len, next == NULL);
 		push_ready(s, w, rc);
 		w = next;
 	}
@@ -234,6 +265,7 @@ static void archive_close(struct stripe_source *src)
 	}
 	free_waiters(s->ready_head);
 	s->ready_head = s->ready_tail = NULL;
+	object_cache_drop_all(&s->cache);
 }
 
 static void archive_destroy(struct stripe_source *src)

@@ -8,7 +8,10 @@
  * shared object is not clobbered by decrypting it in place); many more
  * requests than connections each complete exactly once; absent stripes read
  * as zeros and still wake the owner; the size fits a disk that ends inside
- * the last stripe. */
+ * the last stripe; an object several stripes name is kept after its GET
+ * for the stripes still to come (one GET however far apart they are asked
+ * for), within a budget (least recently used dropped first), only when its
+ * hash checks, decoded per stripe, and dropped on close. */
 #include <errno.h>
 #include <ftw.h>
 #include <poll.h>
@@ -26,6 +29,7 @@
 
 #include "archive/archive.h"
 #include "archive_source/archive_source.h"
+#include "archive_source/object_cache.h"
 #include "fetch/source_internal.h"
 
 #define STRIPE_SECTORS 16u
@@ -342,7 +346,8 @@ static void check_bad_object(const char *name, enum damage damage, int expected)
 	struct archive_source_stats st;
 	stripe_source_archive_stats(src, &st);
 	assert_int_equal(st.failed, 1);
-	/* A retry reads the object again (no cache) and fails again. */
+	/* A retry reads the object again (one stripe names it: never kept)
+	 * and fails again. */
 	results[1] = 1;
 	assert_int_equal(source_request(src, 1, bufs + STRIPE_BYTES), 0);
 	collect(src, 1, results, GOLDEN_STRIPES);
@@ -507,7 +512,8 @@ static void test_shared_objects_one_get(void **state)
 	stripe_source_archive_stats(src, &st);
 	assert_int_equal(st.gets, 2);
 	assert_int_equal(st.coalesced, 2);
-	/* Nothing is cached: asking again is another GET. */
+	/* Every stripe naming an object was served, so none is kept: asking
+	 * again is another GET. */
 	results[0] = 1;
 	assert_int_equal(source_request(src, 0, bufs), 0);
 	collect(src, 1, results, GOLDEN_STRIPES);
@@ -570,9 +576,11 @@ static void test_shared_encrypted_object_not_clobbered(void **state)
 	kek_free(&kek);
 }
 
-/* An archive of `count` distinct stripes (each filled with its index),
- * snappy-compressed, written with the format layer. */
-static const char *write_archive(const char *name, unsigned count)
+/* An archive of `count` stripes, stripe i holding content i % period
+ * (filled with that number: equal content is one object, named by every
+ * stripe that holds it), written with the format layer. */
+static const char *write_archive_with(const char *name, unsigned count, unsigned period,
+				      enum archive_compression compression)
 {
 	const char *dir = scratch_path(name);
 	char path[1024];
@@ -582,14 +590,15 @@ static const char *write_archive(const char *name, unsigned count)
 	assert_int_equal(mkdir(dir_copy, 0700), 0);
 	assert_int_equal(mkdir(path, 0700), 0);
 	struct archive_codec codec = {.stripe_sector_count = STRIPE_SECTORS,
-				      .compression = ARCHIVE_COMPRESSION_SNAPPY};
+				      .compression = compression};
 	struct archive_stripe_map map = {0};
 	uint8_t plain[STRIPE_BYTES];
 	size_t cap = archive_object_bound(&codec, STRIPE_BYTES);
 	uint8_t *obj = malloc(cap);
 	for (unsigned i = 0; i < count; i++) {
-		memset(plain, (int)(i + 1), STRIPE_BYTES);
-		memcpy(plain, &i, sizeof(i));
+		unsigned content = i % period;
+		memset(plain, (int)(content + 1), STRIPE_BYTES);
+		memcpy(plain, &content, sizeof(content));
 		size_t len;
 		uint8_t hash[ARCHIVE_HASH_BYTES];
 		assert_int_equal(archive_object_encode(&codec, i, plain, STRIPE_BYTES, obj, cap,
@@ -609,11 +618,17 @@ static const char *write_archive(const char *name, unsigned count)
 	archive_stripe_map_free(&map);
 	struct archive_metadata m = {.format_version = ARCHIVE_FORMAT_VERSION,
 				     .stripe_sector_count = STRIPE_SECTORS,
-				     .compression = ARCHIVE_COMPRESSION_SNAPPY};
+				     .compression = compression};
 	assert_int_equal(archive_metadata_write(&m, &json, NULL), 0);
 	write_text(dir_copy, "metadata.json", json);
 	free(json);
 	return scratch_path(name);
+}
+
+/* `count` distinct stripes (each filled with its index), snappy-compressed. */
+static const char *write_archive(const char *name, unsigned count)
+{
+	return write_archive_with(name, count, count, ARCHIVE_COMPRESSION_SNAPPY);
 }
 
 /* Far more requests than connections (and than one poll hands out): each
@@ -741,6 +756,270 @@ static void test_close_with_gets_in_flight(void **state)
 	free(bufs);
 }
 
+/* Requests stripe i alone and waits for its completion: its result. */
+static int read_one(struct stripe_source *src, uint64_t stripe, uint8_t *buf, uint64_t stripes)
+{
+	int *results = malloc(stripes * sizeof(*results));
+	assert_non_null(results);
+	results[stripe] = 1;
+	memset(buf, 0xAA, STRIPE_BYTES);
+	assert_int_equal(source_request(src, stripe, buf), 0);
+	collect(src, 1, results, stripes);
+	int rc = results[stripe];
+	free(results);
+	return rc;
+}
+
+static struct archive_source_stats stats_of(const struct stripe_source *src)
+{
+	struct archive_source_stats st;
+	stripe_source_archive_stats(src, &st);
+	return st;
+}
+
+/* Stripes 0 and 4 (zeros) and 2 and 6 (equal) of the plain archive, asked
+ * for one after another: the object fetched for the first stripe serves the
+ * second without a GET, announced on the fd, and is dropped once both were
+ * served. */
+static void test_shared_object_kept_for_later_stripe(void **state)
+{
+	(void)state;
+	const char *dir = copy_golden("plain");
+	uint8_t *disk = golden_disk();
+	struct stripe_source *src =
+	    open_source(dir, NULL, 1, (uint64_t)GOLDEN_STRIPES * STRIPE_SECTORS);
+	uint8_t *buf = malloc(STRIPE_BYTES);
+	const uint64_t pairs[][2] = {{0, 4}, {2, 6}};
+	for (size_t i = 0; i < ARRAY_SIZE(pairs); i++) {
+		assert_int_equal(read_one(src, pairs[i][0], buf, GOLDEN_STRIPES), 0);
+		assert_memory_equal(buf, disk + pairs[i][0] * STRIPE_BYTES, STRIPE_BYTES);
+		assert_true(stats_of(src).cache_bytes > 0);
+		/* Served at once: the fd is readable although no GET ran. */
+		memset(buf, 0xAA, STRIPE_BYTES);
+		assert_int_equal(source_request(src, pairs[i][1], buf), 0);
+		struct pollfd p = {.fd = source_completion_fd(src), .events = POLLIN};
+		assert_int_equal(poll(&p, 1, 0), 1);
+		struct source_completion c;
+		assert_int_equal(source_poll(src, &c, 1), 1);
+		assert_int_equal(c.stripe, pairs[i][1]);
+		assert_int_equal(c.result, 0);
+		assert_false(source_busy(src));
+		assert_memory_equal(buf, disk + pairs[i][1] * STRIPE_BYTES, STRIPE_BYTES);
+		struct archive_source_stats st = stats_of(src);
+		assert_int_equal(st.gets, i + 1);
+		assert_int_equal(st.cache_hits, i + 1);
+		assert_int_equal(st.coalesced, 0);
+		assert_int_equal(st.cache_bytes, 0);
+	}
+	/* Both stripes were served: asking again is a GET. */
+	assert_int_equal(read_one(src, 4, buf, GOLDEN_STRIPES), 0);
+	assert_memory_equal(buf, disk + 4 * STRIPE_BYTES, STRIPE_BYTES);
+	assert_int_equal(stats_of(src).gets, 3);
+	assert_int_equal(stats_of(src).cache_hits, 2);
+	source_close(src);
+	stripe_source_destroy(src);
+	free(buf);
+	free(disk);
+}
+
+/* Ten uncompressed objects of a whole stripe each, object 0 named by
+ * stripes 0, 10 and 20, object k by k and k + 10: room for eight. The
+ * least recently used object makes room, not the oldest: object 0, served
+ * again after the cache filled, survives two evictions. */
+static void test_kept_objects_evicted_least_recently_used(void **state)
+{
+	(void)state;
+	const unsigned count = 21;
+	const char *dir = write_archive_with("evict", count, 10, ARCHIVE_COMPRESSION_NONE);
+	struct stripe_source *src = open_source(dir, NULL, 1, (uint64_t)count * STRIPE_SECTORS);
+	uint8_t *buf = malloc(STRIPE_BYTES);
+	const uint64_t full = ARCHIVE_SOURCE_CACHE_OBJECTS * object_cache_cost(STRIPE_BYTES);
+	const struct {
+		uint64_t stripe;
+		bool get;
+	} steps[] = {
+	    {0, true},	 {1, true},   {2, true},   {3, true},	{4, true},   {5, true},
+	    {6, true},	 {7, true},   {10, false}, {8, true},	{9, true},   {20, false},
+	    {11, true},	 {12, true},  {13, false}, {14, false}, {15, false}, {16, false},
+	    {17, false}, {18, false}, {19, false},
+	};
+	uint64_t gets = 0, hits = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+		assert_int_equal(read_one(src, steps[i].stripe, buf, count), 0);
+		unsigned content;
+		memcpy(&content, buf, sizeof(content));
+		assert_int_equal(content, steps[i].stripe % 10);
+		assert_int_equal(buf[STRIPE_BYTES - 1], (uint8_t)(steps[i].stripe % 10 + 1));
+		gets += steps[i].get;
+		hits += !steps[i].get;
+		struct archive_source_stats st = stats_of(src);
+		if (st.gets != gets || st.cache_hits != hits)
+			fail_msg("stripe %llu: %llu GETs, %llu hits (expected %llu, %llu)",
+				 (unsigned long long)steps[i].stripe, (unsigned long long)st.gets,
+				 (unsigned long long)st.cache_hits, (unsigned long long)gets,
+				 (unsigned long long)hits);
+		assert_true(st.cache_bytes <= full);
+		if (steps[i].stripe == 7)
+			assert_int_equal(st.cache_bytes, full);
+	}
+	/* Every stripe was asked for: nothing is kept. */
+	assert_int_equal(stats_of(src).cache_bytes, 0);
+	source_close(src);
+	stripe_source_destroy(src);
+	free(buf);
+}
+
+/* The mapping remapped so that stripes 0, 5 and 7 name stripe 0's
+ * encrypted object. Kept by its hash, it decodes per stripe with that
+ * stripe's tweak (so 5 and 7 read as different noise: the mapping is not
+ * authenticated), exactly as when the three share one GET, in either order;
+ * decrypting never clobbers the kept bytes (the third stripe would fail its
+ * hash check). */
+static void test_kept_encrypted_object_decodes_per_stripe(void **state)
+{
+	(void)state;
+	struct kek kek;
+	golden_kek(&kek);
+	const char *dir = copy_golden("xts-kek");
+	char path[768];
+	snprintf(path, sizeof(path), "%s/stripe-hashes.json", dir);
+	size_t n;
+	char *json = (char *)read_all(path, &n);
+	struct archive_stripe_map map = {0};
+	assert_int_equal(archive_stripe_map_parse(json, n, &map, NULL), 0);
+	uint8_t hash0[ARCHIVE_HASH_BYTES];
+	memcpy(hash0, archive_stripe_map_find(&map, 0)->hash, ARCHIVE_HASH_BYTES);
+	struct archive_stripe_map remapped = {0};
+	for (size_t i = 0; i < map.count; i++)
+		if (map.entries[i].stripe != 5)
+			assert_int_equal(archive_stripe_map_put(&remapped, map.entries[i].stripe,
+								map.entries[i].hash),
+					 0);
+	assert_int_equal(archive_stripe_map_put(&remapped, 5, hash0), 0);
+	assert_int_equal(archive_stripe_map_put(&remapped, 7, hash0), 0);
+	char *out = NULL;
+	assert_int_equal(archive_stripe_map_write(&remapped, &out, NULL), 0);
+	write_text(dir, "stripe-hashes.json", out);
+	free(out);
+	free(json);
+	archive_stripe_map_free(&map);
+	archive_stripe_map_free(&remapped);
+
+	uint8_t *disk = golden_disk();
+	const uint64_t stripes[] = {0, 5, 7};
+	/* The three at once: one GET, nothing kept. */
+	struct stripe_source *src = open_source(dir, &kek, 1, 8 * STRIPE_SECTORS);
+	uint8_t *want = malloc(8 * STRIPE_BYTES);
+	int results[8];
+	for (size_t i = 0; i < ARRAY_SIZE(stripes); i++) {
+		results[stripes[i]] = 1;
+		assert_int_equal(source_request(src, stripes[i], want + stripes[i] * STRIPE_BYTES),
+				 0);
+	}
+	collect(src, 3, results, 8);
+	for (size_t i = 0; i < ARRAY_SIZE(stripes); i++)
+		assert_int_equal(results[stripes[i]], 0);
+	assert_int_equal(stats_of(src).gets, 1);
+	assert_int_equal(stats_of(src).cache_hits, 0);
+	source_close(src);
+	stripe_source_destroy(src);
+	assert_memory_equal(want, disk, STRIPE_BYTES);
+	assert_memory_not_equal(want + 5 * STRIPE_BYTES, want + 7 * STRIPE_BYTES, STRIPE_BYTES);
+
+	/* One after another, forwards and backwards: one GET, two hits. */
+	uint8_t *buf = malloc(STRIPE_BYTES);
+	for (int backwards = 0; backwards < 2; backwards++) {
+		src = open_source(dir, &kek, 1, 8 * STRIPE_SECTORS);
+		for (size_t i = 0; i < ARRAY_SIZE(stripes); i++) {
+			uint64_t stripe = stripes[backwards ? ARRAY_SIZE(stripes) - 1 - i : i];
+			assert_int_equal(read_one(src, stripe, buf, 8), 0);
+			assert_memory_equal(buf, want + stripe * STRIPE_BYTES, STRIPE_BYTES);
+		}
+		struct archive_source_stats st = stats_of(src);
+		assert_int_equal(st.gets, 1);
+		assert_int_equal(st.cache_hits, 2);
+		assert_int_equal(st.failed, 0);
+		assert_int_equal(st.cache_bytes, 0);
+		source_close(src);
+		stripe_source_destroy(src);
+	}
+	free(buf);
+	free(want);
+	free(disk);
+	kek_free(&kek);
+}
+
+/* The zero object stripes 0 and 4 of the plain archive share, tampered
+ * with or missing when stripe 0 fetches it: stripe 0 fails, nothing is
+ * kept, and stripe 4 (the object repaired meanwhile) fetches it again and
+ * reads right. */
+static void test_bad_shared_object_not_kept(void **state)
+{
+	(void)state;
+	for (int missing = 0; missing < 2; missing++) {
+		const char *dir = copy_golden("plain");
+		char path[1024];
+		object_path(dir, 0, path, sizeof(path));
+		size_t len;
+		uint8_t *good = read_all(path, &len);
+		if (missing) {
+			assert_int_equal(unlink(path), 0);
+		} else {
+			uint8_t *bad = malloc(len);
+			memcpy(bad, good, len);
+			bad[len / 2] ^= 0x01;
+			write_all(path, bad, len);
+			free(bad);
+		}
+		struct stripe_source *src =
+		    open_source(dir, NULL, 1, (uint64_t)GOLDEN_STRIPES * STRIPE_SECTORS);
+		uint8_t *buf = malloc(STRIPE_BYTES);
+		assert_int_equal(read_one(src, 0, buf, GOLDEN_STRIPES), missing ? -ENOENT : -EIO);
+		assert_int_equal(stats_of(src).cache_bytes, 0);
+		write_all(path, good, len);
+		assert_int_equal(read_one(src, 4, buf, GOLDEN_STRIPES), 0);
+		for (size_t i = 0; i < STRIPE_BYTES; i++)
+			assert_int_equal(buf[i], 0);
+		struct archive_source_stats st = stats_of(src);
+		assert_int_equal(st.gets, 2);
+		assert_int_equal(st.cache_hits, 0);
+		assert_int_equal(st.failed, 1);
+		source_close(src);
+		stripe_source_destroy(src);
+		free(buf);
+		free(good);
+		/* the next round copies the golden archive afresh */
+		char cmd[768];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* Closing drops the kept objects (a reopened source fetches again), and a
+ * source closed and destroyed with objects kept frees them (the sanitizers
+ * watch). */
+static void test_close_drops_kept_objects(void **state)
+{
+	(void)state;
+	const char *dir = copy_golden("plain");
+	struct stripe_source *src =
+	    open_source(dir, NULL, 1, (uint64_t)GOLDEN_STRIPES * STRIPE_SECTORS);
+	uint8_t *buf = malloc(STRIPE_BYTES);
+	assert_int_equal(read_one(src, 0, buf, GOLDEN_STRIPES), 0);
+	assert_true(stats_of(src).cache_bytes > 0);
+	source_close(src);
+	assert_int_equal(stats_of(src).cache_bytes, 0);
+	assert_int_equal(source_open(src), 0);
+	assert_int_equal(read_one(src, 4, buf, GOLDEN_STRIPES), 0);
+	assert_int_equal(stats_of(src).gets, 2);
+	assert_int_equal(stats_of(src).cache_hits, 0);
+	assert_int_equal(read_one(src, 2, buf, GOLDEN_STRIPES), 0);
+	assert_true(stats_of(src).cache_bytes > 0);
+	source_close(src);
+	stripe_source_destroy(src);
+	free(buf);
+}
+
 int main(void)
 {
 	log_init();
@@ -767,6 +1046,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_absent_stripe_zeros_and_wakes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_size_fits_disk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_with_gets_in_flight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_object_kept_for_later_stripe, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_kept_objects_evicted_least_recently_used, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_kept_encrypted_object_decodes_per_stripe, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_shared_object_not_kept, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_drops_kept_objects, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
