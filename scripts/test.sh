@@ -2,10 +2,12 @@
 # Build and run the whole test suite three times: a release build, an
 # AddressSanitizer + UndefinedBehaviorSanitizer build and a ThreadSanitizer
 # build (unit and integration suites; the guest suite runs in the first two).
-# Checks formatting first, and runs the hints scripts/run-default.sh prints.
+# Checks formatting first, runs the hints scripts/run-default.sh prints, and
+# ends with every fuzz target under libFuzzer for a short budget (clang).
 # Ends with one summary line: "N passed, N failed".
 #
 #   TIMEOUT_MULTIPLIER   scales every test's time limit (an integer, default 1)
+#   FUZZ_SECONDS         seconds per fuzz target (default 15)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -78,6 +80,18 @@ if compgen -G "$tsan_reports/report*" >/dev/null; then
 else
 	steps+=("tsan-reports=OK")
 fi
+
+# Coverage-guided fuzzing: every target in fuzz/targets for a short budget
+# (FUZZ_SECONDS each, two at a time; scripts/fuzz.sh runs longer ones).
+echo "=== fuzzing: scripts/fuzz.sh all ${FUZZ_SECONDS:-15}"
+fuzz_log=$(mktemp)
+scripts/fuzz.sh all "${FUZZ_SECONDS:-15}" | tee "$fuzz_log"
+fuzz_rc=${PIPESTATUS[0]}
+while read -r _ name result _; do
+	steps+=("fuzz-${name%:}=${result%,}")
+done < <(grep '^fuzz ' "$fuzz_log")
+[ "$fuzz_rc" -eq 0 ] || grep -q '^fuzz .*FAIL' "$fuzz_log" || steps+=("fuzz-build=FAIL")
+rm -f "$fuzz_log"
 
 python3 - build-release build-asan build-tsan -- "${steps[@]}" <<'PY'
 import json, os, sys

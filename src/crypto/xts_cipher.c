@@ -111,13 +111,6 @@ void xts_cipher_free(struct xts_cipher *c)
 	buffer_free(c);
 }
 
-static inline uint64_t load64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
 static inline void store64(uint8_t *p, uint64_t v)
 {
 	memcpy(p, &v, sizeof(v));
@@ -189,6 +182,13 @@ static void streaming_done(void)
 }
 
 #else /* portable */
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
 
 /* in ^ masks -> out over `count` units, keeping the masks in c->masks in
  * memory byte order, so the XOR is the same on any host. */
