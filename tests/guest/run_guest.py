@@ -36,6 +36,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from cpu_hog import CpuHog
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PREPARE = os.path.join(HERE, "prepare.sh")
 
@@ -303,7 +305,8 @@ def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_si
         f.write(shlex.join(argv) + "\n")
     result = GuestResult(console_log=log)
     start = time.monotonic()
-    with open(log, "wb") as out:
+    hog = CpuHog.from_env()
+    with hog, open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -327,6 +330,8 @@ def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_si
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
     result.duration = time.monotonic() - start
+    if hog.failure():
+        result.errors.append(hog.failure())
     with open(log, "rb") as f:
         parse_console(f.read().decode(errors="replace"), result)
     if proc.returncode not in (0, -signal.SIGKILL) and not result.ready:
