@@ -7,10 +7,15 @@
 
 enum archive_origin archive_stripe_origin(uint8_t header, bool track_written)
 {
-	if (header & META_HEADER_WRITTEN)
-		return ARCHIVE_ORIGIN_DISK;
+	/* Not fetched wins over written: WRITTEN and FETCHED are stored
+	 * independently, WRITTEN first, so a backend killed between the two
+	 * leaves WRITTEN on a stripe that is not in the disk yet. No guest
+	 * write reached it (writes wait for FETCHED too): the guest sees the
+	 * source's bytes, not the disk's. */
 	if (header & META_HEADER_HAS_SOURCE)
 		return header & META_HEADER_FETCHED ? ARCHIVE_ORIGIN_DISK : ARCHIVE_ORIGIN_SOURCE;
+	if (header & META_HEADER_WRITTEN)
+		return ARCHIVE_ORIGIN_DISK;
 	return track_written ? ARCHIVE_ORIGIN_NONE : ARCHIVE_ORIGIN_DISK;
 }
 

@@ -113,10 +113,12 @@ class Device:
         view = {}
         for i, (header, data) in enumerate(self.stripes):
             end = min(STRIPE, self.disk_size - i * STRIPE)
-            if header & WRITTEN or (header & HAS_SOURCE and header & FETCHED):
-                view[i] = data.ljust(STRIPE, b"\0")[:end].ljust(STRIPE, b"\0")
-            elif header & HAS_SOURCE:
+            # Not fetched wins over written (a backend killed between the
+            # two bits: no guest write reached the stripe).
+            if header & HAS_SOURCE and not header & FETCHED:
                 view[i] = self.image[i * STRIPE:(i + 1) * STRIPE][:end].ljust(STRIPE, b"\0")
+            elif header & (WRITTEN | HAS_SOURCE):
+                view[i] = data.ljust(STRIPE, b"\0")[:end].ljust(STRIPE, b"\0")
             elif not track_written:
                 view[i] = data.ljust(STRIPE, b"\0")[:end].ljust(STRIPE, b"\0")
             else:
@@ -251,6 +253,29 @@ def test_lazily_fetched_disk():
             assert counts["stripes archived"] == 7, out
             assert counts["stripes skipped"] == 1, out
             assert counts["stripes from source"] == 3, out
+
+
+def test_written_but_not_fetched():
+    """WRITTEN without FETCHED on a source stripe, as a backend killed
+    between storing the two bits leaves it (the crash campaign found such
+    headers): no guest write reached the stripe, so it is archived from the
+    source, not from the disk's garbage (found by test_crash_campaign.py;
+    the tool used to take the disk's bytes)."""
+    with harness.scratch_dir() as tmp:
+        image = os.urandom(3 * STRIPE)
+        garbage = [os.urandom(STRIPE) for _ in range(3)]
+        headers = [HAS_SOURCE | WRITTEN, HAS_SOURCE | FETCHED | WRITTEN, HAS_SOURCE | WRITTEN]
+        disk = [garbage[0], garbage[1], garbage[2]]
+        dev = Device(tmp, list(zip(headers, disk)), image=image)
+        target, root = target_config(tmp)
+        _, out, _ = run_archive("-f", dev.config, "--target-config", target, check=0)
+        view = dev.guest_view()
+        assert view[0] == image[:STRIPE] and view[2] == image[2 * STRIPE:]
+        assert view[1] == garbage[1]
+        check_archive(root, view)
+        counts = summary(out)
+        assert counts["stripes archived"] == 3, out
+        assert counts["stripes from source"] == 2, out
 
 
 def test_disk_fetched_from_an_archive():
@@ -679,7 +704,8 @@ if __name__ == "__main__":
     harness.main([test_first_run_asks_nothing, test_every_combination, test_lazily_fetched_disk,
                   test_disk_fetched_from_an_archive,
                   test_partial_last_stripes_end_in_zeros, test_track_written_false,
-                  test_errors, test_failed_read_aborts, test_killed_and_rerun,
+                  test_written_but_not_fetched, test_errors, test_failed_read_aborts,
+                  test_killed_and_rerun,
                   test_encrypted_killed_and_rerun, test_archive_again_into_the_same_place,
                   test_failed_mapping_put_keeps_the_old_archive,
                   test_settings_that_differ_are_refused, test_progress_bar_on_a_terminal])
