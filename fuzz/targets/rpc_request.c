@@ -6,10 +6,11 @@
  * the framing is one memchr; the parser and the dispatch are what is
  * fuzzed.
  *
- * Every reply must be one line of printable ASCII (a newline inside it
- * would split it on the wire), parse as a JSON object with one key, and
- * that key must be the command asked for when the request is an object
- * whose "command" is a known command's name, else "error".
+ * Every reply must be one line of ASCII (docs/rpc.md; a newline inside it
+ * would split it on the wire; DEL is ASCII and JSON leaves it unescaped, so
+ * an unknown command's echo may hold one), parse as a JSON object with one
+ * key, and that key must be the command asked for when the request is an
+ * object whose "command" is a known command's name, else "error".
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -49,7 +50,7 @@ static void check_reply(const char *reply, const char *key)
 	if (!reply)
 		abort();
 	for (const char *p = reply; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7f)
 			abort();
 	json_t *parsed = json_loads(reply, JSON_REJECT_DUPLICATES, NULL);
 	if (!json_is_object(parsed) || json_object_size(parsed) != 1 ||
