@@ -59,11 +59,6 @@ short rpc_client_poll_events(const struct rpc_client *c)
 	return events;
 }
 
-static bool is_space(char ch)
-{
-	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
-}
-
 /* Sends what the socket takes now; false on a write error. */
 static bool flush_output(struct rpc_client *c)
 {
@@ -126,12 +121,7 @@ static bool queue_reply(struct rpc_client *c, const char *reply)
 static bool answer_line(struct rpc_client *c, const char *line, size_t len,
 			const struct rpc_context *ctx)
 {
-	while (len > 0 && is_space(line[0])) {
-		line++;
-		len--;
-	}
-	while (len > 0 && is_space(line[len - 1]))
-		len--;
+	line = rpc_trim_line(line, &len);
 	if (len == 0)
 		return true;
 	char *reply = rpc_reply(ctx, line, len);

@@ -241,6 +241,24 @@ static char *dump(json_t *reply)
 	return text;
 }
 
+static bool is_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+const char *rpc_trim_line(const char *line, size_t *len)
+{
+	size_t n = *len;
+	while (n > 0 && is_space(line[0])) {
+		line++;
+		n--;
+	}
+	while (n > 0 && is_space(line[n - 1]))
+		n--;
+	*len = n;
+	return line;
+}
+
 char *rpc_reply(const struct rpc_context *ctx, const char *line, size_t len)
 {
 	json_error_t jerr;

@@ -21,6 +21,10 @@
 /* The compact JSON reply (no newline) to one request line, already trimmed
  * and not empty; malloc'd, NULL only when out of memory. */
 char *rpc_reply(const struct rpc_context *ctx, const char *line, size_t len);
+/* A request line (without its newline) less the white space around it: the
+ * start of what is left, its length in *len (0 for a blank line, which gets
+ * no reply). */
+const char *rpc_trim_line(const char *line, size_t *len);
 
 struct rpc_client {
 	int fd;

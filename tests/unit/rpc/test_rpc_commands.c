@@ -227,6 +227,25 @@ static void test_deep_nesting(void **state)
 	free(line);
 }
 
+/* The client loop trims each line before answering; blank lines vanish. */
+static void test_trim_line(void **state)
+{
+	size_t len = 9;
+	const char *line = rpc_trim_line(" \t{\"a\"}\r\n", &len);
+	assert_int_equal(len, 5);
+	assert_memory_equal(line, "{\"a\"}", 5);
+	len = 4;
+	rpc_trim_line(" \v\f\r", &len);
+	assert_int_equal(len, 0);
+	len = 0;
+	rpc_trim_line("", &len);
+	assert_int_equal(len, 0);
+	/* Only the ends: inner white space stays. */
+	len = 5;
+	line = rpc_trim_line("a \t b", &len);
+	assert_int_equal(len, 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +261,7 @@ int main(void)
 	    cmocka_unit_test(test_invalid_requests),
 	    cmocka_unit_test(test_garbage),
 	    cmocka_unit_test(test_deep_nesting),
+	    cmocka_unit_test(test_trim_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
