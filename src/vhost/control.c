@@ -68,8 +68,8 @@ static void destroy_workers(struct vhost_control *ctl)
 	}
 }
 
-int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev, int abort_fd,
-			 struct vhost_control **out)
+static int create_control(const struct vhost_blk_options *opts, struct bdev *dev, int abort_fd,
+			  bool threadless, struct vhost_control **out)
 {
 	if (opts->num_queues == 0)
 		return -EINVAL;
@@ -95,6 +95,7 @@ int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev,
 		    .write_through = opts->write_through,
 		    .dev = dev,
 		    .tracker = opts->trackers ? opts->trackers[i] : NULL,
+		    .threadless = threadless,
 		};
 		int ret = queue_worker_create(&qcfg, &ctl->vrings[i].worker);
 		if (ret < 0) {
@@ -119,6 +120,18 @@ int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev,
 	}
 	*out = ctl;
 	return 0;
+}
+
+int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev, int abort_fd,
+			 struct vhost_control **out)
+{
+	return create_control(opts, dev, abort_fd, false, out);
+}
+
+int vhost_control_create_threadless(const struct vhost_blk_options *opts, struct bdev *dev,
+				    struct vhost_control **out)
+{
+	return create_control(opts, dev, -1, true, out);
 }
 
 void vhost_control_destroy(struct vhost_control *ctl)

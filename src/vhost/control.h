@@ -23,6 +23,14 @@ struct vhost_control;
  * socket. Returns 0 or a negative errno (logged). */
 int vhost_control_create(const struct vhost_blk_options *opts, struct bdev *dev, int abort_fd,
 			 struct vhost_control **out);
+/* The same state whose queue workers run no thread (queue_worker_config's
+ * `threadless`): every request is handled exactly as above, rings are set
+ * up, started and stopped, but no guest request is ever processed and
+ * nothing runs besides the caller. This drives the control plane alone and
+ * deterministically (fuzz/targets/vhost_user_messages.c); a server never
+ * uses it. */
+int vhost_control_create_threadless(const struct vhost_blk_options *opts, struct bdev *dev,
+				    struct vhost_control **out);
 /* Stops every queue (finishing its in-flight requests), joins the workers
  * and drops the memory table. */
 void vhost_control_destroy(struct vhost_control *ctl);

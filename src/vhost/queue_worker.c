@@ -27,6 +27,11 @@ static void wake_worker(struct queue_worker *qw)
 /* Publishes `want` and waits until the worker applied it. Lock held. */
 static void post_settings(struct queue_worker *qw)
 {
+	if (qw->cfg.threadless) {
+		qw->request_gen++;
+		queue_worker_settle_threadless(qw);
+		return;
+	}
 	wake_worker(qw);
 	while (qw->applied_gen != qw->request_gen)
 		pthread_cond_wait(&qw->cond, &qw->lock);
@@ -65,6 +70,16 @@ int queue_worker_create(const struct queue_worker_config *cfg, struct queue_work
 		destroy_partial(qw);
 		return rc;
 	}
+	if (cfg->threadless) {
+		int rc = queue_worker_thread_init(qw);
+		if (rc < 0) {
+			queue_worker_thread_fini(qw);
+			destroy_partial(qw);
+			return rc;
+		}
+		*out = qw;
+		return 0;
+	}
 	/* Signals are for the control thread (thread_start blocks them all in
 	 * the worker), so a SIGTERM never lands in the middle of its loop. */
 	char name[32]; /* thread_start keeps the first 15 characters */
@@ -101,10 +116,16 @@ void queue_worker_destroy(struct queue_worker *qw)
 		return;
 	pthread_mutex_lock(&qw->lock);
 	qw->want.exit = true;
-	/* Not post_settings(): the worker acknowledges an exit by returning. */
-	wake_worker(qw);
-	pthread_mutex_unlock(&qw->lock);
-	pthread_join(qw->thread, NULL);
+	if (qw->cfg.threadless) {
+		post_settings(qw);
+		pthread_mutex_unlock(&qw->lock);
+		queue_worker_thread_fini(qw);
+	} else {
+		/* Not post_settings(): the worker acknowledges an exit by returning. */
+		wake_worker(qw);
+		pthread_mutex_unlock(&qw->lock);
+		pthread_join(qw->thread, NULL);
+	}
 	close_fd(&qw->want.kick_fd);
 	close_fd(&qw->want.call_fd);
 	guest_memory_unref(qw->want.mem);

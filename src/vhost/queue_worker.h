@@ -34,6 +34,12 @@ struct queue_worker_config {
 	/* Reads, writes and flushes are recorded here by slot index (NULL:
 	 * not tracked); it must outlive the worker. */
 	struct io_tracker *tracker;
+	/* No thread: every setter applies its settings on the calling thread
+	 * before it returns, and a started queue is mapped but never
+	 * processed (no request is ever popped, so a stop completes at once).
+	 * This drives the control plane alone, deterministically, as the
+	 * vhost-user fuzz target does (vhost_control_create_threadless()). */
+	bool threadless;
 };
 
 struct queue_worker;

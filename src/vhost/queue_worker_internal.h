@@ -140,5 +140,13 @@ void queue_worker_drop_unreturned(struct queue_worker *qw);
 
 /* queue_worker_thread.c */
 void *queue_worker_thread_main(void *arg);
+/* The worker's set-up and tear-down, on whichever thread runs the worker:
+ * its own, or the control thread for a threadless worker. */
+int queue_worker_thread_init(struct queue_worker *qw);
+void queue_worker_thread_fini(struct queue_worker *qw);
+/* A threadless worker (queue_worker_config.threadless): applies the pending
+ * settings on the calling thread, lock held, and acknowledges them, a stop
+ * included. */
+void queue_worker_settle_threadless(struct queue_worker *qw);
 
 #endif

@@ -78,9 +78,10 @@ static void switch_memory(struct queue_worker *qw, struct guest_memory *mem)
 		queue_worker_return_unreturned(qw);
 }
 
-static void apply_settings(struct queue_worker *qw)
+/* Applies `want`, lock held. Returns false when the acknowledgement waits
+ * for a stop to finish (finish_stop() gives it). */
+static bool apply_settings_locked(struct queue_worker *qw)
 {
-	pthread_mutex_lock(&qw->lock);
 	qw->seen_gen = qw->request_gen;
 	const struct worker_settings *want = &qw->want;
 	struct worker_settings *have = &qw->have;
@@ -118,11 +119,24 @@ static void apply_settings(struct queue_worker *qw)
 		log_debug("queue %u: stopping with %u requests in flight", qw->cfg.index,
 			  qw->in_flight);
 		qw->stopping = true;
-		pthread_mutex_unlock(&qw->lock);
-		return;
+		return false;
 	}
 	acknowledge(qw);
+	return true;
+}
+
+static void apply_settings(struct queue_worker *qw)
+{
+	pthread_mutex_lock(&qw->lock);
+	apply_settings_locked(qw);
 	pthread_mutex_unlock(&qw->lock);
+}
+
+void queue_worker_settle_threadless(struct queue_worker *qw)
+{
+	/* No round ever runs, so nothing is in flight and a stop completes at once. */
+	if (!apply_settings_locked(qw) && qw->in_flight == 0)
+		finish_stop(qw);
 }
 
 static bool settings_pending(const struct queue_worker *qw)
@@ -251,9 +265,10 @@ static void pin_to_cpu(const struct queue_worker *qw)
 			 cpu, strerror(rc));
 }
 
-static int worker_init(struct queue_worker *qw)
+int queue_worker_thread_init(struct queue_worker *qw)
 {
-	pin_to_cpu(qw);
+	if (!qw->cfg.threadless) /* the caller's own thread is not ours to pin */
+		pin_to_cpu(qw);
 	uint64_t poll_us = qw->cfg.poll_timeout_us;
 	qw->poll_ns = poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000;
 	/* Created on this thread: an io_uring is best used by the thread that
@@ -276,7 +291,7 @@ static int worker_init(struct queue_worker *qw)
 void *queue_worker_thread_main(void *arg)
 {
 	struct queue_worker *qw = arg;
-	int rc = worker_init(qw);
+	int rc = queue_worker_thread_init(qw);
 	pthread_mutex_lock(&qw->lock);
 	qw->init_result = rc;
 	qw->init_done = true;
@@ -284,11 +299,16 @@ void *queue_worker_thread_main(void *arg)
 	pthread_mutex_unlock(&qw->lock);
 	if (rc == 0)
 		worker_loop(qw);
+	queue_worker_thread_fini(qw);
+	return NULL;
+}
+
+void queue_worker_thread_fini(struct queue_worker *qw)
+{
 	bdev_channel_destroy(qw->ch);
 	qw->ch = NULL;
 	eventfd_io_fini(&qw->call_io);
 	queue_worker_io_fini(qw);
 	guest_memory_unref(qw->mem);
 	qw->mem = NULL;
-	return NULL;
 }

@@ -68,6 +68,16 @@ static int setup(void **state)
 	return 0;
 }
 
+/* The same with threadless queue workers (the fuzz target's set-up). */
+static int setup_threadless(void **state)
+{
+	if (setup(state) != 0)
+		return -1;
+	struct fixture *f = *state;
+	vhost_control_destroy(f->ctl);
+	return vhost_control_create_threadless(&f->opts, f->dev, &f->ctl) < 0 ? -1 : 0;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -715,9 +725,17 @@ static uint16_t used_idx(const uint8_t *ram)
 	return __atomic_load_n((const uint16_t *)(ram + USED_OFF + 2), __ATOMIC_ACQUIRE);
 }
 
-/* Starts queue 0 through the control plane (with SET_VRING_NUM when
- * ring_size is not 0), runs one GET_ID request and stops the queue. */
-static void serve_get_id(struct fixture *f, uint32_t ring_size)
+static uint16_t used_flags(const uint8_t *ram)
+{
+	return __atomic_load_n((const uint16_t *)(ram + USED_OFF), __ATOMIC_ACQUIRE);
+}
+
+/* Sets queue 0 up through the control plane (with SET_VRING_NUM when
+ * ring_size is not 0) with one GET_ID request on its ring; the queue starts
+ * with the kick fd. Returns the guest memory; *kick and *call are the
+ * front end's ends of the eventfds. */
+static uint8_t *start_queue_with_get_id(struct fixture *f, uint32_t ring_size, int *kick_out,
+					int *call_out)
 {
 	uint8_t *ram;
 	int mem_fd = fe_memfd(RAM_SIZE, (void **)&ram);
@@ -764,6 +782,16 @@ static void serve_get_id(struct fixture *f, uint32_t ring_size)
 	expect_ok(f);
 
 	__atomic_store_n((uint16_t *)(ram + AVAIL_OFF + 2), avail_idx, __ATOMIC_RELEASE);
+	*kick_out = kick;
+	*call_out = call;
+	return ram;
+}
+
+/* Starts queue 0, runs one GET_ID request and stops the queue. */
+static void serve_get_id(struct fixture *f, uint32_t ring_size)
+{
+	int kick, call;
+	uint8_t *ram = start_queue_with_get_id(f, ring_size, &kick, &call);
 	uint64_t one = 1;
 	assert_int_equal(write(kick, &one, sizeof(one)), sizeof(one));
 
@@ -796,6 +824,41 @@ static void test_started_queue_serves_get_id(void **state)
 static void test_ring_size_defaults_to_queue_size(void **state)
 {
 	serve_get_id(*state, 0);
+}
+
+/* Threadless workers: the ring is really started (the device stops
+ * notifications while it polls) and stopped, but nothing processes it. */
+static void test_threadless_queue_starts_and_stops(void **state)
+{
+	struct fixture *f = *state;
+	int kick, call;
+	uint8_t *ram = start_queue_with_get_id(f, RING_SIZE, &kick, &call);
+	uint64_t one = 1;
+	assert_int_equal(write(kick, &one, sizeof(one)), sizeof(one));
+	assert_int_equal(used_flags(ram), VRING_USED_F_NO_NOTIFY);
+
+	fe_request_state(f->front, VHOST_USER_GET_VRING_BASE, 0, 0);
+	expect_ok(f);
+	struct vhost_user_vring_state s;
+	assert_int_equal(fe_reply(f->front, VHOST_USER_GET_VRING_BASE, &s, sizeof(s)), sizeof(s));
+	assert_int_equal(s.num, 0); /* nothing was popped */
+	assert_int_equal(used_idx(ram), 0);
+	assert_int_equal(used_flags(ram), 0); /* stopped: the ring asks for kicks again */
+
+	/* Started again, the queue refuses ring changes like a threaded one. */
+	int kick2 = eventfd(0, EFD_CLOEXEC);
+	uint64_t index = 0;
+	fe_send(f->front, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, &index, sizeof(index),
+		&kick2, 1);
+	expect_ok(f);
+	assert_int_equal(used_flags(ram), VRING_USED_F_NO_NOTIFY);
+	fe_request_state(f->front, VHOST_USER_SET_VRING_NUM, 0, RING_SIZE);
+	expect_end(f, "the queue is running");
+	close(kick2);
+	close(kick);
+	close(call);
+	munmap(ram, RAM_SIZE);
+	/* teardown destroys the control with the queue still started */
 }
 
 int main(void)
@@ -837,6 +900,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_get_vring_base_of_stopped_ring, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_started_queue_serves_get_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ring_size_defaults_to_queue_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threadless_queue_starts_and_stops,
+					    setup_threadless, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
