@@ -87,6 +87,8 @@ if [ "$target" = all ]; then
 	printf '%s\n' "${names[@]}" | xargs -P "${FUZZ_JOBS:-2}" -I{} bash -c 'fuzz_one "$1" "$2"' _ {} "$seconds"
 	exit $?
 fi
-targets | grep -qx "$target" || { echo "fuzz.sh: no target '$target' (scripts/fuzz.sh list)" >&2; exit 2; }
+# Not grep -q: stopping at the match can end the writers with SIGPIPE,
+# which pipefail would count as "no such target".
+targets | grep -x "$target" >/dev/null || { echo "fuzz.sh: no target '$target' (scripts/fuzz.sh list)" >&2; exit 2; }
 build_fuzz "fuzz/fuzz-$target" || exit 1
 fuzz_one "$target" "$seconds"

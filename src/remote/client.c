@@ -319,25 +319,26 @@ static int fetch_metadata(struct remote_client *c, struct error *err)
 	return rc;
 }
 
-int remote_client_connect_stoppable(const struct remote_address *address,
-				    const struct remote_tls *tls,
-				    const struct remote_timeouts *timeouts, int stop_fd,
-				    struct remote_client **out, struct error *err)
+/* A client not connected yet: no descriptor, the given timeouts. */
+static struct remote_client *client_new(const char *name, const struct remote_timeouts *timeouts,
+					int stop_fd, struct error *err)
 {
-	*out = NULL;
 	struct remote_client *c = calloc(1, sizeof(*c));
-	if (!c)
-		return error_set(err, -ENOMEM, "out of memory");
+	if (!c) {
+		error_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
 	c->fd = -1;
 	c->stop_fd = stop_fd;
 	timeouts_fill(&c->timeouts, timeouts);
-	snprintf(c->address, sizeof(c->address), "%s", address->text);
-	uint64_t deadline = deadline_after(c->timeouts.connect_ms);
-	int rc = tcp_connect(c, address, deadline, err);
-	if (rc == 0 && tls)
-		rc = tls_handshake(c, tls, deadline, err);
-	if (rc == 0)
-		rc = fetch_metadata(c, err);
+	snprintf(c->address, sizeof(c->address), "%s", name);
+	return c;
+}
+
+/* The end of every way in: a client whose set-up failed (rc < 0) is closed,
+ * one that succeeded is the caller's. */
+static int client_ready(struct remote_client *c, int rc, struct remote_client **out)
+{
 	if (rc < 0) {
 		c->broken = true;
 		remote_client_close(c);
@@ -345,6 +346,45 @@ int remote_client_connect_stoppable(const struct remote_address *address,
 	}
 	*out = c;
 	return 0;
+}
+
+int remote_client_connect_stoppable(const struct remote_address *address,
+				    const struct remote_tls *tls,
+				    const struct remote_timeouts *timeouts, int stop_fd,
+				    struct remote_client **out, struct error *err)
+{
+	*out = NULL;
+	struct remote_client *c = client_new(address->text, timeouts, stop_fd, err);
+	if (!c)
+		return -ENOMEM;
+	uint64_t deadline = deadline_after(c->timeouts.connect_ms);
+	int rc = tcp_connect(c, address, deadline, err);
+	if (rc == 0 && tls)
+		rc = tls_handshake(c, tls, deadline, err);
+	if (rc == 0)
+		rc = fetch_metadata(c, err);
+	return client_ready(c, rc, out);
+}
+
+int remote_client_attach(int fd, const char *name, const struct remote_timeouts *timeouts,
+			 struct remote_client **out, struct error *err)
+{
+	*out = NULL;
+	struct remote_client *c = client_new(name, timeouts, -1, err);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	int flags = fcntl(fd, F_GETFL);
+	int rc = 0;
+	/* Every wait is a poll() with a deadline, so reads must not block. */
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		rc = error_set(err, -errno, "%s: cannot make the socket non-blocking: %s", name,
+			       strerror(errno));
+	if (rc == 0)
+		rc = fetch_metadata(c, err);
+	return client_ready(c, rc, out);
 }
 
 int remote_client_connect(const struct remote_address *address, const struct remote_tls *tls,

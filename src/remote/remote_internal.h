@@ -45,6 +45,24 @@ int remote_client_connect_stoppable(const struct remote_address *address,
 				    const struct remote_timeouts *timeouts, int stop_fd,
 				    struct remote_client **out, struct error *err);
 
+/* A plain (no TLS) client on a stream socket that is already connected:
+ * fetches the metadata like remote_client_connect and is then used the same
+ * way. The client takes fd over (made non-blocking, closed by
+ * remote_client_close, or here when it fails); `name` stands for the
+ * server's address in messages. The seam where the reply stream's bytes
+ * become messages, for the fuzz target that feeds it through a socketpair. */
+int remote_client_attach(int fd, const char *name, const struct remote_timeouts *timeouts,
+			 struct remote_client **out, struct error *err);
+
+/* remote_server_run without listening: serves the one connected stream
+ * socket fd (taken over: made non-blocking, closed when its session ends)
+ * with opts' device, headers and timeouts, and returns 0 once that session
+ * ended (opts->address and max_connections are not used). The seam where
+ * the request stream's bytes become messages, for the fuzz target that
+ * feeds it through a socketpair. remote_server_request_stop() ends it like
+ * remote_server_run. */
+int remote_server_serve_fd(const struct remote_server_options *opts, int fd, struct error *err);
+
 /* Whether the server ended the connection (EOF, reset, a TLS alert such
  * as close_notify) while no exchange was running, as a server's idle
  * timeout does: then the client is broken, to be closed and dialled again.

@@ -2,6 +2,7 @@
  * eventfd, the disk channel's completion fd and every connection in one
  * epoll set, deadlines checked each turn. See server_internal.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "remote/remote_internal.h"
 #include "server_internal.h"
 
 #define NS_PER_MS     1000000ull
@@ -162,7 +164,7 @@ static void pause_accepting(struct server *s)
 
 static void resume_accepting(struct server *s)
 {
-	if (s->listening || s->stopping || s->now_ns < s->accept_resume_ns)
+	if (s->one_connection || s->listening || s->stopping || s->now_ns < s->accept_resume_ns)
 		return;
 	if (epoll_add(s->epfd, s->listen_fd, &mark_listen) == 0)
 		s->listening = true;
@@ -276,7 +278,8 @@ static void begin_stop(struct server *s)
 	if (s->listening)
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
 	s->listening = false;
-	close(s->listen_fd);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
 	s->listen_fd = -1;
 	struct conn *c = s->conns;
 	while (c) {
@@ -295,7 +298,7 @@ static void close_all(struct server *s, const char *why)
 static int wait_timeout_ms(const struct server *s)
 {
 	uint64_t wake = s->next_sweep_ns;
-	if (!s->listening && !s->stopping && s->accept_resume_ns < wake)
+	if (!s->one_connection && !s->listening && !s->stopping && s->accept_resume_ns < wake)
 		wake = s->accept_resume_ns;
 	if (s->stopping && s->stop_deadline_ns < wake)
 		wake = s->stop_deadline_ns;
@@ -321,7 +324,7 @@ static void loop(struct server *s, int disk_fd)
 			s->now_ns = now_ns();
 			begin_stop(s);
 		}
-		if (s->stopping && !s->conns)
+		if ((s->stopping || s->one_connection) && !s->conns)
 			return;
 		int n = epoll_wait(s->epfd, events, EVENTS_MAX, wait_timeout_ms(s));
 		s->now_ns = now_ns();
@@ -373,15 +376,15 @@ static int build_metadata_reply(struct server *s, struct error *err)
 	return 0;
 }
 
-static int check_options(const struct remote_server_options *o, struct error *err)
+static int check_options(const struct remote_server_options *o, bool listening, struct error *err)
 {
-	if (!o->address || !o->device || (!o->headers && o->header_count))
+	if ((listening && !o->address) || !o->device || (!o->headers && o->header_count))
 		return error_set(err, -EINVAL,
 				 "server options: address, device and headers "
 				 "are required");
 	if (o->shift < META_MIN_SHIFT || o->shift > META_MAX_LOAD_SHIFT)
 		return error_set(err, -EINVAL, "stripe shift %u is out of range", o->shift);
-	if (o->max_connections == 0)
+	if (listening && o->max_connections == 0)
 		return error_set(err, -EINVAL, "max_connections must be at least 1");
 	if (o->header_count > REMOTE_METADATA_MAX_BYTES - REMOTE_METADATA_MIN_BYTES)
 		return error_set(err, -EFBIG,
@@ -394,7 +397,8 @@ static int check_options(const struct remote_server_options *o, struct error *er
 	return 0;
 }
 
-static int set_up(struct server *s, struct error *err)
+/* Everything but the listening socket. */
+static int set_up_serving(struct server *s, struct error *err)
 {
 	const struct remote_server_options *o = s->opts;
 	s->disk_sectors = bdev_sector_count(o->device);
@@ -427,7 +431,13 @@ static int set_up(struct server *s, struct error *err)
 	int dfd = bdev_completion_fd(s->ch);
 	if (dfd >= 0 && (ret = epoll_add(s->epfd, dfd, &mark_disk)) < 0)
 		return error_set(err, ret, "epoll: %s", strerror(-ret));
-	ret = open_listener(o->address, &s->listen_fd, err);
+	return 0;
+}
+
+static int set_up_listening(struct server *s, struct error *err)
+{
+	const struct remote_server_options *o = s->opts;
+	int ret = open_listener(o->address, &s->listen_fd, err);
 	if (ret < 0)
 		return ret;
 	if ((ret = epoll_add(s->epfd, s->listen_fd, &mark_listen)) < 0)
@@ -458,29 +468,81 @@ static void tear_down(struct server *s)
 	free(s->metadata_reply);
 }
 
-int remote_server_run(const struct remote_server_options *opts, struct error *err)
+static struct server *server_new(const struct remote_server_options *opts, struct error *err)
 {
-	int ret = check_options(opts, err);
-	if (ret < 0)
-		return ret;
 	struct server *s = calloc(1, sizeof(*s));
-	if (!s)
-		return error_set(err, -ENOMEM, "cannot allocate the server");
+	if (!s) {
+		error_set(err, -ENOMEM, "cannot allocate the server");
+		return NULL;
+	}
 	s->opts = opts;
 	s->epfd = -1;
 	s->listen_fd = -1;
 	s->next_sweep_ns = UINT64_MAX;
 	s->now_ns = now_ns();
-	ret = set_up(s, err);
-	if (ret == 0) {
-		loop(s, bdev_completion_fd(s->ch));
-		log_info("stopped");
-	}
+	return s;
+}
+
+/* After the loop: frees s and forgets a stop request, so the next server of
+ * the process starts afresh. */
+static void server_end(struct server *s)
+{
 	tear_down(s);
 	free(s);
 	int sfd = __atomic_load_n(&stop_fd, __ATOMIC_ACQUIRE);
 	if (sfd >= 0)
 		drain_eventfd(sfd);
 	__atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);
+}
+
+int remote_server_run(const struct remote_server_options *opts, struct error *err)
+{
+	int ret = check_options(opts, true, err);
+	if (ret < 0)
+		return ret;
+	struct server *s = server_new(opts, err);
+	if (!s)
+		return -ENOMEM;
+	ret = set_up_serving(s, err);
+	if (ret == 0)
+		ret = set_up_listening(s, err);
+	if (ret == 0) {
+		loop(s, bdev_completion_fd(s->ch));
+		log_info("stopped");
+	}
+	server_end(s);
+	return ret;
+}
+
+int remote_server_serve_fd(const struct remote_server_options *opts, int fd, struct error *err)
+{
+	int ret = check_options(opts, false, err);
+	struct server *s = ret < 0 ? NULL : server_new(opts, err);
+	if (!s) {
+		close(fd);
+		return ret < 0 ? ret : -ENOMEM;
+	}
+	s->one_connection = true;
+	ret = set_up_serving(s, err);
+	int flags = fcntl(fd, F_GETFL);
+	if (ret == 0 && (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0))
+		ret = error_set(err, -errno, "cannot make the connection non-blocking: %s",
+				strerror(errno));
+	if (ret < 0) {
+		close(fd);
+	} else {
+		struct sockaddr_storage sa = {0};
+		socklen_t len = sizeof(sa);
+		if (getpeername(fd, (struct sockaddr *)&sa, &len) < 0)
+			len = 0;
+		conn_accepted(s, fd, &sa, len);
+		/* Its first request may have reached the disk already, and a
+		 * device that completes at once signals no fd: take the
+		 * completions now, as every loop turn does after serving. */
+		run_disk(s);
+		server_free_dead(s);
+		loop(s, bdev_completion_fd(s->ch));
+	}
+	server_end(s);
 	return ret;
 }

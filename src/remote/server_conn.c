@@ -51,6 +51,8 @@ void server_format_address(const struct sockaddr_storage *sa, char *out, size_t 
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
 		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
 		snprintf(out, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else if (sa->ss_family == AF_UNIX) {
+		snprintf(out, len, "(local socket)");
 	} else {
 		snprintf(out, len, "(unknown address family %d)", sa->ss_family);
 	}

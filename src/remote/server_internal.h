@@ -77,7 +77,8 @@ struct server {
 	const struct remote_server_options *opts;
 	int epfd;
 	int listen_fd;
-	bool listening; /* listen_fd is in the epoll set */
+	bool listening;	     /* listen_fd is in the epoll set */
+	bool one_connection; /* remote_server_serve_fd: no listener, ends with it */
 	uint64_t accept_resume_ns;
 	bool refusing;	     /* at max_connections: logged once per burst */
 	bool accept_failing; /* accept errors: logged once per burst */

@@ -1,7 +1,8 @@
 /* remote_server_run over a device whose reads can fail: every status byte
  * on one connection (NO_DATA needs headers only a caller can give, a
  * failed read answers SERVER_ERROR and the session goes on), and stopping
- * from another thread or before the loop starts. */
+ * from another thread or before the loop starts. remote_server_serve_fd and
+ * remote_client_attach (the fuzz targets' seams) on a socketpair. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -17,7 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "remote/remote.h"
+#include "remote/remote_internal.h"
 
 #define SHIFT	       6u
 #define STRIPE_SECTORS (1u << SHIFT)
@@ -257,6 +258,77 @@ static void stop_before_the_loop_runs(void **state)
 	finish(&r);
 }
 
+struct served {
+	struct remote_server_options opts;
+	int fd;
+	int result;
+	struct error err;
+};
+
+static void *serve_main(void *arg)
+{
+	struct served *s = arg;
+	s->result = remote_server_serve_fd(&s->opts, s->fd, &s->err);
+	return NULL;
+}
+
+/* One session without listening: the server ends when its client closes.
+ * The READ_STRIPE already waiting when the server starts is read from the
+ * disk at once; it once waited for the next deadline (here the idle timeout
+ * of ten minutes: the test's own timeout fails it) because the device
+ * completes without signalling an fd. */
+static void one_session_on_a_socketpair(void **state)
+{
+	struct bdev *below, *dev;
+	assert_int_equal(bdev_open_null(STRIPES * STRIPE_SECTORS, &below), 0);
+	assert_int_equal(bdev_layer_open(&pattern_ops, NULL, 0, below, &dev), 0);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	uint8_t req[REMOTE_READ_STRIPE_REQUEST_BYTES] = {REMOTE_OP_READ_STRIPE, 1};
+	assert_int_equal(send(sv[1], req, sizeof(req), 0), sizeof(req));
+
+	/* No address and no connection limit: neither is used. */
+	struct served s = {
+	    .opts = {.device = dev,
+		     .shift = SHIFT,
+		     .headers = headers,
+		     .header_count = STRIPES,
+		     .timeouts = {.connect_ms = 600000, .io_ms = 600000, .idle_ms = 600000}},
+	    .fd = sv[0]};
+	pthread_t thread;
+	assert_int_equal(pthread_create(&thread, NULL, serve_main, &s), 0);
+
+	static uint8_t data[STRIPE_BYTES];
+	uint8_t head[REMOTE_REPLY_HEADER_BYTES];
+	recv_all(sv[1], head, sizeof(head));
+	assert_int_equal(head[0], REMOTE_STATUS_OK);
+	assert_int_equal(head[1] | head[2] << 8 | head[3] << 16, STRIPE_BYTES);
+	recv_all(sv[1], data, STRIPE_BYTES);
+	assert_int_equal(data[0], STRIPE_SECTORS & 0xff);
+
+	struct remote_client *c;
+	struct error err = {0};
+	assert_int_equal(remote_client_attach(sv[1], "socketpair", NULL, &c, &err), 0);
+	const struct remote_metadata *m = remote_client_metadata(c);
+	assert_int_equal(m->shift, SHIFT);
+	assert_int_equal(m->header_count, STRIPES);
+	assert_memory_equal(m->headers, headers, STRIPES);
+	uint8_t status;
+	assert_int_equal(remote_client_read_stripe(c, 3, data, &status, &err), 0);
+	assert_int_equal(data[512], (3 * STRIPE_SECTORS + 1) & 0xff);
+	assert_int_equal(remote_client_read_stripe(c, 0, data, &status, &err), -ENODATA);
+	assert_int_equal(status, REMOTE_STATUS_NO_DATA);
+	assert_int_equal(remote_client_read_stripe(c, BAD_STRIPE, data, &status, &err), -EIO);
+	assert_int_equal(status, REMOTE_STATUS_SERVER_ERROR);
+	assert_false(remote_client_broken(c));
+	remote_client_close(c); /* closes sv[1]: the session ends */
+
+	pthread_join(thread, NULL);
+	assert_int_equal(s.result, 0);
+	bdev_close(dev);
+	bdev_close(below);
+}
+
 static void bad_options_are_refused(void **state)
 {
 	struct bdev *dev;
@@ -285,6 +357,7 @@ int main(void)
 	    cmocka_unit_test(every_status_on_one_session),
 	    cmocka_unit_test(stop_before_the_loop_runs),
 	    cmocka_unit_test(bad_options_are_refused),
+	    cmocka_unit_test(one_session_on_a_socketpair),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
