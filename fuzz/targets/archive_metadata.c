@@ -1,7 +1,8 @@
 /*
  * metadata.json as a store returns it: any bytes up to the reader's limit.
  * A parse that succeeds must write back to JSON that parses to the same
- * values (the writer and reader agree on everything the reader accepts).
+ * values (the writer and reader agree on everything the reader accepts); a
+ * parse that fails says why in one line.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > ARCHIVE_METADATA_MAX_BYTES)
 		return 0;
 	struct archive_metadata m;
-	if (archive_metadata_parse((const char *)data, size, &m, NULL) == 0) {
+	struct error err = {0};
+	int rc = archive_metadata_parse((const char *)data, size, &m, &err);
+	/* A failure says why in one line, even when it quotes the input. */
+	for (const char *p = err.text; rc != 0 && *p; p++)
+		if ((unsigned char)*p < 0x20)
+			abort();
+	if (rc == 0) {
 		char *text = NULL;
 		if (archive_metadata_write(&m, &text, NULL) != 0)
 			abort();

@@ -62,6 +62,10 @@ void error_prefix(struct error *err, const char *fmt, ...) __attribute__((format
  * -ENOMEM): an empty text becomes strerror(-code). Nothing when code is 0. */
 void error_default(struct error *err, int code);
 void error_clear(struct error *err);
+/* For a text that quotes untrusted input (a parser's "near '...'", a key
+ * from a file): control characters, the line breaks among them, become '?'
+ * so the text stays one line. */
+void error_one_line(struct error *err);
 
 /* ---- buffers ----
  * Zero-filled memory aligned to `alignment` (a power of two); NULL on failure.

@@ -46,3 +46,12 @@ void error_clear(struct error *err)
 	if (err)
 		err->text[0] = '\0';
 }
+
+void error_one_line(struct error *err)
+{
+	if (!err)
+		return;
+	for (char *p = err->text; p < err->text + sizeof(err->text) && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}

@@ -138,3 +138,43 @@ int s3_curl_errno(CURLcode res)
 		return -EIO;
 	}
 }
+
+/* A byte that cannot be shown on one line of a log or a message becomes
+ * '?': libcurl's error buffer may quote what a server sent. */
+static void make_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
+void s3_failure_describe(CURLcode res, long status, const struct s3_response *r, size_t max_bytes,
+			 const char *curl_error, const char *bucket, struct s3_failure *out)
+{
+	if (res == CURLE_OK) {
+		char code[64], message[160];
+
+		s3_error_parse((const char *)r->buf, r->len, code, sizeof(code), message,
+			       sizeof(message));
+		snprintf(out->text, sizeof(out->text), "HTTP %ld%s%s%s%s", status,
+			 code[0] ? " " : "", code, message[0] ? ": " : "", message);
+		if (strcmp(code, "NoSuchBucket") == 0) {
+			size_t used = strlen(out->text);
+			snprintf(out->text + used, sizeof(out->text) - used, " (bucket %s)",
+				 bucket);
+		}
+		out->errnum = s3_http_errno(status, code);
+		out->retryable = s3_http_is_retryable(status, code);
+	} else if (r->too_large) {
+		snprintf(out->text, sizeof(out->text), "the object is larger than %zu bytes",
+			 max_bytes);
+		out->errnum = -EFBIG;
+		out->retryable = false;
+	} else {
+		snprintf(out->text, sizeof(out->text), "%s",
+			 curl_error && curl_error[0] ? curl_error : curl_easy_strerror(res));
+		out->errnum = s3_curl_errno(res);
+		out->retryable = s3_curl_is_retryable(res);
+	}
+	make_printable(out->text);
+}

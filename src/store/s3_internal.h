@@ -5,6 +5,7 @@
  *   s3_location.c    region and endpoint
  *   s3_url.c         bucket addressing, key prefix, object URLs
  *   s3_request.c     one signed request on a curl easy handle
+ *   s3_response.c    the body of a response, kept within bounds
  *   s3_error.c       S3 XML error bodies and the text of a failed request
  *   s3_retry.c       which failures are retried, and after how long
  *   s3_store.c       the thread driving libcurl's multi interface
@@ -139,6 +140,30 @@ struct s3_request {
 int s3_request_setup(CURL *h, const struct s3_signer *signer, const struct s3_request *req,
 		     struct curl_slist **headers);
 
+/* ---- responses ----
+ * What libcurl's write callback is given, kept for one attempt. The header
+ * lines themselves are libcurl's: only the status and the Content-Length
+ * it parsed from them reach this code. */
+struct s3_response {
+	uint8_t *buf; /* malloc()ed, NULL until the first byte kept */
+	size_t len, cap;
+	bool too_large; /* a GET's object went beyond max_bytes */
+};
+
+/* An error body longer than this is cut: Code and Message come first. */
+#define S3_ERROR_BODY_MAX (64u * 1024u)
+
+/* One chunk of the body of a response with HTTP `status` to `op`. A GET's
+ * success is kept up to max_bytes (one byte more sets too_large); an
+ * error's first S3_ERROR_BODY_MAX bytes are kept and the rest dropped; any
+ * other success is dropped. announced is the Content-Length (-1 when
+ * unknown), which sizes the first allocation only when within the bound.
+ * false: end the transfer (too large, or out of memory). */
+bool s3_response_add(struct s3_response *r, enum store_op op, long status, size_t max_bytes,
+		     int64_t announced, const char *data, size_t len);
+/* Frees the body and zeroes r for the next attempt. */
+void s3_response_reset(struct s3_response *r);
+
 /* ---- errors ---- */
 /* Code and Message of an S3 XML error body, entities decoded, control
  * characters replaced, cut to a sane length. Missing ones are "". */
@@ -149,6 +174,23 @@ void s3_error_parse(const char *body, size_t len, char *code, size_t code_size, 
 int s3_http_errno(long status, const char *code);
 /* -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH or -EIO for a transport failure. */
 int s3_curl_errno(CURLcode res);
+
+/* Why one attempt failed. */
+struct s3_failure {
+	/* One printable line, e.g. "HTTP 403 AccessDenied: Access Denied",
+	 * "HTTP 404 NoSuchBucket: ... (bucket b)", "the object is larger than
+	 * 16 bytes", or libcurl's text for a transport failure. */
+	char text[256];
+	int errnum; /* negative errno: s3_http_errno, s3_curl_errno or -EFBIG */
+	bool retryable;
+};
+
+/* From the attempt's result: res (CURLE_OK when an HTTP answer came, with
+ * that status and body r), r->too_large, and curl_error (libcurl's error
+ * buffer, "" when it said nothing). bucket names the bucket in the text of
+ * NoSuchBucket. */
+void s3_failure_describe(CURLcode res, long status, const struct s3_response *r, size_t max_bytes,
+			 const char *curl_error, const char *bucket, struct s3_failure *out);
 
 /* ---- retries ---- */
 /* Transport failures worth another attempt: timeouts, refused, reset or

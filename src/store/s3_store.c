@@ -27,8 +27,6 @@
 #define DEFAULT_MAX_ATTEMPTS	   3u
 #define DEFAULT_BACKOFF_BASE_MS	   1000u
 #define DEFAULT_BACKOFF_CAP_MS	   20000u
-/* An error body longer than this is cut: Code and Message come first. */
-#define ERROR_BODY_MAX (64u * 1024)
 /* Longest sleep in curl_multi_poll when nothing is due; a wakeup ends it. */
 #define IDLE_POLL_MS 1000
 
@@ -46,9 +44,7 @@ struct s3_slot {
 	int last_errno;
 
 	/* The response of the current attempt. */
-	uint8_t *buf;
-	size_t len, cap;
-	bool too_large;
+	struct s3_response response;
 	char curl_error[CURL_ERROR_SIZE];
 };
 
@@ -90,55 +86,24 @@ static uint32_t next_random(struct s3_store *st)
 
 /* ---- one attempt ---- */
 
+/* libcurl's write callback: the body, kept by s3_response_add's rules. */
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
 	struct s3_slot *slot = arg;
-	size_t len = size * n;
 	long status = 0;
-	bool ok;
-	size_t limit;
+	curl_off_t announced = -1;
 
 	curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
-	ok = status >= 200 && status < 300;
-	/* Only a GET's success carries the object; what a store (or a proxy in
-	 * front of it) says in a successful PUT's body means nothing to us. */
-	if (ok && slot->req->op != STORE_GET)
-		return size * n;
-	limit = ok ? slot->req->max_bytes : ERROR_BODY_MAX;
-	if (slot->len + len > limit || slot->len + len < slot->len) {
-		if (ok) {
-			slot->too_large = true;
-			return 0; /* ends the transfer with CURLE_WRITE_ERROR */
-		}
-		len = limit - slot->len; /* keep the start of an error body */
-	}
-	if (slot->len + len > slot->cap) {
-		curl_off_t announced = -1;
-		size_t cap = slot->cap ? slot->cap : 64 * 1024;
-		uint8_t *bigger;
-
-		curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
-		if (announced > 0 && (uint64_t)announced <= limit && (size_t)announced > cap)
-			cap = (size_t)announced;
-		while (cap < slot->len + len)
-			cap = cap * 2 < limit ? cap * 2 : limit;
-		bigger = realloc(slot->buf, cap);
-		if (!bigger)
-			return 0;
-		slot->buf = bigger;
-		slot->cap = cap;
-	}
-	memcpy(slot->buf + slot->len, data, len);
-	slot->len += len;
+	curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+	if (!s3_response_add(&slot->response, slot->req->op, status, slot->req->max_bytes,
+			     (int64_t)announced, data, size * n))
+		return 0; /* ends the transfer with CURLE_WRITE_ERROR */
 	return size * n;
 }
 
 static void response_reset(struct s3_slot *slot)
 {
-	free(slot->buf);
-	slot->buf = NULL;
-	slot->len = slot->cap = 0;
-	slot->too_large = false;
+	s3_response_reset(&slot->response);
 	slot->curl_error[0] = '\0';
 }
 
@@ -197,11 +162,11 @@ static void complete_ok(struct s3_store *st, struct s3_slot *slot)
 	struct store_request *req = slot->req;
 
 	req->result = 0;
-	if (req->op == STORE_GET && slot->len) {
+	if (req->op == STORE_GET && slot->response.len) {
 		/* The owner frees the body: hand over the buffer. */
-		req->body = slot->buf;
-		req->body_len = slot->len;
-		slot->buf = NULL;
+		req->body = slot->response.buf;
+		req->body_len = slot->response.len;
+		slot->response.buf = NULL;
 	}
 	slot_release(st, slot);
 	store_request_complete(st->store, req);
@@ -224,31 +189,13 @@ static void complete_failed(struct s3_store *st, struct s3_slot *slot)
 /* Records why the attempt failed; true when another attempt may help. */
 static bool attempt_failed(struct s3_store *st, struct s3_slot *slot, CURLcode res, long status)
 {
-	if (res == CURLE_OK) {
-		char code[64], message[160];
+	struct s3_failure f;
 
-		s3_error_parse((const char *)slot->buf, slot->len, code, sizeof(code), message,
-			       sizeof(message));
-		snprintf(slot->last_error, sizeof(slot->last_error), "HTTP %ld%s%s%s%s", status,
-			 code[0] ? " " : "", code, message[0] ? ": " : "", message);
-		if (strcmp(code, "NoSuchBucket") == 0) {
-			size_t used = strlen(slot->last_error);
-			snprintf(slot->last_error + used, sizeof(slot->last_error) - used,
-				 " (bucket %s)", st->bucket);
-		}
-		slot->last_errno = s3_http_errno(status, code);
-		return s3_http_is_retryable(status, code);
-	}
-	if (slot->too_large) {
-		snprintf(slot->last_error, sizeof(slot->last_error),
-			 "the object is larger than %zu bytes", slot->req->max_bytes);
-		slot->last_errno = -EFBIG;
-		return false;
-	}
-	snprintf(slot->last_error, sizeof(slot->last_error), "%s",
-		 slot->curl_error[0] ? slot->curl_error : curl_easy_strerror(res));
-	slot->last_errno = s3_curl_errno(res);
-	return s3_curl_is_retryable(res);
+	s3_failure_describe(res, status, &slot->response, slot->req->max_bytes, slot->curl_error,
+			    st->bucket, &f);
+	snprintf(slot->last_error, sizeof(slot->last_error), "%s", f.text);
+	slot->last_errno = f.errnum;
+	return f.retryable;
 }
 
 static void attempt_done(struct s3_store *st, struct s3_slot *slot, CURLcode res)
@@ -415,7 +362,7 @@ static void s3_free(struct s3_store *st)
 		curl_slist_free_all(slot->headers);
 		free(slot->key);
 		free(slot->url);
-		free(slot->buf);
+		s3_response_reset(&slot->response);
 	}
 	free(st->slots);
 	if (st->multi)

@@ -140,6 +140,45 @@ static void test_stripe_map(void **state)
 	}
 }
 
+/* The files come from a store: text they quote into a message (a key, a
+ * value, jansson's "near '...'") must not break the message's one line.
+ * Found by fuzzing (fuzz/regressions/archive-stripe-hashes). */
+static void test_errors_stay_one_line(void **state)
+{
+	(void)state;
+	const char *maps[] = {"{\"a\\nb\":\"x\"}", "{\"0\":1\n\x07}", "\x1b[31m"};
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		struct error err = {0};
+		struct archive_stripe_map m;
+		assert_int_equal(archive_stripe_map_parse(maps[i], strlen(maps[i]), &m, &err),
+				 -EINVAL);
+		for (const char *p = err.text; *p; p++)
+			if ((unsigned char)*p < 0x20)
+				fail_msg("%s: control character in \"%s\"", maps[i], err.text);
+		archive_stripe_map_free(&m);
+	}
+	struct error err = {0};
+	struct archive_stripe_map m;
+	assert_int_equal(archive_stripe_map_parse(maps[0], strlen(maps[0]), &m, &err), -EINVAL);
+	assert_string_equal(
+	    err.text, "failed to parse stripe-hashes.json: key \"a?b\" is not a stripe index");
+	archive_stripe_map_free(&m);
+
+	const char *metas[] = {
+	    "{\"format_version\":1,\"stripe_sector_count\":16,\"compression\":\"a\\nb\"}",
+	    "{\"format_version\":1,\x07}"};
+	for (size_t i = 0; i < sizeof(metas) / sizeof(metas[0]); i++) {
+		struct archive_metadata md;
+		assert_int_equal(archive_metadata_parse(metas[i], strlen(metas[i]), &md, &err),
+				 -EINVAL);
+		for (const char *p = err.text; *p; p++)
+			if ((unsigned char)*p < 0x20)
+				fail_msg("%s: control character in \"%s\"", metas[i], err.text);
+		archive_metadata_free(&md);
+	}
+	metadata_fails(metas[0], "unknown variant `a?b`, expected `none` or `snappy`");
+}
+
 static void test_hashes(void **state)
 {
 	(void)state;
@@ -314,7 +353,7 @@ int main(void)
 	    cmocka_unit_test(test_metadata_parse),  cmocka_unit_test(test_metadata_errors),
 	    cmocka_unit_test(test_stripe_map),	    cmocka_unit_test(test_hashes),
 	    cmocka_unit_test(test_key_wrap_vector), cmocka_unit_test(test_snappy_framing),
-	    cmocka_unit_test(test_object_errors),
+	    cmocka_unit_test(test_object_errors),   cmocka_unit_test(test_errors_stay_one_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,7 @@ static void null_error_is_allowed_everywhere(void **state)
 	error_prefix(NULL, "context: ");
 	error_default(NULL, -ENOMEM);
 	error_clear(NULL);
+	error_one_line(NULL);
 }
 
 static void prefix_adds_context_in_front(void **state)
@@ -84,6 +85,15 @@ static void default_fills_only_an_empty_text(void **state)
 	assert_string_equal(err.text, "");
 }
 
+static void one_line_replaces_control_characters(void **state)
+{
+	struct error err = {0};
+	error_set(&err, -EINVAL, "key \"%s\" is not a stripe index", "a\nb\r\x1b[31m\x7f\xc3\xa9");
+	error_one_line(&err);
+	/* Control characters only: UTF-8 from a JSON string stays. */
+	assert_string_equal(err.text, "key \"a?b??[31m?\xc3\xa9\" is not a stripe index");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -93,6 +103,7 @@ int main(void)
 	    cmocka_unit_test(prefix_adds_context_in_front),
 	    cmocka_unit_test(prefix_keeps_the_start_when_cut),
 	    cmocka_unit_test(default_fills_only_an_empty_text),
+	    cmocka_unit_test(one_line_replaces_control_characters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
