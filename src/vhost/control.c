@@ -334,8 +334,15 @@ static int handle_add_mem_reg(struct vhost_control *ctl, const struct vhost_user
 	if (msg->fd_count != 1)
 		return error_set(err, -EBADMSG, "%u file descriptors, expected 1", msg->fd_count);
 	const struct vhost_user_mem_region *region = &msg->payload.mem_region.region;
+	/* The first region starts from an empty table that carries the
+	 * connection's fault fd. */
+	struct guest_memory *base =
+	    ctl->mem ? guest_memory_ref(ctl->mem) : guest_memory_new(ctl->fault_fd);
+	if (!base)
+		return error_set(err, -ENOMEM, "out of memory");
 	struct guest_memory *next;
-	ret = guest_memory_add(ctl->mem, region, msg->fds[0], &next);
+	ret = guest_memory_add(base, region, msg->fds[0], &next);
+	guest_memory_unref(base);
 	if (ret < 0)
 		return explain_region_error(ret, 0, region, err);
 	publish_memory(ctl, next);
