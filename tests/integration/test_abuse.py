@@ -59,6 +59,29 @@ def raise_own_nofile():
 
 
 @contextlib.contextmanager
+def started(be, log_level="info"):
+    """Starts vhost-backend with the soft descriptor limit of a default
+    session; stops it by pid whatever happens, keeping its log on failure."""
+    saved = os.environ.get("UBIBLK_LOG")
+    os.environ["UBIBLK_LOG"] = log_level  # VhostBackend passes our environment on
+    try:
+        with child_nofile(CHILD_NOFILE):
+            be.start()
+    finally:
+        if saved is None:
+            os.environ.pop("UBIBLK_LOG", None)
+        else:
+            os.environ["UBIBLK_LOG"] = saved
+    try:
+        yield be
+    except BaseException:
+        print("--- vhost-backend log ---\n" + be.process.log_text()[-6000:], flush=True)
+        raise
+    finally:
+        be.process.close()
+
+
+@contextlib.contextmanager
 def child_nofile(soft):
     """Children started inside inherit a soft descriptor limit of `soft`
     (the hard limit stays), as under a default login or systemd unit."""
@@ -104,8 +127,8 @@ class Sampler:
             try:
                 self.peak_fds = max(self.peak_fds, fd_count(self.pid))
                 self.peak_rss = max(self.peak_rss, rss_kib(self.pid))
-            except (FileNotFoundError, ProcessLookupError):
-                return
+            except (OSError, RuntimeError):
+                return  # the process is gone: the test says so
             self.done.wait(0.05)
 
     def __enter__(self):
@@ -297,7 +320,11 @@ def remote_server(tmp, disk):
         return not proc.alive()
     harness.wait_for(listening, timeout(20), "remote-stripe-server to listen")
     expect(port, "remote-stripe-server exited at start:\n" + proc.log_text())
-    return proc, port[0], listen
+    client = os.path.join(tmp, "client.yaml")
+    with open(client, "w") as f:
+        f.write(f'address: "127.0.0.1:{port[0]}"\npsk_identity: "{IDENTITY}"\n'
+                f'psk_secret: "{base64.b64encode(PSK).decode()}"\n')
+    return proc, port[0], client
 
 
 def shell_round(listen, data, counter):
@@ -399,9 +426,7 @@ def test_rpc_flood():
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), 16 * MIB)
         rpc = os.path.join(tmp, "rpc.sock")
         be = harness.VhostBackend(tmp, disk, rpc_socket_path=rpc)
-        with child_nofile(CHILD_NOFILE):
-            be.start()
-        with be:
+        with started(be):
             rpc_round(rpc)
             fig = Figures("vhost-backend RPC", be.process.pid)
 
@@ -503,18 +528,7 @@ def test_vhost_user_cycles():
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), vp.DISK_SIZE)
         ram = vp.GuestRam()
         be = harness.VhostBackend(tmp, disk)
-        # 10,000 connections: "info" would log two lines each.
-        env_log = os.environ.get("UBIBLK_LOG")
-        os.environ["UBIBLK_LOG"] = "warn"
-        try:
-            with child_nofile(CHILD_NOFILE):
-                be.start()
-        finally:
-            if env_log is None:
-                os.environ.pop("UBIBLK_LOG", None)
-            else:
-                os.environ["UBIBLK_LOG"] = env_log
-        with be:
+        with started(be, log_level="warn"):  # "info" logs two lines a cycle
             offset, pattern = verified_io(be.socket, ram, 1)  # warm
             fig = Figures("vhost-backend vhost-user", be.process.pid)
             start = time.monotonic()
@@ -528,8 +542,7 @@ def test_vhost_user_cycles():
             check_on_disk(disk, offset, pattern)
             fig.settle()
             print(fig.line(cycles=CYCLES, seconds=f"{held:.1f}"), flush=True)
-            expect(be.stop() == 0, "vhost-backend did not exit 0:\n" +
-                   be.process.log_text()[-3000:])
+            expect(be.stop() == 0, "vhost-backend did not exit 0")
         ram.close()
 
 
@@ -555,7 +568,8 @@ def test_memfd_shrunk_under_the_backend():
     with harness.scratch_dir() as tmp:
         disk = harness.make_disk(os.path.join(tmp, "disk.raw"), vp.DISK_SIZE)
         ram = vp.GuestRam()
-        with harness.VhostBackend(tmp, disk) as be:
+        be = harness.VhostBackend(tmp, disk)
+        with started(be):
             verified_io(be.socket, ram, 3)
             fig = Figures("vhost-backend memfd", be.process.pid)
             with fig.sampler:
