@@ -421,11 +421,15 @@ def test_remote_server_flood():
             shell_round(listen, data, counter)
             log = proc.log_text()
             emfile = log.count("accepting connections failed: Too many open files")
-            expect(emfile <= 1, "EMFILE is logged once per burst:\n" + log[-3000:])
+            resumed = log.count("accepting connections again")
+            # Once per burst: a burst ends when an accept succeeds again
+            # (connections ending at their deadline make room for a while).
+            expect(1 <= emfile <= resumed + 1,
+                   f"EMFILE logged {emfile} times for {resumed} resumptions")
             expect(emfile == 0 or "accepting connections again" in log,
                    "accepting did not resume")
             resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
-            print(fig2.line(connections=FLOOD, emfile_logged=emfile,
+            print(fig2.line(connections=FLOOD, emfile_logged=emfile, resumed=resumed,
                             cpu_s=f"{cpu:.2f}/{window:.2f}"), flush=True)
             status = proc.stop()
             expect(status == 0, f"exit status {status}:\n{proc.log_text()[-3000:]}")
