@@ -106,6 +106,8 @@ void forbid_core_dumps(void);
  * The one way to start a thread: every signal is blocked in the new thread
  * (set before it runs, so no signal can land in it in between), so SIGINT,
  * SIGTERM and friends always reach the main thread, which owns shutdown.
+ * Except the faults (SIGBUS, SIGSEGV, SIGFPE, SIGILL): a blocked fault
+ * still kills the process, only without its handler.
  * `name` (at most 15 characters, shown by ps/top) may be NULL. Returns 0 or
  * a negative errno. */
 int thread_start(pthread_t *thread, const char *name, void *(*main)(void *), void *arg);

@@ -3,6 +3,7 @@
  * epoll set, deadlines checked each turn. See server_internal.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -316,6 +317,20 @@ static int wait_timeout_ms(const struct server *s)
 	return timeout;
 }
 
+/* A TLS session costs tens of KiB of small allocations; after a burst of
+ * connections glibc keeps the freed memory in its arenas, and VmRSS would
+ * stay at the burst's peak for good. Once the burst has ended (no
+ * connection left) the free memory is handed back to the kernel. */
+#define TRIM_AFTER_CLOSED 64u
+
+static void give_back_memory(struct server *s)
+{
+	if (s->conn_count != 0 || s->closed_since_trim < TRIM_AFTER_CLOSED)
+		return;
+	s->closed_since_trim = 0;
+	malloc_trim(0);
+}
+
 static void loop(struct server *s, int disk_fd)
 {
 	struct epoll_event events[EVENTS_MAX];
@@ -349,6 +364,7 @@ static void loop(struct server *s, int disk_fd)
 		if (s->stopping && s->now_ns >= s->stop_deadline_ns)
 			close_all(s, "server stopped before the reply was sent");
 		server_free_dead(s);
+		give_back_memory(s);
 	}
 }
 

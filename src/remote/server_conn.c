@@ -203,6 +203,7 @@ void conn_close(struct server *s, struct conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->conn_count--;
+	s->closed_since_trim++;
 	c->prev = NULL;
 	c->next = s->dead;
 	s->dead = c;

@@ -109,7 +109,8 @@ struct server {
 
 	struct conn *conns;
 	uint32_t conn_count;
-	struct conn *dead; /* closed this turn, linked through next */
+	uint64_t closed_since_trim; /* see give_back_memory() */
+	struct conn *dead;	    /* closed this turn, linked through next */
 };
 
 /* server_headers.c: the status a READ_STRIPE of `index` gets before the disk

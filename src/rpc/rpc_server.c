@@ -2,11 +2,16 @@
  *
  * One thread serves every client with poll(2): the stop eventfd, the
  * listening socket and up to RPC_MAX_CLIENTS connections. When that many are
- * connected, a new connection is accepted and closed at once, so the client
- * sees EOF instead of hanging in the backlog. A client that completes no
- * request line and takes no reply for the idle timeout is closed: without
- * that, RPC_MAX_CLIENTS silent connections (or ones dribbling a line that
- * never ends) would lock every monitor out for good.
+ * connected, a new connection takes the place of the client that has gone
+ * longest without completing a request or taking a reply: refusing the new
+ * one instead would let RPC_MAX_CLIENTS silent connections lock every
+ * monitor out until the idle timeout, and a flood of them forever. A client
+ * that asks at once, as monitors do, is answered before it can become the
+ * longest idle: at most ACCEPTS_PER_TURN connections are accepted per poll
+ * turn, and clients with input are served before accepting. A client that
+ * completes no request line and takes no reply for the idle timeout is
+ * closed as well, so idle connections do not pile up when nobody else
+ * comes.
  *
  * Start-up: only a stale socket is removed from the path (never a regular
  * file or a directory, so a typo in the config cannot delete a disk image,
@@ -32,8 +37,11 @@
 #include "common/common.h"
 
 #define ACCEPT_RETRY_MS 100
-#define SOCKET_MODE	0660
-#define POLL_FIXED_FDS	2 /* the stop eventfd and the listener */
+/* Fewer than RPC_MAX_CLIENTS, so a client accepted in one turn is read in
+ * the next before enough newcomers arrive to make it the longest idle. */
+#define ACCEPTS_PER_TURN 16
+#define SOCKET_MODE	 0660
+#define POLL_FIXED_FDS	 2 /* the stop eventfd and the listener */
 
 struct rpc_server {
 	char *path;
@@ -44,7 +52,7 @@ struct rpc_server {
 	uint64_t idle_timeout_ns;
 	struct rpc_client clients[RPC_MAX_CLIENTS];
 	uint32_t nclients;
-	bool refusing_logged;
+	bool replacing_logged; /* once per burst of connections past the limit */
 };
 
 static int bind_socket(struct rpc_server *s, struct error *err)
@@ -52,11 +60,24 @@ static int bind_socket(struct rpc_server *s, struct error *err)
 	return unix_listener_open(s->path, SOCKET_MODE, "RPC socket", &s->listener, err);
 }
 
-/* Accepts every waiting connection; returns false when accepting failed for
- * lack of fds or memory and should pause. */
+static void drop_client(struct rpc_server *s, uint32_t i);
+
+/* The client that went longest without completing a request or taking a
+ * reply. */
+static uint32_t longest_idle(const struct rpc_server *s)
+{
+	uint32_t oldest = 0;
+	for (uint32_t i = 1; i < s->nclients; i++)
+		if (s->clients[i].active_ns < s->clients[oldest].active_ns)
+			oldest = i;
+	return oldest;
+}
+
+/* Accepts up to ACCEPTS_PER_TURN waiting connections; returns false when
+ * accepting failed for lack of fds or memory and should pause. */
 static bool accept_clients(struct rpc_server *s)
 {
-	for (;;) {
+	for (int turn = 0; turn < ACCEPTS_PER_TURN; turn++) {
 		int fd = accept4(s->listener.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -67,12 +88,14 @@ static bool accept_clients(struct rpc_server *s)
 			return false;
 		}
 		if (s->nclients == RPC_MAX_CLIENTS) {
-			if (!s->refusing_logged)
-				log_warn("RPC: %u clients connected, refusing more",
+			if (!s->replacing_logged)
+				log_warn("RPC: %u clients connected: each new connection replaces "
+					 "the one idle longest",
 					 RPC_MAX_CLIENTS);
-			s->refusing_logged = true;
-			close(fd);
-			continue;
+			s->replacing_logged = true;
+			drop_client(s, longest_idle(s));
+		} else if (s->nclients < RPC_MAX_CLIENTS / 2) {
+			s->replacing_logged = false;
 		}
 		struct rpc_client *c = &s->clients[s->nclients];
 		if (rpc_client_init(c, fd) < 0) {
@@ -82,6 +105,7 @@ static bool accept_clients(struct rpc_server *s)
 		}
 		s->nclients++;
 	}
+	return true;
 }
 
 /* Closes client i; the last client takes its place. */
@@ -93,7 +117,6 @@ static void drop_client(struct rpc_server *s, uint32_t i)
 		s->clients[i] = s->clients[s->nclients];
 		s->clients[s->nclients] = (struct rpc_client){.fd = -1};
 	}
-	s->refusing_logged = false;
 }
 
 /* Milliseconds until `deadline_ns`, for poll(2); -1 without a deadline. */

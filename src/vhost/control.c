@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -35,6 +36,9 @@ struct vhost_control {
 	uint64_t acked_features;
 	uint64_t acked_protocol_features;
 	struct guest_memory *mem; /* NULL until the front end sends a table */
+	/* Written by the SIGBUS guard when the front end shrank a memory file
+	 * under a mapping; closed only after every table is gone. */
+	int fault_fd;
 	uint32_t num_queues;
 	struct vring_setup vrings[];
 };
@@ -81,6 +85,13 @@ static int create_control(const struct vhost_blk_options *opts, struct bdev *dev
 	ctl->dev = dev;
 	ctl->abort_fd = abort_fd;
 	ctl->num_queues = opts->num_queues;
+	ctl->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctl->fault_fd < 0) {
+		int ret = -errno;
+		log_error("cannot create the guest memory fault eventfd: %s", strerror(-ret));
+		free(ctl);
+		return ret;
+	}
 	vhost_blk_config_space_fill(opts, bdev_sector_count(dev), &ctl->config);
 
 	for (uint32_t i = 0; i < ctl->num_queues; i++) {
@@ -101,6 +112,7 @@ static int create_control(const struct vhost_blk_options *opts, struct bdev *dev
 		if (ret < 0) {
 			log_error("cannot create the worker of queue %u: %s", i, strerror(-ret));
 			destroy_workers(ctl);
+			close(ctl->fault_fd);
 			free(ctl);
 			return ret;
 		}
@@ -114,6 +126,7 @@ static int create_control(const struct vhost_blk_options *opts, struct bdev *dev
 			log_error("queue_size %u is not usable: %s", opts->queue_size,
 				  strerror(-ret));
 			destroy_workers(ctl);
+			close(ctl->fault_fd);
 			free(ctl);
 			return ret;
 		}
@@ -141,7 +154,20 @@ void vhost_control_destroy(struct vhost_control *ctl)
 	destroy_workers(ctl);
 	if (ctl->mem)
 		guest_memory_unref(ctl->mem);
+	/* The workers are joined and the last table is gone: no mapping
+	 * names this fd any more. */
+	close(ctl->fault_fd);
 	free(ctl);
+}
+
+int vhost_control_fault_fd(const struct vhost_control *ctl)
+{
+	return ctl->fault_fd;
+}
+
+bool vhost_control_memory_broken(const struct vhost_control *ctl)
+{
+	return guest_memory_broken(ctl->mem);
 }
 
 /* ---- helpers ---- */
@@ -295,7 +321,7 @@ static int handle_set_mem_table(struct vhost_control *ctl, const struct vhost_us
 		return error_set(err, -EBADMSG, "%u file descriptors for %u regions", msg->fd_count,
 				 count);
 
-	struct guest_memory *mem = guest_memory_new();
+	struct guest_memory *mem = guest_memory_new(ctl->fault_fd);
 	if (!mem)
 		return error_set(err, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < count; i++) {
@@ -321,8 +347,15 @@ static int handle_add_mem_reg(struct vhost_control *ctl, const struct vhost_user
 	if (msg->fd_count != 1)
 		return error_set(err, -EBADMSG, "%u file descriptors, expected 1", msg->fd_count);
 	const struct vhost_user_mem_region *region = &msg->payload.mem_region.region;
+	/* The first region starts from an empty table that carries the
+	 * connection's fault fd. */
+	struct guest_memory *base =
+	    ctl->mem ? guest_memory_ref(ctl->mem) : guest_memory_new(ctl->fault_fd);
+	if (!base)
+		return error_set(err, -ENOMEM, "out of memory");
 	struct guest_memory *next;
-	ret = guest_memory_add(ctl->mem, region, msg->fds[0], &next);
+	ret = guest_memory_add(base, region, msg->fds[0], &next);
+	guest_memory_unref(base);
 	if (ret < 0)
 		return explain_region_error(ret, 0, region, err);
 	publish_memory(ctl, next);

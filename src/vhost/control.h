@@ -9,6 +9,7 @@
 #ifndef UBIBLK_VHOST_CONTROL_H
 #define UBIBLK_VHOST_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,13 @@ int vhost_control_create_threadless(const struct vhost_blk_options *opts, struct
 /* Stops every queue (finishing its in-flight requests), joins the workers
  * and drops the memory table. */
 void vhost_control_destroy(struct vhost_control *ctl);
+
+/* An eventfd that becomes readable when the front end shrank a shared
+ * memory file under one of the connection's mappings (guest_memory.h). The
+ * caller polls it and, once vhost_control_memory_broken() is true, ends the
+ * connection: the queues stop taking requests from that memory already. */
+int vhost_control_fault_fd(const struct vhost_control *ctl);
+bool vhost_control_memory_broken(const struct vhost_control *ctl);
 
 /* Reads one message from sock, handles it and sends its reply. Returns 0 to
  * go on, or a negative errno when the connection must end (-ECONNRESET: the

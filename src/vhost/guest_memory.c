@@ -5,6 +5,7 @@
 #include "vhost/guest_memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,11 +13,14 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "vhost/guest_fault.h"
 
 struct guest_mapping {
 	int refs; /* atomic */
 	void *addr;
 	size_t len;
+	int broken;	/* atomic: a SIGBUS replaced it with zero pages */
+	int fault_slot; /* its guest_fault registration */
 };
 
 struct guest_region {
@@ -28,7 +32,8 @@ struct guest_region {
 };
 
 struct guest_memory {
-	int refs; /* atomic */
+	int refs;     /* atomic */
+	int fault_fd; /* written when one of its mappings faults; -1: none */
 	uint32_t count;
 	struct guest_region regions[]; /* sorted by gpa, never overlapping */
 };
@@ -37,23 +42,25 @@ static void mapping_unref(struct guest_mapping *m)
 {
 	if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
+	guest_fault_unregister(m->fault_slot); /* before the range can be reused */
 	munmap(m->addr, m->len);
 	free(m);
 }
 
-static struct guest_memory *table_alloc(uint32_t count)
+static struct guest_memory *table_alloc(uint32_t count, int fault_fd)
 {
 	struct guest_memory *mem = calloc(1, sizeof(*mem) + count * sizeof(struct guest_region));
 	if (!mem)
 		return NULL;
 	mem->refs = 1;
+	mem->fault_fd = fault_fd;
 	mem->count = count;
 	return mem;
 }
 
-struct guest_memory *guest_memory_new(void)
+struct guest_memory *guest_memory_new(int fault_fd)
 {
-	return table_alloc(0);
+	return table_alloc(0, fault_fd);
 }
 
 struct guest_memory *guest_memory_ref(struct guest_memory *mem)
@@ -85,8 +92,9 @@ static bool region_is_valid(const struct vhost_user_mem_region *r)
  * access, which would take the whole process down for a front end's lie.
  * Regular files (memfd, tmpfs, hugetlbfs) report their size, so such a
  * region is refused up front. Other kinds (device DAX) have no size to
- * check. A front end that shrinks the file later is not covered (see
- * docs/vhost-user.md). */
+ * check. A front end that shrinks the file later is stopped by the seal
+ * (seal_against_shrinking()) where the file takes one, and otherwise
+ * caught by the SIGBUS guard (guest_fault.h). */
 static int check_file_size(const struct vhost_user_mem_region *r, int fd)
 {
 	struct stat st;
@@ -100,10 +108,23 @@ static int check_file_size(const struct vhost_user_mem_region *r, int fd)
 	return 0;
 }
 
-/* mmap needs a page-aligned file offset; the front end's offset need not be. */
-static int map_region(const struct vhost_user_mem_region *r, int fd, struct guest_mapping **out,
-		      uint8_t **host)
+/* A memfd created with MFD_ALLOW_SEALING (QEMU's memory-backend-memfd,
+ * which seals it so itself) can be sealed against shrinking: then the front
+ * end's ftruncate() fails instead of pulling pages from under us. Other
+ * files refuse seals (EINVAL, or EPERM once F_SEAL_SEAL is set, as for a
+ * memfd made without the flag): the SIGBUS guard covers those. */
+static void seal_against_shrinking(int fd)
 {
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		log_debug("guest memory file not sealed against shrinking: %s", strerror(errno));
+}
+
+/* mmap needs a page-aligned file offset; the front end's offset need not be. */
+static int map_region(const struct vhost_user_mem_region *r, int fd, int fault_fd,
+		      struct guest_mapping **out, uint8_t **host)
+{
+	/* Sealed first, so the size checked next is the size that stays. */
+	seal_against_shrinking(fd);
 	int rc = check_file_size(r, fd);
 	if (rc < 0)
 		return rc;
@@ -125,6 +146,13 @@ static int map_region(const struct vhost_user_mem_region *r, int fd, struct gues
 	m->refs = 1;
 	m->addr = addr;
 	m->len = (size_t)len;
+	m->fault_slot = guest_fault_register(addr, (size_t)len, &m->broken, fault_fd);
+	if (m->fault_slot < 0) {
+		int err = m->fault_slot;
+		munmap(addr, (size_t)len);
+		free(m);
+		return err;
+	}
 	*out = m;
 	*host = (uint8_t *)addr + skew;
 	return 0;
@@ -150,11 +178,11 @@ int guest_memory_add(const struct guest_memory *base, const struct vhost_user_me
 			pos = i + 1;
 	}
 
-	struct guest_memory *mem = table_alloc(old_count + 1);
+	struct guest_memory *mem = table_alloc(old_count + 1, base ? base->fault_fd : -1);
 	if (!mem)
 		return -ENOMEM;
 	struct guest_region *added = &mem->regions[pos];
-	int rc = map_region(region, fd, &added->mapping, &added->host);
+	int rc = map_region(region, fd, mem->fault_fd, &added->mapping, &added->host);
 	if (rc < 0) {
 		free(mem);
 		return rc;
@@ -186,7 +214,7 @@ int guest_memory_remove(const struct guest_memory *base, uint64_t gpa, uint64_t 
 	if (victim == count)
 		return -ENOENT;
 
-	struct guest_memory *mem = table_alloc(count - 1);
+	struct guest_memory *mem = table_alloc(count - 1, base->fault_fd);
 	if (!mem)
 		return -ENOMEM;
 	for (uint32_t i = 0, j = 0; i < count; i++) {
@@ -198,6 +226,16 @@ int guest_memory_remove(const struct guest_memory *base, uint64_t gpa, uint64_t 
 	}
 	*out = mem;
 	return 0;
+}
+
+bool guest_memory_broken(const struct guest_memory *mem)
+{
+	if (!mem || guest_fault_count() == 0)
+		return false;
+	for (uint32_t i = 0; i < mem->count; i++)
+		if (__atomic_load_n(&mem->regions[i].mapping->broken, __ATOMIC_ACQUIRE))
+			return true;
+	return false;
 }
 
 int guest_memory_va_to_gpa(const struct guest_memory *mem, uint64_t va, uint64_t *gpa)

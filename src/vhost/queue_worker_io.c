@@ -18,8 +18,10 @@
 
 bool queue_worker_accepting(const struct queue_worker *qw)
 {
+	/* Memory the front end shrank under us reads as zeros now: nothing
+	 * more is taken from it (the control thread ends the connection). */
 	return qw->running && !qw->stopping && qw->have.enabled && qw->ring_mapped &&
-	       !qw->vq.broken;
+	       !qw->vq.broken && !guest_memory_broken(qw->mem);
 }
 
 static void log_bad_request(struct queue_worker *qw, const struct blk_request *req)

@@ -142,13 +142,14 @@ static void log_peer(int conn)
 /* Serves one connection until it ends; -ECANCELED when a stop ended it. */
 static int serve_connection(struct vhost_control *ctl, int stop_fd, int listener, int conn)
 {
-	struct pollfd pfd[3] = {
+	struct pollfd pfd[4] = {
 	    {.fd = stop_fd, .events = POLLIN},
 	    {.fd = listener, .events = POLLIN},
 	    {.fd = conn, .events = POLLIN},
+	    {.fd = vhost_control_fault_fd(ctl), .events = POLLIN},
 	};
 	for (;;) {
-		if (poll(pfd, 3, -1) < 0) {
+		if (poll(pfd, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("poll: %s", strerror(errno));
@@ -156,6 +157,12 @@ static int serve_connection(struct vhost_control *ctl, int stop_fd, int listener
 		}
 		if (pfd[0].revents & POLLIN)
 			return -ECANCELED;
+		if ((pfd[3].revents & POLLIN) && vhost_control_memory_broken(ctl)) {
+			log_warn("ending the vhost-user connection: the front end shrank a shared "
+				 "memory file under a mapped region (SIGBUS absorbed; the region "
+				 "reads as zeros, no further request is served from it)");
+			return 0;
+		}
 		/* The connection goes first: a front end that closed and
 		 * reconnected must find its EOF handled, not be refused. Only
 		 * a connection that has nothing pending is still in use. */

@@ -21,7 +21,7 @@ void fake_guest_init(struct fake_guest *g, uint32_t num)
 	g->host = mmap(NULL, FG_MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
 	assert_true(g->host != MAP_FAILED);
 
-	struct guest_memory *empty = guest_memory_new();
+	struct guest_memory *empty = guest_memory_new(-1);
 	assert_non_null(empty);
 	struct guest_memory *one;
 	struct vhost_user_mem_region r0 = {.guest_phys_addr = 0,

@@ -9,7 +9,11 @@
 #include "vhost/guest_memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -24,7 +28,7 @@ static int make_memfd(uint64_t size)
 static void test_region_validation(void **state)
 {
 	int fd = make_memfd(1 << 20);
-	struct guest_memory *empty = guest_memory_new();
+	struct guest_memory *empty = guest_memory_new(-1);
 	struct guest_memory *out = NULL;
 	struct vhost_user_mem_region r = {0x1000, 0, 0x7000, 0};
 	assert_int_equal(guest_memory_add(empty, &r, fd, &out), -EINVAL); /* zero size */
@@ -209,7 +213,7 @@ static void test_slot_limit(void **state)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	int fd = make_memfd((uint64_t)page);
-	struct guest_memory *mem = guest_memory_new();
+	struct guest_memory *mem = guest_memory_new(-1);
 	for (uint32_t i = 0; i < VHOST_USER_MAX_MEM_SLOTS; i++) {
 		struct vhost_user_mem_region r = {(uint64_t)i * (uint64_t)page, (uint64_t)page,
 						  (uint64_t)i * (uint64_t)page, 0};
@@ -228,6 +232,84 @@ static void test_slot_limit(void **state)
 	close(fd);
 }
 
+/* A memfd that accepts seals is sealed against shrinking when mapped: the
+ * front end's ftruncate() then fails instead of pulling pages away. */
+static void test_sealable_file_cannot_shrink(void **state)
+{
+	int fd = memfd_create("guest-memory-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	struct guest_memory *mem;
+	struct vhost_user_mem_region r = {0, 1 << 20, 0x7f0000000000ull, 0};
+	assert_int_equal(guest_memory_add(NULL, &r, fd, &mem), 0);
+	assert_true(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK);
+	assert_int_equal(ftruncate(fd, 0), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ftruncate(fd, 2 << 20), 0); /* growing stays allowed */
+	guest_memory_unref(mem);
+	close(fd);
+}
+
+struct reader {
+	struct guest_memory *mem;
+	uint64_t gpa;
+	int rc;
+	uint8_t byte;
+};
+
+static void *read_one(void *arg)
+{
+	struct reader *r = arg;
+	r->rc = guest_memory_read(r->mem, r->gpa, &r->byte, 1);
+	return NULL;
+}
+
+/* A memfd made without MFD_ALLOW_SEALING cannot be sealed; shrunk under the
+ * mapping, the next access (on another thread, as a queue worker's) would
+ * raise SIGBUS and kill the process. The guard absorbs it: the access reads
+ * zeros, the table is broken, its fault eventfd is readable, and a table
+ * built from another file is untouched. */
+static void test_shrunk_file_is_caught(void **state)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(efd >= 0);
+	int fd = make_memfd(1 << 20);
+	int other_fd = make_memfd(1 << 20);
+	struct guest_memory *empty = guest_memory_new(efd);
+	struct guest_memory *mem, *other;
+	struct vhost_user_mem_region r = {0, 1 << 20, 0x7f0000000000ull, 0};
+	assert_int_equal(guest_memory_add(empty, &r, fd, &mem), 0);
+	assert_int_equal(guest_memory_add(NULL, &r, other_fd, &other), 0);
+	guest_memory_unref(empty);
+	uint8_t byte = 0x77;
+	assert_int_equal(pwrite(fd, &byte, 1, 0x1000), 1);
+	assert_int_equal(pwrite(other_fd, &byte, 1, 0x1000), 1);
+	assert_false(guest_memory_broken(mem));
+
+	assert_int_equal(ftruncate(fd, 0), 0);
+	struct reader rd = {.mem = mem, .gpa = 0x1000, .byte = 0xff};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, read_one, &rd), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(rd.rc, 0);
+	assert_int_equal(rd.byte, 0); /* zero pages now */
+	assert_true(guest_memory_broken(mem));
+	struct pollfd p = {.fd = efd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 0), 1);
+	/* Writes land in the zero pages, not in a crash. */
+	assert_int_equal(guest_memory_write(mem, 0x2000, &byte, 1), 0);
+
+	assert_false(guest_memory_broken(other));
+	uint8_t got = 0;
+	assert_int_equal(guest_memory_read(other, 0x1000, &got, 1), 0);
+	assert_int_equal(got, 0x77);
+	guest_memory_unref(mem);
+	guest_memory_unref(other);
+	close(fd);
+	close(other_fd);
+	close(efd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +320,8 @@ int main(void)
 	    cmocka_unit_test(test_ranges_across_regions),
 	    cmocka_unit_test(test_mappings_outlive_their_first_table),
 	    cmocka_unit_test(test_slot_limit),
+	    cmocka_unit_test(test_sealable_file_cannot_shrink),
+	    cmocka_unit_test(test_shrunk_file_is_caught),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -537,7 +537,7 @@ static void test_memory_swap_with_requests_in_flight(void **state)
 	start_worker(f, false);
 	/* A table with fresh mappings of the same memory: once swapped in, the
 	 * old one lives on only through the requests still in flight. */
-	struct guest_memory *empty = guest_memory_new();
+	struct guest_memory *empty = guest_memory_new(-1);
 	struct guest_memory *one, *both;
 	struct vhost_user_mem_region r0 = {0, FG_REGION_SIZE, 0x10000000, 0};
 	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
