@@ -55,8 +55,9 @@ static int read_file(const char *path, uint8_t **data, size_t *size)
 
 static int run_file(const char *path)
 {
-	uint8_t *data;
-	size_t size;
+	/* Initialised: gcc -O3 cannot see that read_file sets both on success. */
+	uint8_t *data = NULL;
+	size_t size = 0;
 	int rc = read_file(path, &data, &size);
 	if (rc) {
 		fprintf(stderr, "%s: %s\n", path, strerror(-rc));
