@@ -93,15 +93,15 @@ class ConnectionPlan:
 class FaultMix:
     """Which faults a run uses and how often: each connection gets each kind
     with `probability`, in the data direction (`data_direction`, "down" for a
-    client reading, "up" for one uploading) three times in four, else in the
-    other one. At most one terminal fault (reset, truncate, stall) per
+    client reading, "up" for one uploading), or with `other_direction`
+    probability (default one in four) in the other one. At most one terminal fault (reset, truncate, stall) per
     direction. `data_span` bounds the byte offsets (about what a connection
     carries); `max_stalls` bounds the stalls of a run (each costs a client
     timeout)."""
 
     def __init__(self, kinds, probability=0.4, data_direction="down", data_span=4 << 20,
                  max_stalls=None, latency=(0.002, 0.2), rate=(256 << 10, 4 << 20),
-                 garbage_length=(1, 64)):
+                 garbage_length=(1, 64), other_direction=0.25):
         unknown = set(kinds) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
@@ -113,6 +113,7 @@ class FaultMix:
         self.latency = latency
         self.rate = rate
         self.garbage_length = garbage_length
+        self.other_direction = other_direction
         self.stalls = 0
         self.lock = threading.Lock()
 
@@ -125,7 +126,8 @@ class FaultMix:
         for kind in self.kinds:
             if rng.random() >= self.probability:
                 continue
-            direction = getattr(plan, self.data_direction if rng.random() < 0.75 else other)
+            direction = getattr(plan, other if rng.random() < self.other_direction
+                                else self.data_direction)
             # The other direction carries little (requests, or short
             # replies): offsets there are small.
             span = self.data_span if direction is getattr(plan, self.data_direction) else 8192

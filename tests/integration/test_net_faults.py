@@ -228,10 +228,20 @@ class Run:
         self.stripe = 512 << self.shift
         self.size = self.rng.choice([8, 16, 24, 32]) * MiB
         self.data = make_data(self.rng, self.size, self.stripe)
-        kinds = self.rng.sample(KINDS, self.rng.randint(1, 3))
-        self.mix = FaultMix(kinds, probability=self.rng.uniform(0.2, 0.6),
-                            data_direction="up" if path == "archive-tool" else "down",
-                            data_span=3 * self.stripe + 64 * KiB, max_stalls=4)
+        direction = "up" if path == "archive-tool" else "down"
+        # One run in four is harsh: every connection gets a reset, truncation
+        # or garbage within its first stripe, so retries run out and stripes
+        # end Failed (or the tool gives up); the others are mild mixes.
+        self.harsh = self.rng.random() < 0.25
+        if self.harsh:
+            kinds = self.rng.sample(["reset", "truncate", "garbage"], self.rng.randint(1, 2))
+            self.mix = FaultMix(kinds, probability=1.0, data_direction=direction,
+                                data_span=self.stripe, other_direction=0)
+        else:
+            kinds = self.rng.sample(KINDS, self.rng.randint(1, 3))
+            self.mix = FaultMix(kinds, probability=self.rng.uniform(0.2, 0.6),
+                                data_direction=direction,
+                                data_span=3 * self.stripe + 64 * KiB, max_stalls=4)
         self.connections = self.rng.choice([2, 4, 8, 16])
         self.outcome = None
         self.detail = ""
@@ -239,7 +249,7 @@ class Run:
     def describe(self):
         return (f"run {self.index} seed {self.seed} {self.path}: {self.size // MiB} MiB, "
                 f"stripes {self.stripe // KiB} KiB, {self.connections} connections, "
-                f"faults {self.mix.describe()}")
+                f"faults {'harsh ' if self.harsh else ''}{self.mix.describe()}")
 
 
 def backend_for(run, stripe_source, rpc):
@@ -325,6 +335,8 @@ def hydrate_under_faults(run, be, rpc, disk, proxy, cause_of):
     expect(mon.max_rss <= max_rss,
            f"VmRSS {mon.max_rss // MiB} MiB during the run (bound {max_rss // MiB} MiB)")
     status = harness.lazy_status(rpc)
+    given_up = harness.rpc(rpc, "stats")["stats"]["fetch"]["stripes_failed"]
+    expect(given_up == len(failed), f"RPC stripes_failed {given_up}, log {sorted(failed)}")
     code = be.stop()
     expect(code == 0, f"vhost-backend exit status {code}:\n{be.process.log_text()[-3000:]}")
     fetched = harness.metadata_stripes(be.config).get("fetched", set())
