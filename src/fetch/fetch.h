@@ -90,6 +90,9 @@ struct fetch_stats {
 	uint64_t stripes_fetched;
 	uint64_t bytes_fetched;
 	uint64_t fetch_failures; /* failed attempts, retries included */
+	/* Stripes given up on (marked Failed, retries spent), so a monitor sees
+	 * them without reading the log. */
+	uint64_t stripes_failed;
 	uint64_t fetch_latency_ns_total;
 	uint64_t fetch_latency_ns_max;
 	uint64_t metadata_writes;   /* metadata sector writes issued, retries included */

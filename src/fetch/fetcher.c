@@ -159,6 +159,7 @@ static void attempt_failed(struct fetcher *f, uint64_t stripe, int result, struc
 		set_phase(f, stripe, PHASE_QUEUED, retries + 1);
 		return;
 	}
+	counter_add(&f->counters.stripes_failed, 1);
 	log_error("fetch: stripe %llu failed (%s) after %u retries; I/O to it fails until "
 		  "the backend is restarted",
 		  (unsigned long long)stripe, strerror(-result), retries);
@@ -358,6 +359,7 @@ void fetcher_stats(const struct fetcher *f, struct fetch_stats *out)
 	out->stripes_fetched = counter_read(&c->stripes_fetched);
 	out->bytes_fetched = counter_read(&c->bytes_fetched);
 	out->fetch_failures = counter_read(&c->fetch_failures);
+	out->stripes_failed = counter_read(&c->stripes_failed);
 	out->fetch_latency_ns_total = counter_read(&c->fetch_latency_ns_total);
 	out->fetch_latency_ns_max = counter_read(&c->fetch_latency_ns_max);
 	out->source_connected = __atomic_load_n(&c->source_connected, __ATOMIC_ACQUIRE);

@@ -34,6 +34,7 @@ struct fetcher_counters {
 	uint64_t stripes_fetched;
 	uint64_t bytes_fetched;
 	uint64_t fetch_failures;
+	uint64_t stripes_failed;
 	uint64_t fetch_latency_ns_total;
 	uint64_t fetch_latency_ns_max;
 	bool source_connected; /* atomic */

@@ -204,6 +204,7 @@ static json_t *fetch_stats_json(struct fetch_worker *worker)
 	json_object_set_new(o, "stripes_fetched", json_u64(s.stripes_fetched));
 	json_object_set_new(o, "bytes_fetched", json_u64(s.bytes_fetched));
 	json_object_set_new(o, "fetch_failures", json_u64(s.fetch_failures));
+	json_object_set_new(o, "stripes_failed", json_u64(s.stripes_failed));
 	json_object_set_new(o, "fetch_latency_us_avg", json_u64(avg_ns / 1000));
 	json_object_set_new(o, "fetch_latency_us_max", json_u64(s.fetch_latency_ns_max / 1000));
 	return o;

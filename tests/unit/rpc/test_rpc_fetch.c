@@ -108,6 +108,29 @@ static void test_stats_count_failed_attempts(void **state)
 	assert_int_equal(member(r, "stats.fetch.stripes_fetched"), 32);
 	assert_int_equal(member(r, "stats.fetch.bytes_fetched"), 2048 * SECTOR_SIZE);
 	assert_int_equal(member(r, "stats.fetch.fetch_failures"), 2);
+	assert_int_equal(member(r, "stats.fetch.stripes_failed"), 0);
+	json_decref(r);
+	fixture_teardown(&fx);
+}
+
+/* A stripe whose every attempt fails: given up on, counted in
+ * stripes_failed (its four attempts in fetch_failures), the others fetched. */
+static void test_stats_count_failed_stripes(void **state)
+{
+	struct fixture fx;
+	struct fixture_options o = fixture_defaults();
+	o.image_sectors = 2048;
+	o.autofetch = true;
+	o.fail_stripe = 7;
+	o.fail_times = 1000;
+	fixture_start(&fx, &o);
+	wait_until(&fx, fetched_at_least, 31);
+	wait_until(&fx, stripe_is_failed, 7);
+	struct rpc_context ctx = {.stripes = fx.state, .worker = fx.worker};
+	json_t *r = ask(&ctx, "{\"command\":\"stats\"}");
+	assert_int_equal(member(r, "stats.fetch.stripes_fetched"), 31);
+	assert_int_equal(member(r, "stats.fetch.stripes_failed"), 1);
+	assert_int_equal(member(r, "stats.fetch.fetch_failures"), 4);
 	json_decref(r);
 	fixture_teardown(&fx);
 }
@@ -117,6 +140,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_status_and_stats_follow_the_worker),
 	    cmocka_unit_test(test_stats_count_failed_attempts),
+	    cmocka_unit_test(test_stats_count_failed_stripes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
