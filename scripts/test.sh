@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Build and run the whole test suite three times: a release build, an
 # AddressSanitizer + UndefinedBehaviorSanitizer build and a ThreadSanitizer
-# build (unit and integration suites; the guest suite runs in the first two).
+# build (unit and integration suites; the guest suite runs in the first two,
+# in the release build on a busy host: stress-ng on every core). The
+# campaigns of docs/reliability.md run with their short budgets: crash and
+# abuse (suite campaign) in the release and ASan builds, network faults
+# (suite net-faults) in the release build.
 # Checks formatting first, runs the hints scripts/run-default.sh prints, and
 # ends with every fuzz target under libFuzzer for a short budget (clang).
 # Ends with one summary line: "N passed, N failed".
@@ -44,7 +48,9 @@ run_suite() { # name, timeout factor, meson test options, meson setup options...
 	return $rc
 }
 
-run_suite release 1 "" -Dbuildtype=release || failed_steps=$((failed_steps + 1))
+# The release build's guests run on a busy host (tests/guest/cpu_hog.py);
+# the ASan build's guests on an idle one.
+UBIBLK_TEST_CPU_HOG=all run_suite release 1 "" -Dbuildtype=release || failed_steps=$((failed_steps + 1))
 
 # The README's first command and every hint it prints (builds build/, as it
 # does for a user).
@@ -56,23 +62,26 @@ else
 fi
 
 # Suite test-tools checks the test tools themselves (Swift, the fault proxy):
-# no C code of ours runs in it, so the sanitizer builds leave it out.
-run_suite asan 1 "--no-suite test-tools" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+# no C code of ours runs in it, so the sanitizer builds leave it out. The
+# network-fault runs wait out real timeouts (slower still under ASan): the
+# release build runs them.
+run_suite asan 1 "--no-suite test-tools --no-suite net-faults" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
 	|| failed_steps=$((failed_steps + 1))
 
 # ThreadSanitizer: every process a test starts (backends, tools, the bench)
 # writes any report to build-tsan-reports/ and exits at once (66), so a
 # report fails the run even when the test itself did not notice the process
-# die. The guest suite is left out: QEMU's TCG guests are already slow
-# enough. The build runs ~5-15x slower: time limits x4. GCC's -Wtsan says
-# TSan does not model atomic_thread_fence; the fences here order accesses to
-# atomic fields (io_tracker's seqlock) or to memory shared with another
+# die. The guest suite and the campaigns are left out: QEMU's TCG guests
+# and the campaigns' kills, floods and faults are slow enough already. The
+# build runs ~5-15x slower: time limits x4. GCC's -Wtsan says TSan does
+# not model atomic_thread_fence; the fences here order accesses to atomic
+# fields (io_tracker's seqlock) or to memory shared with another
 # process (virtqueues), neither of which TSan checks, so that warning is off.
 tsan_reports="$top/build-tsan-reports"
 rm -rf "$tsan_reports"
 mkdir -p "$tsan_reports"
 TSAN_OPTIONS="halt_on_error=1 log_path=$tsan_reports/report ${TSAN_OPTIONS:-}" \
-	run_suite tsan 4 "--no-suite guest --no-suite test-tools" -Dbuildtype=debugoptimized -Db_sanitize=thread \
+	run_suite tsan 4 "--no-suite guest --no-suite test-tools --no-suite campaign --no-suite net-faults" -Dbuildtype=debugoptimized -Db_sanitize=thread \
 	-Dc_args=-Wno-tsan || failed_steps=$((failed_steps + 1))
 if compgen -G "$tsan_reports/report*" >/dev/null; then
 	cat "$tsan_reports"/report*

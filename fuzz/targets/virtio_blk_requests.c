@@ -240,7 +240,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(file + regions[i].offset, image + regions[i].gpa, n);
 	}
 
-	struct guest_memory *mem = guest_memory_new();
+	struct guest_memory *mem = guest_memory_new(-1);
 	if (!mem)
 		abort();
 	for (size_t i = 0; i < REGION_COUNT; i++) {

@@ -73,22 +73,27 @@ def free_port():
 
 # ---- what the back end holds ----
 
-def tcp_inodes(pid):
+def unix_inodes(pid):
     inodes = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{name}") as f:
-                next(f)
-                for line in f:
-                    inodes.add(line.split()[9])
-        except OSError:
-            pass
+    try:
+        with open(f"/proc/{pid}/net/unix") as f:
+            next(f)
+            for line in f:
+                inodes.add(line.split()[6])
+    except OSError:
+        pass
     return inodes
 
 
 def fd_census(pid):
-    """(non-TCP fds, TCP sockets) of a process."""
-    tcp = tcp_inodes(pid)
+    """(non-TCP fds, TCP sockets) of a process.
+
+    A socket counts as TCP unless it is a Unix socket: a TCP socket whose
+    peer reset it is in state CLOSE, which /proc/net/tcp no longer lists,
+    yet the fd stays open in libcurl's connection cache until the
+    connection is next looked at. Counting it as a non-TCP fd made one ASan
+    run report a leak that was a dead pooled connection."""
+    unix = unix_inodes(pid)
     other = sockets = 0
     fd_dir = f"/proc/{pid}/fd"
     for fd in os.listdir(fd_dir):
@@ -96,11 +101,41 @@ def fd_census(pid):
             link = os.readlink(os.path.join(fd_dir, fd))
         except OSError:
             continue  # closed meanwhile
-        if link.startswith("socket:[") and link[8:-1] in tcp:
+        if link.startswith("socket:[") and link[8:-1] not in unix:
             sockets += 1
         else:
             other += 1
     return other, sockets
+
+
+def settled_census(pid):
+    """fd_census once the non-TCP count has held for 0.5 s (at most 10 s).
+
+    The start-up probe's vhost-user connection makes vhost-backend build the
+    next connection's control (an eventfd, then a queue worker's file,
+    rings and eventfd) after start() returned: a census taken in between
+    counted the first fd of it and not the rest."""
+    deadline = time.monotonic() + 10 * MULT
+    last, since = fd_census(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = fd_census(pid)
+        if now[0] != last[0]:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 0.5:
+            return now
+    return last
+
+
+def fd_links(pid):
+    """What each fd is, for a failure message."""
+    links = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            links.append(f"{fd}:{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return " ".join(links)
 
 
 def rss_bytes(pid):
@@ -291,9 +326,11 @@ def hydrate_under_faults(run, be, rpc, disk, proxy, cause_of):
         run.detail = f"start-up, {time.monotonic() - start:.0f}s: {errors[0][:160]}"
         return
     pid = be.process.pid
-    base_other, base_tcp = fd_census(pid)
-    base_rss = rss_bytes(pid)
+    # Sampling starts at once: a run may be over before the count settles.
     with Monitor(pid) as mon:
+        base_other, base_tcp = settled_census(pid)
+        base_links = fd_links(pid)
+        base_rss = rss_bytes(pid)
         # Every attempt on a dropped connection waits for a redial (backoff
         # from 500 ms): when every connection breaks, 4 attempts per stripe
         # are spread over the pool, about a second each on a busy host.
@@ -338,7 +375,8 @@ def hydrate_under_faults(run, be, rpc, disk, proxy, cause_of):
             harness.wait_for(settled, 60 * MULT, "the fd count to return to its baseline")
         except TimeoutError:
             raise AssertionError(f"fds {fd_census(pid)} vs baseline "
-                                 f"{(base_other, base_tcp)}, pool {run.connections}") from None
+                                 f"{(base_other, base_tcp)}, pool {run.connections}; "
+                                 f"now {fd_links(pid)}; at start {base_links}") from None
     max_fds = base_other + 2 * run.connections + 16
     expect(mon.max_fds <= max_fds, f"{mon.max_fds} fds during the run (bound {max_fds})")
     max_rss = (base_rss + 64 * MiB + 3 * run.connections * run.stripe) * asan_factor()
@@ -504,6 +542,12 @@ def main():
                   f"{run.outcome} ({time.monotonic() - t0:.0f}s; fired {faults or 'none'}; "
                   f"{run.detail})", flush=True)
             results.append(run)
+            if run.outcome == "FAIL":
+                # The run's logs outlive the work folder, for the post-mortem.
+                kept = os.path.join(os.environ["UBIBLK_BUILD_DIR"], "net-faults-failed", f"run{i}")
+                shutil.copytree(run.work, kept, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.raw", "*.img", "*.sock"))
+                print(f"     logs kept in {kept}", flush=True)
             shutil.rmtree(run.work, ignore_errors=True)
     print(f"net-faults summary (seed {seed}, {time.monotonic() - started:.0f}s):")
     for path in PATHS:
