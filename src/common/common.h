@@ -102,6 +102,11 @@ static inline bool is_power_of_two(uint64_t v)
  * warned, not fatal). */
 void forbid_core_dumps(void);
 
+/* ---- descriptors ----
+ * Sets O_NONBLOCK on fd, keeping its other status flags. Returns 0 or a
+ * negative errno (-EBADF for a closed fd). */
+int fd_set_nonblocking(int fd);
+
 /* ---- threads ----
  * The one way to start a thread: every signal is blocked in the new thread
  * (set before it runs, so no signal can land in it in between), so SIGINT,

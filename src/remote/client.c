@@ -10,7 +10,6 @@
 #include "remote/remote_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -376,12 +375,11 @@ int remote_client_attach(int fd, const char *name, const struct remote_timeouts 
 		return -ENOMEM;
 	}
 	c->fd = fd;
-	int flags = fcntl(fd, F_GETFL);
-	int rc = 0;
 	/* Every wait is a poll() with a deadline, so reads must not block. */
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		rc = error_set(err, -errno, "%s: cannot make the socket non-blocking: %s", name,
-			       strerror(errno));
+	int rc = fd_set_nonblocking(fd);
+	if (rc < 0)
+		error_set(err, rc, "%s: cannot make the socket non-blocking: %s", name,
+			  strerror(-rc));
 	if (rc == 0)
 		rc = fetch_metadata(c, err);
 	return client_ready(c, rc, out);

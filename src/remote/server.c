@@ -2,7 +2,6 @@
  * eventfd, the disk channel's completion fd and every connection in one
  * epoll set, deadlines checked each turn. See server_internal.h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -540,10 +539,8 @@ int remote_server_serve_fd(const struct remote_server_options *opts, int fd, str
 	}
 	s->one_connection = true;
 	ret = set_up_serving(s, err);
-	int flags = fcntl(fd, F_GETFL);
-	if (ret == 0 && (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0))
-		ret = error_set(err, -errno, "cannot make the connection non-blocking: %s",
-				strerror(errno));
+	if (ret == 0 && (ret = fd_set_nonblocking(fd)) < 0)
+		error_set(err, ret, "cannot make the connection non-blocking: %s", strerror(-ret));
 	if (ret < 0) {
 		close(fd);
 	} else {

@@ -2,7 +2,6 @@
 #include "vhost/eventfd_io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -17,14 +16,6 @@
 
 /* The buffer of every write: it must outlive writes the kernel completes later. */
 static const uint64_t one = 1;
-
-int eventfd_set_nonblock(int fd)
-{
-	int flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		return -errno;
-	return 0;
-}
 
 int eventfd_drain(int fd)
 {

@@ -28,9 +28,6 @@ struct eventfd_io {
 	uint64_t write_seq; /* user_data of the newest write */
 };
 
-/* Sets O_NONBLOCK on a descriptor received from the front end; 0 or -errno. */
-int eventfd_set_nonblock(int fd);
-
 /* Resets the counter of a kick fd that poll(2) reported readable. Returns 0
  * (also when another reader emptied it first), -ENODATA when the fd is at
  * end of file (not an eventfd: it would be reported readable forever), or

@@ -176,7 +176,7 @@ static void replace_fd(struct queue_worker *qw, int *slot, int fd)
 {
 	/* The first line against a front end that would make us block on its
 	 * eventfds; the worker does not rely on it (eventfd_io.h). */
-	int rc = fd >= 0 ? eventfd_set_nonblock(fd) : 0;
+	int rc = fd >= 0 ? fd_set_nonblocking(fd) : 0;
 	if (rc < 0)
 		log_warn("queue %u: cannot make fd %d non-blocking: %s", qw->cfg.index, fd,
 			 strerror(-rc));

@@ -9,6 +9,8 @@
 
 #include "vhost/eventfd_io.h"
 
+#include "common/common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -46,10 +48,10 @@ static void put(int fd, uint64_t v)
 static void test_set_nonblock(void **state)
 {
 	int fd = eventfd(0, 0);
-	assert_int_equal(eventfd_set_nonblock(fd), 0);
+	assert_int_equal(fd_set_nonblocking(fd), 0);
 	assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
 	close(fd);
-	assert_int_equal(eventfd_set_nonblock(fd), -EBADF);
+	assert_int_equal(fd_set_nonblocking(fd), -EBADF);
 }
 
 /* The front end cleared O_NONBLOCK and read the counter after our poll. */
@@ -124,7 +126,7 @@ static void test_signal_to_a_saturated_blocking_fd_returns(void **state)
 	assert_int_equal(take(fd), 1);
 	/* Saturated again, with O_NONBLOCK set this time. */
 	put(fd, SATURATED);
-	assert_int_equal(eventfd_set_nonblock(fd), 0);
+	assert_int_equal(fd_set_nonblocking(fd), 0);
 	assert_int_equal(eventfd_io_signal(&e, fd), 0);
 	/* Teardown with a write pending does not wait for it. */
 	eventfd_io_fini(&e);
