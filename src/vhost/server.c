@@ -22,6 +22,7 @@
 
 #include "common/common.h"
 #include "vhost/control.h"
+#include "vhost/eventfd_io.h"
 
 #define LISTEN_BACKLOG	16
 #define ACCEPT_RETRY_MS 100
@@ -157,11 +158,19 @@ static int serve_connection(struct vhost_control *ctl, int stop_fd, int listener
 		}
 		if (pfd[0].revents & POLLIN)
 			return -ECANCELED;
-		if ((pfd[3].revents & POLLIN) && vhost_control_memory_broken(ctl)) {
-			log_warn("ending the vhost-user connection: the front end shrank a shared "
-				 "memory file under a mapped region (SIGBUS absorbed; the region "
-				 "reads as zeros, no further request is served from it)");
-			return 0;
+		if (pfd[3].revents & POLLIN) {
+			/* Drained each time: a fault in a mapping the current
+			 * table no longer holds leaves nothing broken, and an
+			 * undrained fd would keep poll() returning at once. */
+			eventfd_drain(pfd[3].fd);
+			if (vhost_control_memory_broken(ctl)) {
+				log_warn(
+				    "ending the vhost-user connection: the front end shrank a "
+				    "shared memory file under a mapped region (SIGBUS absorbed; "
+				    "the region reads as zeros, no further request is served "
+				    "from it)");
+				return 0;
+			}
 		}
 		/* The connection goes first: a front end that closed and
 		 * reconnected must find its EOF handled, not be refused. Only
