@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh bench  run the benchmark
 set -euo pipefail
 
-build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libedit-dev libjansson-dev
+build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libgcrypt20-dev libedit-dev libjansson-dev
 	libsnappy-dev libcurl4-openssl-dev)
 case "${1:-run}" in
 run) want=("${build[@]}") ;;

@@ -1,6 +1,7 @@
 #include "common_args.h"
 
 #include "common/common.h"
+#include "crypto/crypto.h"
 
 #include <stdio.h>
 
@@ -43,6 +44,13 @@ int common_args_load_config(const struct common_args *a, struct device_config *c
 	return 0;
 }
 
+void tool_print_version(const char *name)
+{
+	const char *problem = xts_engine_problem();
+	printf("%s %s\nxts engine: %s%s%s%s\n", name, UBIBLK_VERSION, xts_engine_chosen(),
+	       problem ? " (" : "", problem ? problem : "", problem ? ")" : "");
+}
+
 int tool_usage_error(const struct tool_cli *cli, const char *why)
 {
 	if (why)
@@ -58,7 +66,7 @@ int common_args_option(const struct tool_cli *cli, struct common_args *a, int op
 		cli->print_help(stdout);
 		return 0;
 	case 'V':
-		printf("%s %s\n", cli->name, UBIBLK_VERSION);
+		tool_print_version(cli->name);
 		return 0;
 	default:
 		if (take_common_option(a, opt, arg))

@@ -40,6 +40,10 @@ int common_args_finish(const struct tool_cli *cli, const struct common_args *a, 
  * said it), the usage line and the --help hint, all on stderr. Returns
  * EXIT_USAGE. */
 int tool_usage_error(const struct tool_cli *cli, const char *why);
+
+/* --version: "NAME VERSION" (as ubiblk 69dbc92 prints it), then the AES-XTS
+ * engine this process uses ("xts engine: vaes-avx512"). */
+void tool_print_version(const char *name);
 /* KEK file, then the config (device_config_load_with_kek); logs the one-line
  * error and returns -1 on failure. */
 int common_args_load_config(const struct common_args *a, struct device_config *cfg);

@@ -1,7 +1,7 @@
 /* Pieces of the xts tool (src/bin/xts*.c): the command line in xts.c, the
  * sector conversion in xts_convert.c, the secret-wrapping helper in
- * xts_wrap.c. Each function reports its own errors (one log line) and
- * returns 0 or -1. */
+ * xts_wrap.c, the engine benchmark in xts_benchmark.c. Each function reports its own errors (one
+ * log line) and returns 0 or -1. */
 #ifndef UBIBLK_BIN_XTS_H
 #define UBIBLK_BIN_XTS_H
 
@@ -37,5 +37,10 @@ int xts_convert(const struct xts_job *job, struct xts_cipher *cipher);
  * wrapped under kek as base64, one per line (what a config's encryption_key
  * items hold). */
 int xts_wrap_secrets(const struct kek *kek);
+
+/* Prints each engine's throughput (MB/s) per 512 B, 4 KiB and 1 MiB call,
+ * both directions, `seconds` per figure; engines this machine cannot run
+ * are named with the reason. */
+int xts_benchmark(double seconds);
 
 #endif

@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 void *buffer_alloc(size_t alignment, size_t size)
 {
@@ -33,6 +35,37 @@ void secret_string_free(char *s)
 		secret_wipe(s, strlen(s));
 		free(s);
 	}
+}
+
+static size_t page_rounded(size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (size + page - 1) / page * page;
+}
+
+void *secret_alloc(size_t size)
+{
+	size_t bytes = page_rounded(size);
+	void *buf = buffer_alloc((size_t)sysconf(_SC_PAGESIZE), bytes);
+	if (!buf)
+		return NULL;
+	/* Best effort: an unprivileged process may be over RLIMIT_MEMLOCK, and
+	 * a key schedule that can be swapped is still better than no disk. */
+	(void)mlock(buf, bytes);
+	(void)madvise(buf, bytes, MADV_DONTDUMP);
+	return buf;
+}
+
+void secret_free(void *buf, size_t size)
+{
+	if (!buf)
+		return;
+	size_t bytes = page_rounded(size);
+	secret_wipe(buf, bytes);
+	(void)munlock(buf, bytes);
+	/* The pages go back to malloc: let later contents be dumped again. */
+	(void)madvise(buf, bytes, MADV_DODUMP);
+	buffer_free(buf);
 }
 
 uint64_t now_ns(void)

@@ -76,6 +76,11 @@ void buffer_free(void *buf);
 void secret_wipe(void *buf, size_t len);
 /* Wipe and free() a NUL-terminated string that held a secret; NULL is fine. */
 void secret_string_free(char *s);
+/* Zero-filled, page-aligned memory for key schedules: locked in RAM where
+ * the memory lock limit allows (so it is never swapped out) and left out of
+ * core dumps. NULL on failure. Free with secret_free(), which wipes it. */
+void *secret_alloc(size_t size);
+void secret_free(void *buf, size_t size);
 
 /* ---- waiting ---- */
 

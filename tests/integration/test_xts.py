@@ -10,6 +10,7 @@ import hashlib
 import os
 import pty
 import random
+import re
 import select
 import subprocess
 
@@ -46,10 +47,15 @@ def expect(cond, what):
         raise AssertionError(what)
 
 
-def xts(*args, stdin=None, cwd=None):
-    """Runs xts; returns (exit code, stdout bytes, stderr text)."""
+def xts(*args, stdin=None, cwd=None, engine=None):
+    """Runs xts (with UBIBLK_XTS_ENGINE=engine when given); returns (exit
+    code, stdout bytes, stderr text)."""
+    env = dict(os.environ)
+    env.pop("UBIBLK_XTS_ENGINE", None)
+    if engine is not None:
+        env["UBIBLK_XTS_ENGINE"] = engine
     proc = subprocess.run([harness.binary("xts")] + [str(a) for a in args], input=stdin,
-                          capture_output=True, timeout=120, cwd=cwd)
+                          capture_output=True, timeout=120, cwd=cwd, env=env)
     return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace")
 
 
@@ -361,8 +367,125 @@ def test_usage_errors():
                        "(start+len)*512", "docs/encryption.md"):
             expect(needle in text, f"--help lacks {needle!r}")
         expect(xts("-h")[:2] == (0, text.encode()), "-h")
-        expect(xts("-V")[:2] == (0, b"xts 0.4.0\n"), "-V")
-        expect(xts("--version")[:2] == (0, b"xts 0.4.0\n"), "--version")
+        for flag in ("-V", "--version"):
+            code, out, _ = xts(flag)
+            expect(code == 0 and re.fullmatch(
+                rb"xts 0\.4\.0\nxts engine: (vaes-avx512|gcrypt|openssl)\n", out), f"{flag}: {out!r}")
+
+
+# ---- the AES-XTS engines ----
+
+ENGINES = ("vaes-avx512", "gcrypt", "openssl")
+
+
+def engines_here():
+    """The engines this machine runs (openssl always), from --benchmark's
+    table; prints the ones it cannot run, so a run says what it did not
+    test."""
+    code, out, err = xts("--benchmark", "--seconds", "0.01")
+    expect(code == 0, f"--benchmark: exit {code}: {err}")
+    here = []
+    for line in out.decode().splitlines():
+        m = re.match(r"(\S+)\s+not on this machine: (.+)", line)
+        if m:
+            print(f"engine {m.group(1)} not tested here: {m.group(2)}")
+        elif line.split()[0] in ENGINES and line.split()[0] not in here:
+            here.append(line.split()[0])
+    expect("openssl" in here, f"openssl missing from --benchmark: {out!r}")
+    return here
+
+
+def test_every_engine_writes_the_same_disk():
+    """Each engine the machine runs, forced with UBIBLK_XTS_ENGINE, gives
+    the spec's vectors and the same ciphertext of 4 MiB of random data from
+    sector 2^32 - 100 (crossing 2^32); what one encodes, each other decodes;
+    --version names the forced engine."""
+    here = engines_here()
+    with harness.scratch_dir() as tmp:
+        cfg = config(tmp)
+        rnd = random.Random(13)
+        data = bytes(rnd.getrandbits(8) for _ in range(4 << 20))
+        plain = write_file(os.path.join(tmp, "plain.raw"), data)
+        hello = write_file(os.path.join(tmp, "hello.raw"), HELLO_SECTOR * 2)
+        start = (1 << 32) - 100
+
+        def placed_at_start(name, payload):
+            """A sparse file with payload at sector `start` (xts converts
+            sectors [start, start + len) of its input)."""
+            path = os.path.join(tmp, name)
+            with open(path, "wb") as dst:
+                dst.truncate(start * SECTOR)
+                dst.seek(start * SECTOR)
+                dst.write(payload)
+            return path
+
+        at = placed_at_start("at.raw", data)
+        outputs = {}
+        for engine in here:
+            code, out, _ = xts("--version", engine=engine)
+            expect(out.decode().endswith(f"xts engine: {engine}\n"), f"{engine}: --version {out!r}")
+            enc = os.path.join(tmp, f"hello-{engine}.raw")
+            expect_ok(xts("-f", cfg, "--action", "encode", hello, enc, engine=engine), engine)
+            for sector, (head, _, digest) in VECTORS.items():
+                got = sectors(read_file(enc), sector, 1)
+                expect(got[:32].hex() == head and hashlib.sha256(got).hexdigest() == digest,
+                       f"{engine}: sector {sector} is not the spec's vector")
+            # Decrypting random bytes at sectors [start, start + 8192) is
+            # as good a check as encrypting them; the output is packed.
+            dec = os.path.join(tmp, f"dec-{engine}.raw")
+            expect_ok(xts("-f", cfg, "--start", start, "--len", 8192, at, dec, engine=engine),
+                      f"{engine} decode")
+            outputs[engine] = read_file(dec)
+        first = outputs[here[0]]
+        for engine, out in outputs.items():
+            expect(len(out) == len(data) and out == first,
+                   f"{engine} and {here[0]} give different bytes")
+        # What each decoded, another engine encodes back to the input.
+        for i, engine in enumerate(here):
+            other = here[(i + 1) % len(here)]
+            src = placed_at_start(f"dec-at-{engine}.raw", outputs[engine])
+            back = os.path.join(tmp, f"back-{engine}.raw")
+            expect_ok(xts("-f", cfg, "--action", "encode", "--start", start, "--len", 8192,
+                          src, back, engine=other), f"{other} encode")
+            with open(back, "rb") as f:
+                f.seek(start * SECTOR)
+                expect(f.read() == data, f"{engine} then {other}: not the input back")
+
+
+def test_forced_engine_errors():
+    """An unknown engine, or one this machine cannot run, is refused with
+    one error line and exit 1 (never another engine in its place)."""
+    with harness.scratch_dir() as tmp:
+        cfg = config(tmp)
+        plain = write_file(os.path.join(tmp, "plain.raw"), HELLO_SECTOR)
+        out = os.path.join(tmp, "out.raw")
+        expect_error(xts("-f", cfg, plain, out, engine="aesni-turbo"),
+                     "UBIBLK_XTS_ENGINE=aesni-turbo: no such XTS engine", "unknown engine")
+        code, text, _ = xts("-V", engine="aesni-turbo")
+        expect(code == 0 and b"xts engine: none (UBIBLK_XTS_ENGINE=aesni-turbo" in text, text)
+        here = engines_here()
+        for engine in ENGINES:
+            if engine not in here:
+                expect_error(xts("-f", cfg, plain, out, engine=engine),
+                             "this machine cannot run it", f"{engine} forced")
+
+
+def test_benchmark_option():
+    code, out, err = xts("--benchmark", "--seconds", "0.01")
+    expect(code == 0, f"exit {code}: {err}")
+    lines = out.decode().splitlines()
+    expect(lines[0].split() == ["engine", "unit", "encrypt", "MB/s", "decrypt", "MB/s"], lines[0])
+    rows = [line.split() for line in lines[1:] if re.match(r"\S+\s+(512B|4KiB|1MiB)\s", line)]
+    openssl_units = [r[1] for r in rows if r[0] == "openssl"]
+    expect(openssl_units == ["512B", "4KiB", "1MiB"], f"openssl rows: {rows}")
+    expect(all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows), f"a zero figure: {rows}")
+    expect(re.fullmatch(r"chosen: (vaes-avx512|gcrypt|openssl)", lines[-1]), lines[-1])
+    for argv, needle in ((["--benchmark", "-f", "x.yaml"], "--benchmark takes only --seconds"),
+                         (["--benchmark", "in", "out"], "--benchmark takes only --seconds"),
+                         (["--seconds", "1"], "--seconds goes with --benchmark"),
+                         (["--benchmark", "--seconds", "0"], "invalid value '0' for --seconds"),
+                         (["--benchmark", "--seconds", "x"], "invalid value 'x' for --seconds")):
+        expect_usage(xts(*argv), needle, " ".join(argv))
 
 
 # ---- --wrap ----
@@ -515,4 +638,7 @@ if __name__ == "__main__":
         test_progress_on_a_terminal_only,
         test_disk_written_by_vhost_backend,
         test_metadata_file_decodes,
+        test_every_engine_writes_the_same_disk,
+        test_forced_engine_errors,
+        test_benchmark_option,
     ])

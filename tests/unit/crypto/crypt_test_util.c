@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -125,4 +126,15 @@ void assert_file_encrypts(const char *path, uint64_t sector, uint64_t count, con
 				 (unsigned long long)(sector + s), path);
 	free(raw);
 	free(want);
+}
+
+bool crypt_test_engine_usable(void)
+{
+	const char *problem = xts_engine_problem();
+	if (problem) {
+		printf("not run: %s\n", problem);
+		return false;
+	}
+	printf("XTS engine: %s\n", xts_engine_chosen());
+	return true;
 }

@@ -464,6 +464,8 @@ static enum bdev_engine uring = BDEV_ENGINE_IO_URING, sync_engine = BDEV_ENGINE_
 
 int main(void)
 {
+	if (!crypt_test_engine_usable())
+		return TEST_EXIT_SKIP;
 	const struct CMUnitTest tests[] = {
 	    BOTH_ENGINES(round_trip_matches_reference),
 	    BOTH_ENGINES(write_leaves_caller_buffer_plaintext),

@@ -229,6 +229,8 @@ static void image_reads_and_writes_over_unfetched_stripes(void **state)
 
 int main(void)
 {
+	if (!crypt_test_engine_usable())
+		return TEST_EXIT_SKIP;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(copy_on_read_fetches_into_ciphertext),
 	    cmocka_unit_test(image_reads_and_writes_over_unfetched_stripes),

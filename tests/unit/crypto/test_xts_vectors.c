@@ -4,7 +4,11 @@
  * which agree) and IEEE 1619-2007
  * XTS-AES-256 vectors 10 to 14 (512-byte data units, fed with IEEE's tweak
  * layout through xts_crypt_unit), plus the refusal of equal key halves and
- * agreement with the independent EVP_aes_256_xts reference. */
+ * agreement with the independent EVP_aes_256_xts reference.
+ *
+ * Every test runs once with the engine xts_cipher_new chooses and once more
+ * through each engine this machine can run (xts_cipher_new_engine); the
+ * engines it cannot run are named on stdout. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -81,11 +85,15 @@ static const struct {
      "eaf6b724d9a97534921a9c29d5100708bbd8af81751b4cbe3f8e43a02062e875"},
 };
 
+/* NULL: the chosen one. */
+static const char *engine_under_test;
+
 static struct xts_cipher *new_cipher(const uint8_t *k1, const uint8_t *k2)
 {
 	struct xts_cipher *c = NULL;
 	struct error err = {0};
-	int rc = xts_cipher_new(k1, k2, &c, &err);
+	int rc = engine_under_test ? xts_cipher_new_engine(engine_under_test, k1, k2, &c, &err)
+				   : xts_cipher_new(k1, k2, &c, &err);
 	if (rc < 0)
 		fail_msg("%s", err.text);
 	return c;
@@ -366,5 +374,17 @@ int main(void)
 	    cmocka_unit_test(equal_halves_are_refused),
 	    cmocka_unit_test(runs_match_reference),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failures = cmocka_run_group_tests_name("the chosen engine", tests, NULL, NULL);
+	printf("chosen engine: %s\n", xts_engine_chosen());
+	for (size_t i = 0; i < xts_engine_count(); i++) {
+		const char *why = xts_engine_unsupported_at(i);
+		if (why) {
+			printf("engine %s: not tested, this machine cannot run it (%s)\n",
+			       xts_engine_name_at(i), why);
+			continue;
+		}
+		engine_under_test = xts_engine_name_at(i);
+		failures += cmocka_run_group_tests_name(engine_under_test, tests, NULL, NULL);
+	}
+	return failures;
 }
