@@ -9,7 +9,7 @@
 #   scripts/bench.sh --archive [OPTIONS]    archive to / hydration from Swift (S3) and a
 #                                           directory vs aws s3 cp and the raw image
 #                                           (scripts/bench_archive.py)
-#   scripts/bench.sh --crypt [OPTIONS]      encrypted vs plain, and OpenSSL's XTS speed
+#   scripts/bench.sh --crypt [OPTIONS]      each XTS engine alone vs openssl speed, encrypted vs plain
 #                                           (scripts/bench_crypt.py)
 #   scripts/bench.sh --ublk [OPTIONS]       ublk-backend vs loop --direct-io in a QEMU
 #                                           guest (scripts/bench_ublk.py)
@@ -25,7 +25,7 @@ case "${1:-}" in
 --hydration) script=scripts/bench_hydration.py; shift ;;
 --remote) script=scripts/bench_remote.py; targets+=(src/bin/remote-stripe-server); shift ;;
 --archive) script=scripts/bench_archive.py; targets+=(src/bin/archive); shift ;;
---crypt) script=scripts/bench_crypt.py; shift ;;
+--crypt) script=scripts/bench_crypt.py; targets+=(src/bin/xts); shift ;;
 # The guest runs ublk-backend from build-bench over 9p; tests/guest/prepare.sh
 # (run by the script) installs QEMU and what else the guest needs.
 --ublk) script=scripts/bench_ublk.py; targets=(src/bin/ublk-backend); shift ;;

@@ -11,10 +11,9 @@
  * XTS per unit: T = AES-Enc(key2, tweak); block j: C = AES(key1, P ^ T_j)
  * ^ T_j with T_j = T * alpha^j in GF(2^128) (the 16 bytes read as a
  * little-endian integer, reduced by x^128 + x^7 + x^2 + x + 1). The masks
- * come four lanes at a time, T_j..T_j+3, and each next vector is the last
- * times alpha^4: a 4-bit shift of each lane whose carried-out bits are
- * folded back with a carry-less multiply by 0x87 (no data-dependent branch
- * or load: constant time).
+ * come four lanes at a time, each lane T shifted by its own count with the
+ * carried-out bits folded back by a carry-less multiply with 0x87 (no
+ * data-dependent branch or load: constant time; see unit_masks).
  *
  * Every function that uses these instructions carries VAES_TARGET and is
  * only reached after vaes_unsupported() returned NULL; the rest of the
@@ -100,31 +99,28 @@ VAES_TARGET static void inverse_schedule(const __m128i enc[ROUNDS + 1], __m128i 
 
 /* ---- the GF(2^128) masks ---- */
 
-/* T * alpha for one lane (the first four masks of a unit). */
-VAES_TARGET static inline __m128i times_alpha(__m128i t)
-{
-	const __m128i poly = _mm_set_epi32(0, 1, 0, 0x87);
-	__m128i carries = _mm_shuffle_epi32(_mm_srai_epi32(t, 31), 0x13);
-	return _mm_xor_si128(_mm_add_epi64(t, t), _mm_and_si128(carries, poly));
-}
+/* The 32 masks of a unit, T * alpha^n for n = 0..31, four lanes a vector:
+ * vector i lane j holds n = 4i + j. Each is computed from T directly, not
+ * from the one before, so the eight vectors do not wait on each other:
+ * T * alpha^n is T shifted left n bits as a 128-bit integer, the n bits
+ * leaving the top folded back by a carry-less multiply with 0x87 (n + 8 <
+ * 64: the product fits the low half, no second reduction). Per-lane shift
+ * counts: left n, right 64 - n (a shift by 64 gives 0). */
+static const uint64_t mask_shift_left[UNIT_VECTORS][8] __attribute__((aligned(64))) = {
+    {0, 0, 1, 1, 2, 2, 3, 3},	      {4, 4, 5, 5, 6, 6, 7, 7},
+    {8, 8, 9, 9, 10, 10, 11, 11},     {12, 12, 13, 13, 14, 14, 15, 15},
+    {16, 16, 17, 17, 18, 18, 19, 19}, {20, 20, 21, 21, 22, 22, 23, 23},
+    {24, 24, 25, 25, 26, 26, 27, 27}, {28, 28, 29, 29, 30, 30, 31, 31}};
 
-/* Each of the four lanes times alpha^4. */
-VAES_TARGET static inline __m512i times_alpha4(__m512i v, __m512i poly)
+VAES_TARGET static inline __attribute__((always_inline)) __m512i
+unit_masks(__m512i t, unsigned vector, __m512i poly)
 {
-	__m512i out4 = _mm512_srli_epi64(v, 60);		     /* each qword's top 4 bits */
-	__m512i low_to_high = _mm512_bslli_epi128(out4, 8);	     /* low qword's, into high */
-	__m512i folded = _mm512_clmulepi64_epi128(out4, poly, 0x01); /* high's, times 0x87 */
-	return _mm512_ternarylogic_epi64(_mm512_slli_epi64(v, 4), low_to_high, folded, 0x96);
-}
-
-/* [T, T*a, T*a^2, T*a^3] */
-VAES_TARGET static inline __m512i first_masks(__m128i t)
-{
-	__m128i t1 = times_alpha(t), t2 = times_alpha(t1), t3 = times_alpha(t2);
-	__m512i v = _mm512_castsi128_si512(t);
-	v = _mm512_inserti32x4(v, t1, 1);
-	v = _mm512_inserti32x4(v, t2, 2);
-	return _mm512_inserti32x4(v, t3, 3);
+	const __m512i sixty_four = _mm512_set1_epi64(64);
+	__m512i left = _mm512_load_si512((const void *)mask_shift_left[vector]);
+	__m512i out = _mm512_srlv_epi64(t, _mm512_sub_epi64(sixty_four, left));
+	__m512i low_to_high = _mm512_bslli_epi128(out, 8);	    /* low qword's, into high */
+	__m512i folded = _mm512_clmulepi64_epi128(out, poly, 0x01); /* high's, times 0x87 */
+	return _mm512_ternarylogic_epi64(_mm512_sllv_epi64(t, left), low_to_high, folded, 0x96);
 }
 
 /* ---- AES over vectors ---- */
@@ -150,76 +146,107 @@ VAES_TARGET static void encrypt_tweaks(struct xts_vaes *c, __m128i *tweaks, size
 		_mm512_storeu_si512((void *)(tweaks + 4 * i), _mm512_aesenclast_epi128(v[i], k));
 }
 
-/* One unit whose encrypted tweak is t. `stream`: out is 64-byte aligned
- * and not in, so it gets non-temporal stores (it is read by a device next,
- * not by this CPU: no need to fetch its lines first). */
-VAES_TARGET static inline void crypt_one_unit(const struct xts_vaes *c, bool encrypt, __m128i t,
-					      const uint8_t *in, uint8_t *out, bool stream)
+/* The units of a batch, their encrypted tweaks in `tweaks`. One body for
+ * both directions and both kinds of store, always inlined into the four
+ * functions below so the compiler specialises it for each (constant
+ * arguments) and keeps the 8 data and 8 mask vectors in registers.
+ * `stream`: out is 64-byte aligned and not in, so it gets non-temporal
+ * stores (read by a device next, not by this CPU: no need to fetch its
+ * lines first). */
+VAES_TARGET static inline __attribute__((always_inline)) void
+crypt_units(const struct xts_vaes *c, bool encrypt, bool stream, const __m128i *tweaks,
+	    size_t count, const uint8_t *in, uint8_t *out)
 {
 	const __m512i poly = _mm512_set4_epi32(0, 0, 0, 0x87);
 	const __m128i *keys = encrypt ? c->enc : c->dec;
-	__m512i m[UNIT_VECTORS], x[UNIT_VECTORS];
-	m[0] = first_masks(t);
-	for (unsigned i = 1; i < UNIT_VECTORS; i++)
-		m[i] = times_alpha4(m[i - 1], poly);
-	__m512i k = _mm512_broadcast_i32x4(keys[0]);
-	for (unsigned i = 0; i < UNIT_VECTORS; i++)
-		x[i] = _mm512_ternarylogic_epi64(_mm512_loadu_si512((const void *)(in + 64 * i)),
-						 m[i], k, 0x96);
-	if (encrypt) {
+	for (size_t s = 0; s < count; s++, in += XTS_UNIT_BYTES, out += XTS_UNIT_BYTES) {
+		__m512i m[UNIT_VECTORS], x[UNIT_VECTORS];
+		__m512i t = _mm512_broadcast_i32x4(tweaks[s]);
+#pragma GCC unroll 8
+		for (unsigned i = 0; i < UNIT_VECTORS; i++)
+			m[i] = unit_masks(t, i, poly);
+		__m512i k = _mm512_broadcast_i32x4(keys[0]);
+#pragma GCC unroll 8
+		for (unsigned i = 0; i < UNIT_VECTORS; i++)
+			x[i] = _mm512_ternarylogic_epi64(
+			    _mm512_loadu_si512((const void *)(in + 64 * i)), m[i], k, 0x96);
+#pragma GCC unroll 13
 		for (unsigned r = 1; r < ROUNDS; r++) {
 			k = _mm512_broadcast_i32x4(keys[r]);
+#pragma GCC unroll 8
 			for (unsigned i = 0; i < UNIT_VECTORS; i++)
-				x[i] = _mm512_aesenc_epi128(x[i], k);
+				x[i] = encrypt ? _mm512_aesenc_epi128(x[i], k)
+					       : _mm512_aesdec_epi128(x[i], k);
 		}
-		/* aesenclast's key XOR folds the mask in: last key ^ mask. */
+		/* The last round's key XOR folds the mask in: last key ^ mask. */
 		k = _mm512_broadcast_i32x4(keys[ROUNDS]);
-		for (unsigned i = 0; i < UNIT_VECTORS; i++)
-			x[i] = _mm512_aesenclast_epi128(x[i], _mm512_xor_si512(k, m[i]));
-	} else {
-		for (unsigned r = 1; r < ROUNDS; r++) {
-			k = _mm512_broadcast_i32x4(keys[r]);
-			for (unsigned i = 0; i < UNIT_VECTORS; i++)
-				x[i] = _mm512_aesdec_epi128(x[i], k);
+#pragma GCC unroll 8
+		for (unsigned i = 0; i < UNIT_VECTORS; i++) {
+			__m512i km = _mm512_xor_si512(k, m[i]);
+			x[i] = encrypt ? _mm512_aesenclast_epi128(x[i], km)
+				       : _mm512_aesdeclast_epi128(x[i], km);
+			if (stream)
+				_mm512_stream_si512((void *)(out + 64 * i), x[i]);
+			else
+				_mm512_storeu_si512((void *)(out + 64 * i), x[i]);
 		}
-		k = _mm512_broadcast_i32x4(keys[ROUNDS]);
-		for (unsigned i = 0; i < UNIT_VECTORS; i++)
-			x[i] = _mm512_aesdeclast_epi128(x[i], _mm512_xor_si512(k, m[i]));
-	}
-	for (unsigned i = 0; i < UNIT_VECTORS; i++) {
-		if (stream)
-			_mm512_stream_si512((void *)(out + 64 * i), x[i]);
-		else
-			_mm512_storeu_si512((void *)(out + 64 * i), x[i]);
 	}
 }
 
-static bool streams_to(const uint8_t *in, const uint8_t *out)
+typedef void units_fn(const struct xts_vaes *c, const __m128i *tweaks, size_t count,
+		      const uint8_t *in, uint8_t *out);
+
+VAES_TARGET static void encrypt_stored(const struct xts_vaes *c, const __m128i *tweaks,
+				       size_t count, const uint8_t *in, uint8_t *out)
 {
-	return in != out && ((uintptr_t)out & 63u) == 0;
+	crypt_units(c, true, false, tweaks, count, in, out);
+}
+
+VAES_TARGET static void encrypt_streamed(const struct xts_vaes *c, const __m128i *tweaks,
+					 size_t count, const uint8_t *in, uint8_t *out)
+{
+	crypt_units(c, true, true, tweaks, count, in, out);
+}
+
+VAES_TARGET static void decrypt_stored(const struct xts_vaes *c, const __m128i *tweaks,
+				       size_t count, const uint8_t *in, uint8_t *out)
+{
+	crypt_units(c, false, false, tweaks, count, in, out);
+}
+
+VAES_TARGET static void decrypt_streamed(const struct xts_vaes *c, const __m128i *tweaks,
+					 size_t count, const uint8_t *in, uint8_t *out)
+{
+	crypt_units(c, false, true, tweaks, count, in, out);
+}
+
+/* Streaming stores when out is 64-byte aligned and not in. */
+static units_fn *units_for(bool encrypt, const uint8_t *in, const uint8_t *out)
+{
+	bool stream = in != out && ((uintptr_t)out & 63u) == 0;
+	if (encrypt)
+		return stream ? encrypt_streamed : encrypt_stored;
+	return stream ? decrypt_streamed : decrypt_stored;
 }
 
 VAES_TARGET static int vaes_crypt_sectors(void *state, bool encrypt, uint64_t first,
 					  const uint8_t *in, uint8_t *out, size_t nsectors)
 {
 	struct xts_vaes *c = state;
-	bool stream = streams_to(in, out);
+	units_fn *units = units_for(encrypt, in, out);
 	while (nsectors) {
 		size_t count = nsectors < TWEAK_BATCH ? nsectors : TWEAK_BATCH;
 		/* ubiblk's initial tweak: 8 zero bytes, the sector as u64 LE. */
 		for (size_t s = 0; s < count; s++)
 			c->tweaks[s] = _mm_set_epi64x((long long)(first + s), 0);
 		encrypt_tweaks(c, c->tweaks, count);
-		for (size_t s = 0; s < count; s++)
-			crypt_one_unit(c, encrypt, c->tweaks[s], in + s * XTS_UNIT_BYTES,
-				       out + s * XTS_UNIT_BYTES, stream);
+		units(c, c->tweaks, count, in, out);
 		first += count;
 		in += count * XTS_UNIT_BYTES;
 		out += count * XTS_UNIT_BYTES;
 		nsectors -= count;
 	}
-	if (stream)
-		_mm_sfence(); /* streaming stores are weakly ordered */
+	_mm_sfence(); /* streaming stores are weakly ordered; cheap otherwise */
 	return 0;
 }
 
@@ -230,10 +257,8 @@ VAES_TARGET static int vaes_crypt_unit(void *state, bool encrypt,
 	struct xts_vaes *c = state;
 	c->tweaks[0] = _mm_loadu_si128((const __m128i *)tweak);
 	encrypt_tweaks(c, c->tweaks, 1);
-	bool stream = streams_to(in, out);
-	crypt_one_unit(c, encrypt, c->tweaks[0], in, out, stream);
-	if (stream)
-		_mm_sfence();
+	units_for(encrypt, in, out)(c, c->tweaks, 1, in, out);
+	_mm_sfence();
 	return 0;
 }
 

@@ -5,6 +5,7 @@ them by pid whatever happens (context managers). Every wait has a timeout so a
 broken backend fails the test instead of hanging CI."""
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -272,6 +273,43 @@ class QemuStorageDaemon:
     def __exit__(self, *exc):
         if self.process:
             self.process.close()
+
+
+XTS_ENGINES = ("vaes-avx512", "gcrypt", "openssl")
+
+
+def xts_engines_here():
+    """The AES-XTS engines this machine runs, in order of preference, from
+    `xts --benchmark`'s table (openssl always); prints the ones it cannot
+    run, so a test run says what it did not test."""
+    proc = subprocess.run([binary("xts"), "--benchmark", "--seconds", "0.01"],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"xts --benchmark: exit {proc.returncode}: {proc.stderr}")
+    here = []
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if "not on this machine:" in line:
+            print(f"engine {words[0]} not tested here: {line.split(': ', 1)[1]}")
+        elif words and words[0] in XTS_ENGINES and words[0] not in here:
+            here.append(words[0])
+    if "openssl" not in here:
+        raise AssertionError(f"openssl missing from xts --benchmark: {proc.stdout!r}")
+    return here
+
+
+@contextlib.contextmanager
+def xts_engine(name):
+    """UBIBLK_XTS_ENGINE=name for the processes started inside."""
+    old = os.environ.get("UBIBLK_XTS_ENGINE")
+    os.environ["UBIBLK_XTS_ENGINE"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["UBIBLK_XTS_ENGINE"]
+        else:
+            os.environ["UBIBLK_XTS_ENGINE"] = old
 
 
 def run_bench(args, timeout=300):

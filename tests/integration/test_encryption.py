@@ -262,6 +262,52 @@ def test_bad_keys_are_refused_at_start():
                "a key appeared in the log")
 
 
+def test_engines_read_each_others_disks():
+    """Each AES-XTS engine this machine runs serves the disk in turn
+    (UBIBLK_XTS_ENGINE): what vhost-backend wrote with one, it reads back
+    with the next, and the file is the reference's ciphertext whichever
+    wrote it. The backend logs its engine once at start-up (debug)."""
+    here = harness.xts_engines_here()
+    with harness.scratch_dir() as tmp:
+        k1, k2 = harness.random_xts_keys()
+        disk = harness.make_disk(os.path.join(tmp, "disk.raw"), 16 * MiB)
+        region = 2 * MiB
+        os.environ["UBIBLK_LOG"] = "debug"
+        try:
+            for i, writer in enumerate(here):
+                reader = here[(i + 1) % len(here)]
+                offset, seed = i * region, 100 + i
+                # A folder per backend: each has its own log.
+                wdir, rdir = (os.path.join(tmp, f"{i}-{role}") for role in ("write", "read"))
+                os.mkdir(wdir)
+                os.mkdir(rdir)
+                with harness.xts_engine(writer), harness.VhostBackend(
+                        wdir, disk, encryption_key=harness.encryption_key_field(k1, k2)) as be:
+                    code, _, err = harness.run_bench(
+                        ["--socket", be.socket, "--mode", "verify", "--iodepth", "8",
+                         "--bs", "16k", "--offset", str(offset), "--size", str(region),
+                         "--seed", str(seed)])
+                    expect(code == 0, f"{writer}: verify failed: {err}")
+                    expect(be.stop() == 0, f"{writer}: backend exit status")
+                    log = be.process.log_text()
+                    expect(log.count(f"xts: engine {writer} (forced by UBIBLK_XTS_ENGINE)") == 1,
+                           f"{writer}: the engine is not logged once:\n{log}")
+                with harness.xts_engine(reader), harness.VhostBackend(
+                        rdir, disk, encryption_key=harness.encryption_key_field(k1, k2)) as be:
+                    check_stamps(bytes(offset) + dump_through(be, tmp, "dump.raw", offset, region),
+                                 offset, region, seed)
+                    expect(be.stop() == 0, f"{reader}: backend exit status")
+        finally:
+            del os.environ["UBIBLK_LOG"]
+        raw = read(disk)
+        plain = decrypt_file(tmp, k1, k2, disk, "plain.raw")
+        for i in range(len(here)):
+            check_stamps(plain, i * region, region, 100 + i)
+        reenc = os.path.join(tmp, "reenc.raw")
+        reference("encrypt", k1, k2, os.path.join(tmp, "plain.raw"), reenc)
+        expect(read(reenc) == raw, "the disk file is not the reference's ciphertext")
+
+
 if __name__ == "__main__":
     harness.main([
         test_written_disk_is_ciphertext_of_what_was_read,
@@ -269,4 +315,5 @@ if __name__ == "__main__":
         test_kek_wrapped_keys,
         test_init_metadata_refuses_to_reset_in_use_files,
         test_bad_keys_are_refused_at_start,
+        test_engines_read_each_others_disks,
     ])

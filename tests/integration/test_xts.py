@@ -375,32 +375,12 @@ def test_usage_errors():
 
 # ---- the AES-XTS engines ----
 
-ENGINES = ("vaes-avx512", "gcrypt", "openssl")
-
-
-def engines_here():
-    """The engines this machine runs (openssl always), from --benchmark's
-    table; prints the ones it cannot run, so a run says what it did not
-    test."""
-    code, out, err = xts("--benchmark", "--seconds", "0.01")
-    expect(code == 0, f"--benchmark: exit {code}: {err}")
-    here = []
-    for line in out.decode().splitlines():
-        m = re.match(r"(\S+)\s+not on this machine: (.+)", line)
-        if m:
-            print(f"engine {m.group(1)} not tested here: {m.group(2)}")
-        elif line.split()[0] in ENGINES and line.split()[0] not in here:
-            here.append(line.split()[0])
-    expect("openssl" in here, f"openssl missing from --benchmark: {out!r}")
-    return here
-
-
 def test_every_engine_writes_the_same_disk():
     """Each engine the machine runs, forced with UBIBLK_XTS_ENGINE, gives
     the spec's vectors and the same ciphertext of 4 MiB of random data from
     sector 2^32 - 100 (crossing 2^32); what one encodes, each other decodes;
     --version names the forced engine."""
-    here = engines_here()
+    here = harness.xts_engines_here()
     with harness.scratch_dir() as tmp:
         cfg = config(tmp)
         rnd = random.Random(13)
@@ -463,8 +443,8 @@ def test_forced_engine_errors():
                      "UBIBLK_XTS_ENGINE=aesni-turbo: no such XTS engine", "unknown engine")
         code, text, _ = xts("-V", engine="aesni-turbo")
         expect(code == 0 and b"xts engine: none (UBIBLK_XTS_ENGINE=aesni-turbo" in text, text)
-        here = engines_here()
-        for engine in ENGINES:
+        here = harness.xts_engines_here()
+        for engine in harness.XTS_ENGINES:
             if engine not in here:
                 expect_error(xts("-f", cfg, plain, out, engine=engine),
                              "this machine cannot run it", f"{engine} forced")
