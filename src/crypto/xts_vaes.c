@@ -34,7 +34,7 @@
 
 #define ROUNDS	      14u /* AES-256 */
 #define UNIT_VECTORS  (XTS_UNIT_BYTES / 64u)
-#define TWEAK_BATCH   16u /* units whose tweaks are encrypted together */
+#define TWEAK_BATCH   32u /* units whose tweaks are encrypted together */
 #define TWEAK_VECTORS (TWEAK_BATCH / 4u)
 
 struct xts_vaes {
@@ -125,7 +125,7 @@ unit_masks(__m512i t, unsigned vector, __m512i poly)
 
 /* ---- AES over vectors ---- */
 
-/* Encrypts `count` (<= TWEAK_BATCH, a multiple of 1) initial tweaks with
+/* Encrypts `count` (<= TWEAK_BATCH) initial tweaks with
  * key2, four per vector, the vectors' rounds interleaved. */
 VAES_TARGET static void encrypt_tweaks(struct xts_vaes *c, __m128i *tweaks, size_t count)
 {
