@@ -202,8 +202,7 @@ static bool crypt_needs_submit(const void *lch)
 static void crypt_destroy(void *layer)
 {
 	struct crypt_device *dev = layer;
-	secret_wipe(dev->keys, sizeof(*dev->keys));
-	free(dev->keys);
+	secret_free(dev->keys, sizeof(*dev->keys)); /* wipes */
 	dev->keys = NULL;
 }
 
@@ -233,7 +232,8 @@ int crypt_bdev_open(struct bdev *lower, const uint8_t key1[XTS_KEY_BYTES],
 	if (rc < 0)
 		return rc;
 	xts_cipher_free(probe);
-	struct crypt_device dev = {.lower = lower, .keys = malloc(sizeof(struct crypt_keys))};
+	/* Locked memory: the keys stay for the device's life. */
+	struct crypt_device dev = {.lower = lower, .keys = secret_alloc(sizeof(struct crypt_keys))};
 	if (!dev.keys)
 		return error_set(err, -ENOMEM, "out of memory for the encryption keys");
 	memcpy(dev.keys->key1, key1, XTS_KEY_BYTES);

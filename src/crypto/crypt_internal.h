@@ -33,7 +33,7 @@ struct crypt_keys {
 };
 
 /* The layer context (copied by bdev_layer_open). The keys live in their own
- * allocation so the destroy hook can wipe them. */
+ * locked allocation (secret_alloc) so the destroy hook can wipe them. */
 struct crypt_device {
 	struct bdev *lower;
 	struct crypt_keys *keys;
