@@ -1,7 +1,7 @@
 /* A queue worker's thread: applies the control thread's settings, runs
- * processing rounds, busy-polls for poll_timeout_us after the last activity
- * and then sleeps in poll(2) on its kick fd, its completion fd and its
- * control eventfd. */
+ * processing rounds, busy-polls for an adaptive window (poll_window.h, at
+ * most poll_timeout_us) after the last activity and then sleeps in poll(2)
+ * on its kick fd, its completion fd and its control eventfd. */
 #include "vhost/queue_worker_internal.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "vhost/run_queue_wait.h"
 
 static void acknowledge(struct queue_worker *qw)
 {
@@ -191,10 +192,10 @@ static void wait_for_events(struct queue_worker *qw)
 
 /* Whether the worker may go to sleep now, re-arming guest notifications on
  * the way: false when it must keep polling. */
-static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns)
+static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns, uint64_t window_ns)
 {
 	bool busy_queue = qw->running || qw->in_flight > 0;
-	if (busy_queue && idle_ns <= qw->poll_ns)
+	if (busy_queue && idle_ns <= window_ns)
 		return false;
 	/* Engines without a completion fd are only ever polled, and nothing
 	 * signals it for operations the kernel has not taken yet. */
@@ -217,8 +218,26 @@ static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns)
 	return true;
 }
 
+/* Samples the thread's run-queue wait when one is due: a busy host closes
+ * the poll window for a while. */
+static void watch_contention(struct queue_worker *qw, int wait_fd, uint64_t now)
+{
+	uint64_t wait;
+	if (wait_fd < 0 || !poll_window_sample_due(&qw->poll, now) ||
+	    run_queue_wait_read(wait_fd, &wait) < 0)
+		return;
+	if (poll_window_sample(&qw->poll, now, wait))
+		log_debug("queue %u: waiting for a CPU (busy host): no polling for %llu ms",
+			  qw->cfg.index, POLL_WINDOW_BACKOFF_NS / 1000000);
+}
+
 static void worker_loop(struct queue_worker *qw)
 {
+	/* Opened here: it describes the thread that opens it. */
+	int wait_fd = run_queue_wait_open();
+	if (wait_fd < 0 && qw->poll.max_ns > 0)
+		log_debug("queue %u: no run-queue wait (%s): polling ignores a busy host",
+			  qw->cfg.index, strerror(-wait_fd));
 	uint64_t last_activity = now_ns();
 	for (;;) {
 		bool active = false;
@@ -233,19 +252,31 @@ static void worker_loop(struct queue_worker *qw)
 			pthread_mutex_unlock(&qw->lock);
 		}
 		if (qw->exiting && !qw->running && qw->in_flight == 0)
-			return;
+			break;
 		uint64_t now = now_ns();
 		if (active) {
 			last_activity = now;
 			continue;
 		}
-		if (!ready_to_sleep(qw, now - last_activity))
+		watch_contention(qw, wait_fd, now);
+		uint64_t window = poll_window_ns(&qw->poll, now);
+		if (!ready_to_sleep(qw, now - last_activity, window)) {
+			/* Made to poll past the window (polling mode, an engine
+			 * without a completion fd) on a busy host: let the
+			 * threads waiting for this CPU run first. */
+			if (now - last_activity > window && poll_window_contended(&qw->poll, now))
+				sched_yield();
 			continue;
+		}
 		wait_for_events(qw);
 		if (queue_worker_accepting(qw))
 			virtqueue_disable_notify(&qw->vq);
-		last_activity = now_ns();
+		uint64_t woke = now_ns();
+		poll_window_slept(&qw->poll, woke - last_activity);
+		last_activity = woke;
 	}
+	if (wait_fd >= 0)
+		close(wait_fd);
 }
 
 static void pin_to_cpu(const struct queue_worker *qw)
@@ -270,7 +301,7 @@ int queue_worker_thread_init(struct queue_worker *qw)
 	if (!qw->cfg.threadless) /* the caller's own thread is not ours to pin */
 		pin_to_cpu(qw);
 	uint64_t poll_us = qw->cfg.poll_timeout_us;
-	qw->poll_ns = poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000;
+	poll_window_init(&qw->poll, poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000);
 	/* Created on this thread: an io_uring is best used by the thread that
 	 * set it up, and memory is first touched on the pinned CPU. */
 	int rc = bdev_channel_create(qw->cfg.dev, qw->cfg.max_queue_size, &qw->ch);
