@@ -19,18 +19,29 @@ bool poll_window_contended(struct poll_window *w, uint64_t now_ns)
 	return false;
 }
 
+/* The bound in force: poll_queue_timeout_us, or no more than a sleep and
+ * a wake-up cost while the host is busy. */
+static uint64_t bound(const struct poll_window *w)
+{
+	if (w->backing_off && w->max_ns > POLL_WINDOW_CONTENDED_MAX_NS)
+		return POLL_WINDOW_CONTENDED_MAX_NS;
+	return w->max_ns;
+}
+
 uint64_t poll_window_ns(struct poll_window *w, uint64_t now_ns)
 {
-	return poll_window_contended(w, now_ns) ? 0 : w->ns;
+	poll_window_contended(w, now_ns); /* ends a back-off that is over */
+	return w->ns;
 }
 
 void poll_window_slept(struct poll_window *w, uint64_t block_ns)
 {
-	if (w->backing_off || w->max_ns == 0)
+	uint64_t max = bound(w);
+	if (max == 0)
 		return;
 	if (block_ns <= w->ns)
 		return; /* polling would have caught it: the window is right */
-	if (block_ns > w->max_ns) {
+	if (block_ns > max) {
 		/* No window we may use would have caught it. Halving rather
 		 * than a reset: one late request does not undo what the
 		 * steady traffic taught. */
@@ -40,8 +51,8 @@ void poll_window_slept(struct poll_window *w, uint64_t block_ns)
 		return;
 	}
 	w->ns = w->ns ? w->ns * 2 : POLL_WINDOW_START_NS;
-	if (w->ns > w->max_ns)
-		w->ns = w->max_ns;
+	if (w->ns > max)
+		w->ns = max;
 }
 
 bool poll_window_sample_due(const struct poll_window *w, uint64_t now_ns)
@@ -63,7 +74,8 @@ bool poll_window_sample(struct poll_window *w, uint64_t now_ns, uint64_t wait_ns
 		return false;
 	w->backing_off = true;
 	w->backoff_end_ns = now_ns + POLL_WINDOW_BACKOFF_NS;
-	w->ns = 0;
+	if (w->ns > bound(w))
+		w->ns = bound(w);
 	w->backoffs++;
 	return true;
 }

@@ -32,7 +32,12 @@
 #define POLL_WINDOW_SAMPLE_NS 1000000ull
 /* Waiting on a run queue for more than 1/8 of the time means contention. */
 #define POLL_WINDOW_CONTENDED_SHARE 8
-/* No polling for this long after contention was seen. */
+/* The bound while the host is busy: about what a sleep and a wake-up cost
+ * here (an eventfd round trip between two threads of an idle 2-CPU VM is
+ * 10-20 µs), so a spin that catches nothing costs no more than sleeping at
+ * once would have. */
+#define POLL_WINDOW_CONTENDED_MAX_NS 16000ull
+/* How long the lower bound holds after contention was seen. */
 #define POLL_WINDOW_BACKOFF_NS 100000000ull
 
 struct poll_window {
