@@ -13,9 +13,14 @@
  * - A busy host: when the thread waited on a run queue for more than
  *   1/POLL_WINDOW_CONTENDED_SHARE of the wall time between two samples,
  *   other threads want our CPU (vCPUs, the client, the kernel's completion
- *   work). A spin then takes their time and costs us our slice, so the
- *   window is 0 for POLL_WINDOW_BACKOFF_NS, and grows again from the start
- *   afterwards if the host has calmed down.
+ *   work). A long spin then takes their time and costs us our slice, so for
+ *   POLL_WINDOW_BACKOFF_NS the bound drops to POLL_WINDOW_CONTENDED_MAX_NS,
+ *   about what a sleep and a wake-up cost: a spin that catches nothing
+ *   costs no more than sleeping at once would have, and one that does
+ *   (a client answering from its own spin) saves the wake-up. Not 0: with
+ *   a polling client on a busy host, a worker that sleeps after every batch
+ *   waits for a CPU at every wake-up (measured: 1.0M instead of 3.8M IOPS
+ *   on the null engine at iodepth 32).
  *
  * Pure: times come from the caller (queue_worker_thread.c reads the clock
  * and the thread's schedstat); a window belongs to one worker thread. */

@@ -1,8 +1,8 @@
 /* The adaptive busy-poll window (poll_window.h), driven with made-up times:
  * it grows while sleeps turn out short, holds while polling catches the
  * work, shrinks when a sleep was longer than the bound, never exceeds the
- * bound, stays 0 when polling is off, and closes for a while when the
- * thread waited for a CPU. */
+ * bound, stays 0 when polling is off, and keeps to a wake-up's cost for a
+ * while when the thread waited for a CPU. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -101,7 +101,7 @@ static struct poll_window opened(uint64_t now)
 	return w;
 }
 
-static void test_waiting_for_a_cpu_closes_the_window_for_the_backoff(void **state)
+static void test_waiting_for_a_cpu_lowers_the_bound_for_the_backoff(void **state)
 {
 	(void)state;
 	uint64_t t = 10 * MS;
@@ -115,24 +115,45 @@ static void test_waiting_for_a_cpu_closes_the_window_for_the_backoff(void **stat
 	assert_true(poll_window_sample(&w, t, 7 * MS + POLL_WINDOW_SAMPLE_NS / 4));
 	assert_int_equal(w.backoffs, 1);
 	assert_true(poll_window_contended(&w, t));
-	assert_int_equal(poll_window_ns(&w, t), 0);
-	/* Sleeps teach nothing meanwhile, and no sample is taken. */
-	poll_window_slept(&w, 10 * US);
+	assert_int_equal(poll_window_ns(&w, t), POLL_WINDOW_CONTENDED_MAX_NS);
+	/* Meanwhile the window adapts under the lower bound, and no sample is
+	 * taken. */
+	poll_window_slept(&w, POLL_WINDOW_CONTENDED_MAX_NS + 1);
+	assert_int_equal(poll_window_ns(&w, t), POLL_WINDOW_CONTENDED_MAX_NS / 2);
+	for (int i = 0; i < 5; i++)
+		poll_window_slept(&w, POLL_WINDOW_CONTENDED_MAX_NS);
+	assert_int_equal(poll_window_ns(&w, t), POLL_WINDOW_CONTENDED_MAX_NS);
 	assert_false(poll_window_sample_due(&w, t + 5 * MS));
-	assert_int_equal(poll_window_ns(&w, t + POLL_WINDOW_BACKOFF_NS - 1), 0);
-	/* After the back-off the window grows again from the start, and
-	 * sampling starts afresh: the wait piled up meanwhile is not held
-	 * against the next millisecond. */
+	assert_int_equal(poll_window_ns(&w, t + POLL_WINDOW_BACKOFF_NS - 1),
+			 POLL_WINDOW_CONTENDED_MAX_NS);
+	/* After the back-off the full bound is back, and sampling starts
+	 * afresh: the wait piled up meanwhile is not held against the next
+	 * millisecond. */
 	t += POLL_WINDOW_BACKOFF_NS;
 	assert_false(poll_window_contended(&w, t));
-	assert_int_equal(poll_window_ns(&w, t), 0);
-	poll_window_slept(&w, 10 * US);
-	assert_int_equal(poll_window_ns(&w, t), POLL_WINDOW_START_NS);
+	poll_window_slept(&w, 60 * US);
+	assert_int_equal(poll_window_ns(&w, t), 2 * POLL_WINDOW_CONTENDED_MAX_NS);
 	assert_true(poll_window_sample_due(&w, t));
 	assert_false(poll_window_sample(&w, t, 90 * MS));
 	t += POLL_WINDOW_SAMPLE_NS;
 	assert_false(poll_window_sample(&w, t, 90 * MS + POLL_WINDOW_SAMPLE_NS / 10));
-	assert_int_equal(poll_window_ns(&w, t), POLL_WINDOW_START_NS);
+	assert_int_equal(poll_window_ns(&w, t), 2 * POLL_WINDOW_CONTENDED_MAX_NS);
+}
+
+static void test_a_bound_below_the_busy_bound_stays(void **state)
+{
+	(void)state;
+	struct poll_window w;
+	uint64_t max = POLL_WINDOW_CONTENDED_MAX_NS / 2;
+	poll_window_init(&w, max);
+	for (int i = 0; i < 5; i++)
+		poll_window_slept(&w, max);
+	assert_int_equal(poll_window_ns(&w, 0), max);
+	assert_false(poll_window_sample(&w, MS, 0));
+	assert_true(poll_window_sample(&w, 2 * MS, MS));
+	assert_int_equal(poll_window_ns(&w, 2 * MS), max);
+	poll_window_slept(&w, max);
+	assert_int_equal(poll_window_ns(&w, 2 * MS), max);
 }
 
 static void test_a_little_waiting_is_not_contention(void **state)
@@ -162,7 +183,8 @@ int main(void)
 	    cmocka_unit_test(test_never_exceeds_the_bound),
 	    cmocka_unit_test(test_a_sleep_past_the_bound_halves_it_down_to_zero),
 	    cmocka_unit_test(test_zero_bound_never_polls),
-	    cmocka_unit_test(test_waiting_for_a_cpu_closes_the_window_for_the_backoff),
+	    cmocka_unit_test(test_waiting_for_a_cpu_lowers_the_bound_for_the_backoff),
+	    cmocka_unit_test(test_a_bound_below_the_busy_bound_stays),
 	    cmocka_unit_test(test_a_little_waiting_is_not_contention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
