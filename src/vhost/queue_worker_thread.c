@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "vhost/run_queue_wait.h"
 
 static void acknowledge(struct queue_worker *qw)
 {
@@ -218,26 +217,8 @@ static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns, uint64_t w
 	return true;
 }
 
-/* Samples the thread's run-queue wait when one is due: a busy host closes
- * the poll window for a while. */
-static void watch_contention(struct queue_worker *qw, int wait_fd, uint64_t now)
-{
-	uint64_t wait;
-	if (wait_fd < 0 || !poll_window_sample_due(&qw->poll, now) ||
-	    run_queue_wait_read(wait_fd, &wait) < 0)
-		return;
-	if (poll_window_sample(&qw->poll, now, wait))
-		log_debug("queue %u: waiting for a CPU (busy host): no polling for %llu ms",
-			  qw->cfg.index, POLL_WINDOW_BACKOFF_NS / 1000000);
-}
-
 static void worker_loop(struct queue_worker *qw)
 {
-	/* Opened here: it describes the thread that opens it. */
-	int wait_fd = run_queue_wait_open();
-	if (wait_fd < 0 && qw->poll.max_ns > 0)
-		log_debug("queue %u: no run-queue wait (%s): polling ignores a busy host",
-			  qw->cfg.index, strerror(-wait_fd));
 	uint64_t last_activity = now_ns();
 	for (;;) {
 		bool active = false;
@@ -252,22 +233,14 @@ static void worker_loop(struct queue_worker *qw)
 			pthread_mutex_unlock(&qw->lock);
 		}
 		if (qw->exiting && !qw->running && qw->in_flight == 0)
-			break;
+			return;
 		uint64_t now = now_ns();
 		if (active) {
 			last_activity = now;
 			continue;
 		}
-		watch_contention(qw, wait_fd, now);
-		uint64_t window = poll_window_ns(&qw->poll, now);
-		if (!ready_to_sleep(qw, now - last_activity, window)) {
-			/* Made to poll past the window (polling mode, an engine
-			 * without a completion fd) on a busy host: let the
-			 * threads waiting for this CPU run first. */
-			if (now - last_activity > window && poll_window_contended(&qw->poll, now))
-				sched_yield();
+		if (!ready_to_sleep(qw, now - last_activity, poll_window_ns(&qw->poll)))
 			continue;
-		}
 		wait_for_events(qw);
 		if (queue_worker_accepting(qw))
 			virtqueue_disable_notify(&qw->vq);
@@ -275,8 +248,6 @@ static void worker_loop(struct queue_worker *qw)
 		poll_window_slept(&qw->poll, woke - last_activity);
 		last_activity = woke;
 	}
-	if (wait_fd >= 0)
-		close(wait_fd);
 }
 
 static void pin_to_cpu(const struct queue_worker *qw)
