@@ -3,6 +3,8 @@
 run, interleaved, with ubiblk-bench as the client for both backends.
 
   scripts/bench.sh [--runtime SEC] [--reps N] [--completion poll|event]
+                   [--save FILE] [--baseline FILE] [--markdown docs/benchmarks.md]
+  scripts/bench.sh --busy [--hog-cpus N] [--runtime SEC] [--reps N]
                    [--markdown docs/benchmarks.md]
 
 On a file (O_DIRECT): vhost-backend (io_uring) vs qemu-storage-daemon
@@ -12,7 +14,15 @@ qemu-storage-daemon (driver=null-co, read-zeroes=off).
 
 Each figure is the median of --reps runs; runs of different peers are
 interleaved so that machine noise hits them alike. Prints a table with the
-ratios; --markdown also writes it to a file."""
+ratios; --markdown also writes it to a file. --save keeps the medians as
+JSON; --baseline adds a column comparing vhost-backend with such a file (the
+same rows measured on another build: "no row below today's").
+
+--busy measures a busy host instead: `stress-ng --cpu N` (N = --hog-cpus,
+default 2, every CPU of the development machine) runs during the whole
+measurement, as vCPUs would on a virtualisation host, and only the vhost rows
+run (both backends, file and null), each with both client modes (--completion
+event and poll), all four interleaved. fio is left out: it is no vhost client."""
 
 import argparse
 import json
@@ -27,6 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration"))
 import harness  # noqa: E402
 import bench_markdown  # noqa: E402
+from bench_activity import activity, describe  # noqa: E402
 
 FILE_CASES = [  # (name, mode, bs, iodepth)
     ("4k randread qd1", "randread", "4k", 1),
@@ -45,10 +56,11 @@ NULL_CASES = [
 FIO_RW = {"randread": "randread", "randwrite": "randwrite", "read": "read", "write": "write"}
 
 
-def bench_iops(sock, mode, bs, iodepth, args):
+def bench_iops(sock, mode, bs, iodepth, args, completion=None):
     code, report, err = harness.run_bench(
         ["--socket", sock, "--mode", mode, "--bs", bs, "--iodepth", str(iodepth),
-         "--queue-size", "256", "--runtime", str(args.runtime), "--completion", args.completion],
+         "--queue-size", "256", "--runtime", str(args.runtime), "--completion",
+         completion or args.completion],
         timeout=args.runtime + 60)
     if code != 0 or report is None:
         raise RuntimeError(f"ubiblk-bench failed ({code}): {err.strip()[-500:]}")
@@ -103,6 +115,8 @@ def run(args):
                            lambda m, b, d: bench_iops(vbn.socket, m, b, d, args)),
                           ("qemu-storage-daemon null-co",
                            lambda m, b, d: bench_iops(qsdn.socket, m, b, d, args))]
+            if args.busy:
+                peers_file, peers_null = busy_peers(vb, qsd, vbn, qsdn, args)
             for rep in range(args.reps):
                 for group, cases, peers in (("file", FILE_CASES, peers_file),
                                             ("null", NULL_CASES, peers_null)):
@@ -115,6 +129,39 @@ def run(args):
                             print(f"rep {rep + 1}/{args.reps} {group:4} {name:18} {peer:28} "
                                   f"{r[0]:>10.0f} IOPS", file=sys.stderr)
     return results
+
+
+def busy_peers(vb, qsd, vbn, qsdn, args):
+    """The vhost rows only, each backend with both client modes."""
+    def peer(name, sock, completion):
+        return (f"{name} {completion}",
+                lambda m, b, d: bench_iops(sock, m, b, d, args, completion))
+    modes = ("event", "poll")
+    return ([peer(n, s.socket, c) for c in modes
+             for n, s in (("vhost-backend", vb), ("qemu-storage-daemon", qsd))],
+            [peer(n, s.socket, c) for c in modes
+             for n, s in (("vhost-backend null", vbn), ("qemu-storage-daemon null-co", qsdn))])
+
+
+class Hog:
+    """`stress-ng --cpu N` for the length of a with block: other work that
+    wants every CPU, as a host's vCPUs do."""
+
+    def __init__(self, cpus):
+        self.cpus = cpus
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["stress-ng", "--cpu", str(self.cpus), "--quiet"],
+                                     stdout=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(1)
+        if self.proc.poll() is not None:
+            raise RuntimeError("stress-ng exited at once")
+        return self
+
+    def __exit__(self, *exc):
+        # Its workers are in its session: stop them with it.
+        os.killpg(self.proc.pid, 15)
+        self.proc.wait(timeout=30)
 
 
 class NullQsd(harness.QemuStorageDaemon):
@@ -133,35 +180,78 @@ def median(values, i):
     return statistics.median(v[i] for v in values)
 
 
-def table(results, args):
-    lines = []
-    lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} "
-                 f"({os.cpu_count()} CPUs, kernel {platform.release()}); client ubiblk-bench, "
-                 f"1 queue, --completion {args.completion}; median of {args.reps} runs of "
-                 f"{args.runtime}s each, interleaved; poll_queue_timeout_us {args.poll_us}.")
+def header(args, load):
+    mode = ("both client modes (--completion event and poll), under `stress-ng --cpu "
+            f"{args.hog_cpus}`" if args.busy else f"--completion {args.completion}")
+    return (f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} "
+            f"({os.cpu_count()} CPUs, kernel {platform.release()}); client ubiblk-bench, "
+            f"1 queue, {mode}; median of {args.reps} runs of {args.runtime}s each, "
+            f"interleaved; poll_queue_timeout_us {args.poll_us}. {describe(*load)}")
+
+
+def medians(results):
+    """{"group|case|peer": [iops, mb_s, p50, p99]}, what --save writes."""
+    return {"|".join(k): [median(v, i) for i in range(4)] for k, v in results.items()}
+
+
+def busy_table(results, args, load):
+    lines = [header(args, load), ""]
+    lines.append("IOPS (p50 / p99 latency in µs); vb / qsd compares the two backends with "
+                 "the same client mode:")
     lines.append("")
+    lines.append("| engine | workload | vb, event | qsd, event | vb / qsd | vb, poll "
+                 "| qsd, poll | vb / qsd |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    cell = lambda r: f"{median(r, 0):,.0f} ({median(r, 2):.0f} / {median(r, 3):.0f})"
+    for group, cases, vb, q in (("file", FILE_CASES, "vhost-backend", "qemu-storage-daemon"),
+                                ("null", NULL_CASES, "vhost-backend null",
+                                 "qemu-storage-daemon null-co")):
+        for name, *_ in cases:
+            row = f"| {group} | {name} |"
+            for c in ("event", "poll"):
+                a = results[(group, name, f"{vb} {c}")]
+                b = results[(group, name, f"{q} {c}")]
+                row += f" {cell(a)} | {cell(b)} | {median(a, 0) / median(b, 0):.2f}x |"
+            lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def table(results, args, load):
+    base = None
+    if args.baseline:
+        with open(args.baseline) as f:
+            base = json.load(f)
+
+    def vs_base(key, r):
+        return f" {median(r, 0) / base[key][0]:.2f}x |" if base and key in base else ""
+
+    lines = [header(args, load), ""]
     lines.append("On a file (O_DIRECT), IOPS (p50 / p99 latency in µs):")
     lines.append("")
+    extra = (" vb / baseline |", "---|") if base else ("", "")
     lines.append("| workload | vhost-backend | qemu-storage-daemon | fio (limit) "
-                 "| vb / qsd | vb / fio |")
-    lines.append("|---|---|---|---|---|---|")
+                 f"| vb / qsd | vb / fio |{extra[0]}")
+    lines.append(f"|---|---|---|---|---|---|{extra[1]}")
     for name, *_ in FILE_CASES:
         vb = results[("file", name, "vhost-backend")]
         q = results[("file", name, "qemu-storage-daemon")]
         f = results[("file", name, "fio")]
         cell = lambda r: f"{median(r, 0):,.0f} ({median(r, 2):.0f} / {median(r, 3):.0f})"
         lines.append(f"| {name} | {cell(vb)} | {cell(q)} | {cell(f)} | "
-                     f"{median(vb, 0) / median(q, 0):.2f}x | {median(vb, 0) / median(f, 0):.2f}x |")
+                     f"{median(vb, 0) / median(q, 0):.2f}x | {median(vb, 0) / median(f, 0):.2f}x |"
+                     + vs_base(f"file|{name}|vhost-backend", vb))
     lines.append("")
     lines.append("No storage underneath (front end alone), IOPS (p50 / p99 latency in µs):")
     lines.append("")
-    lines.append("| workload | vhost-backend null | qemu-storage-daemon null-co | vb / qsd |")
-    lines.append("|---|---|---|---|")
+    lines.append(f"| workload | vhost-backend null | qemu-storage-daemon null-co | vb / qsd |"
+                 f"{extra[0]}")
+    lines.append(f"|---|---|---|---|{extra[1]}")
     for name, *_ in NULL_CASES:
         vb = results[("null", name, "vhost-backend null")]
         q = results[("null", name, "qemu-storage-daemon null-co")]
         cell = lambda r: f"{median(r, 0):,.0f} ({median(r, 2):.0f} / {median(r, 3):.0f})"
-        lines.append(f"| {name} | {cell(vb)} | {cell(q)} | {median(vb, 0) / median(q, 0):.2f}x |")
+        lines.append(f"| {name} | {cell(vb)} | {cell(q)} | {median(vb, 0) / median(q, 0):.2f}x |"
+                     + vs_base(f"null|{name}|vhost-backend null", vb))
     return "\n".join(lines) + "\n"
 
 
@@ -175,14 +265,34 @@ def main():
                    help="how ubiblk-bench waits for completions (default event: on a "
                         "2-core machine a polling client starves a polling backend)")
     p.add_argument("--poll-us", type=int, default=1000, help="poll_queue_timeout_us")
+    p.add_argument("--busy", action="store_true",
+                   help="a busy host: vhost rows only, both client modes, under stress-ng")
+    p.add_argument("--hog-cpus", type=int, default=2, help="stress-ng --cpu N (default 2)")
+    p.add_argument("--save", help="write the medians to this JSON file")
+    p.add_argument("--baseline", help="a --save file to compare vhost-backend with")
     p.add_argument("--markdown", help="also write the table to this file")
     args = p.parse_args()
-    text = table(run(args), args)
+    load_before = activity()
+    if args.busy:
+        with Hog(args.hog_cpus):
+            results = run(args)
+    else:
+        results = run(args)
+    load = (load_before, activity())
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(medians(results), f, indent=1)
+    text = busy_table(results, args, load) if args.busy else table(results, args, load)
     print(text)
     if args.markdown:
-        bench_markdown.update_section(args.markdown, "vhost",
-                                      "## vhost-backend vs qemu-storage-daemon vs fio "
-                                      "(`scripts/bench.sh`)", text)
+        if args.busy:
+            name, title = "vhost-busy", ("## A busy host: vhost-backend vs qemu-storage-daemon "
+                                         "under a CPU hog (`scripts/bench.sh --busy`)")
+        else:
+            name = "vhost" if args.completion == "event" else "vhost-poll"
+            title = ("## vhost-backend vs qemu-storage-daemon vs fio (`scripts/bench.sh`"
+                     + (", `--completion poll`)" if args.completion == "poll" else ")"))
+        bench_markdown.update_section(args.markdown, name, title, text)
 
 
 if __name__ == "__main__":

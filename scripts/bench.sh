@@ -2,6 +2,9 @@
 # Build (release) and run a benchmark:
 #   scripts/bench.sh [OPTIONS]              vhost-backend vs qemu-storage-daemon vs fio,
 #                                           and the null-engine comparison (scripts/bench.py)
+#   scripts/bench.sh --busy [OPTIONS]       the same vhost rows on a busy host: both backends,
+#                                           both client modes, under stress-ng --cpu 2
+#                                           (scripts/bench.py --busy)
 #   scripts/bench.sh --hydration [OPTIONS]  lazy hydration vs cp (scripts/bench_hydration.py)
 #   scripts/bench.sh --remote [OPTIONS]     remote hydration (remote-stripe-server, plain and
 #                                           TLS-PSK) vs nbdkit + nbdcopy and the raw image

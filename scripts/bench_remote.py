@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 import bench_markdown  # noqa: E402
 from bench_hydration import drop_caches, time_hydration  # noqa: E402
+from bench_activity import activity  # noqa: E402
 
 MiB = 1 << 20
 IDENTITY = "bench"
@@ -41,26 +42,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def activity():
-    """What else the machine was doing: load average and the processes using
-    at least 5% of a CPU over one second (top's second sample)."""
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    out = subprocess.run(["top", "-b", "-n", "2", "-d", "1", "-w", "200"],
-                         capture_output=True, text=True).stdout
-    last = out.split("\n\n")[-1].splitlines()
-    busy = []
-    for line in last:
-        f = line.split()
-        if len(f) >= 12 and f[0].isdigit():
-            try:
-                if float(f[8]) >= 5.0:
-                    busy.append(f"{f[11]} {float(f[8]):.0f}%")
-            except ValueError:
-                pass
-    return load, busy[:8]
 
 
 class StripeServer:

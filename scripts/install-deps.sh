@@ -14,7 +14,7 @@ test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio 
 	openssl python3-snappy swift-proxy swift-account swift-container swift-object memcached awscli
 	python3-botocore clang libclang-rt-14-dev stress-ng) ;;
 bench) want=("${build[@]}" python3 fio qemu-utils nbdkit libnbd-bin swift-proxy swift-account
-	swift-container swift-object memcached awscli) ;;
+	swift-container swift-object memcached awscli stress-ng) ;;
 *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 

@@ -20,6 +20,7 @@
 
 #include "vhost/blk_request.h"
 #include "vhost/eventfd_io.h"
+#include "vhost/poll_window.h"
 #include "vhost/queue_worker.h"
 #include "vhost/virtqueue.h"
 
@@ -117,7 +118,7 @@ struct queue_worker {
 	/* The call fd is written through this, never blocking the worker. */
 	struct eventfd_io call_io;
 	uint32_t alignment;
-	uint64_t poll_ns;
+	struct poll_window poll; /* how long to busy-poll before sleeping */
 	uint32_t bad_requests_logged;
 };
 

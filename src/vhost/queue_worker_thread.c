@@ -1,7 +1,7 @@
 /* A queue worker's thread: applies the control thread's settings, runs
- * processing rounds, busy-polls for poll_timeout_us after the last activity
- * and then sleeps in poll(2) on its kick fd, its completion fd and its
- * control eventfd. */
+ * processing rounds, busy-polls for an adaptive window (poll_window.h, at
+ * most poll_timeout_us) after the last activity and then sleeps in poll(2)
+ * on its kick fd, its completion fd and its control eventfd. */
 #include "vhost/queue_worker_internal.h"
 
 #include <errno.h>
@@ -191,10 +191,10 @@ static void wait_for_events(struct queue_worker *qw)
 
 /* Whether the worker may go to sleep now, re-arming guest notifications on
  * the way: false when it must keep polling. */
-static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns)
+static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns, uint64_t window_ns)
 {
 	bool busy_queue = qw->running || qw->in_flight > 0;
-	if (busy_queue && idle_ns <= qw->poll_ns)
+	if (busy_queue && idle_ns <= window_ns)
 		return false;
 	/* Engines without a completion fd are only ever polled, and nothing
 	 * signals it for operations the kernel has not taken yet. */
@@ -239,12 +239,14 @@ static void worker_loop(struct queue_worker *qw)
 			last_activity = now;
 			continue;
 		}
-		if (!ready_to_sleep(qw, now - last_activity))
+		if (!ready_to_sleep(qw, now - last_activity, poll_window_ns(&qw->poll)))
 			continue;
 		wait_for_events(qw);
 		if (queue_worker_accepting(qw))
 			virtqueue_disable_notify(&qw->vq);
-		last_activity = now_ns();
+		uint64_t woke = now_ns();
+		poll_window_slept(&qw->poll, woke - last_activity);
+		last_activity = woke;
 	}
 }
 
@@ -270,7 +272,7 @@ int queue_worker_thread_init(struct queue_worker *qw)
 	if (!qw->cfg.threadless) /* the caller's own thread is not ours to pin */
 		pin_to_cpu(qw);
 	uint64_t poll_us = qw->cfg.poll_timeout_us;
-	qw->poll_ns = poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000;
+	poll_window_init(&qw->poll, poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000);
 	/* Created on this thread: an io_uring is best used by the thread that
 	 * set it up, and memory is first touched on the pinned CPU. */
 	int rc = bdev_channel_create(qw->cfg.dev, qw->cfg.max_queue_size, &qw->ch);

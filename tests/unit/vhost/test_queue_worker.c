@@ -449,16 +449,44 @@ static void test_polling_suppresses_kicks(void **state)
 	struct fixture *f = *state;
 	f->cfg.poll_timeout_us = 2000000;
 	start_worker(f, false);
+	/* The window starts closed and doubles (from 4 µs) after each sleep
+	 * shorter than the bound (poll_window.h): requests 100 ms apart open
+	 * it past 100 ms within 16 sleeps, and from then on polling catches
+	 * them. */
+	uint16_t n = 0;
+	for (int i = 0; i < 18; i++) {
+		put_rw(f, VIRTIO_BLK_T_IN, 0, 512, 0);
+		run_until(f, ++n);
+		usleep(100 * 1000);
+	}
 	put_rw(f, VIRTIO_BLK_T_IN, 0, 512, 0);
-	run_until(f, 1);
+	run_until(f, ++n);
 	/* Still in its poll window: the driver is told not to kick... */
 	assert_int_equal(fg_used_flags(&f->g), VRING_USED_F_NO_NOTIFY);
 	/* ...and a request published without a kick is picked up. */
 	put_rw(f, VIRTIO_BLK_T_IN, 0, 512, 0);
 	fg_publish(&f->g);
-	wait_used(f, 2);
+	wait_used(f, ++n);
 	/* After the window it re-arms and sleeps. */
 	wait_u16(f, fg_used_flags, 0);
+}
+
+/* Polling mode (a front end that gave no kick fd): nothing would wake the
+ * worker, so it polls whatever its adaptive window says, also long after
+ * the last request. */
+static void test_polling_mode_polls_past_the_window(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.poll_timeout_us = 10;
+	start_worker(f, false);
+	/* SET_VRING_KICK with the no-fd flag on a running queue. */
+	queue_worker_set_kick_fd(f->qw, -1);
+	for (uint16_t n = 1; n <= 3; n++) {
+		usleep(50 * 1000); /* far past the 10 µs bound */
+		put_rw(f, VIRTIO_BLK_T_IN, 0, 512, 0);
+		fg_publish(&f->g);
+		wait_used(f, n);
+	}
 }
 
 static void test_sleeping_worker_rearms(void **state)
@@ -920,6 +948,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_interrupt_flag, setup_null, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_idx_signals, setup_null, teardown),
 	    cmocka_unit_test_setup_teardown(test_polling_suppresses_kicks, setup_null, teardown),
+	    cmocka_unit_test_setup_teardown(test_polling_mode_polls_past_the_window, setup_null,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sleeping_worker_rearms, setup_uring_file,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_disabled_queue_ignores_kicks, setup_null,
