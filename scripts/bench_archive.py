@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 import bench_markdown  # noqa: E402
 from bench_hydration import drop_caches, time_hydration  # noqa: E402
-from bench_remote import activity  # noqa: E402
+from bench_activity import activity  # noqa: E402
 from swift import SwiftS3  # noqa: E402
 
 MiB = 1 << 20

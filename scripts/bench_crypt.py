@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 import bench_markdown  # noqa: E402
 from bench import bench_iops, fill  # noqa: E402
-from bench_remote import activity  # noqa: E402
+from bench_activity import activity  # noqa: E402
 
 CASES = [("4k randread qd32", "randread", "4k", 32),
          ("4k randwrite qd32", "randwrite", "4k", 32),
