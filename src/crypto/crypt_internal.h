@@ -117,7 +117,8 @@ static inline uint64_t crypt_part_lower_id(uint32_t index)
 int crypt_iov_decrypt(struct crypt_channel *ch, uint64_t sector, const struct iovec *iov,
 		      int iovcnt);
 /* Encrypts `nsectors` from the request's cursor (advancing it) into dst,
- * numbered from `sector`; a zeroes request encrypts zero sectors. */
+ * numbered from `sector`; a zeroes request encrypts zero sectors. Unfenced
+ * (xts_encrypt_unfenced): xts_fence() before dst goes to the device. */
 int crypt_iov_encrypt(struct crypt_channel *ch, struct crypt_request *req, uint64_t sector,
 		      uint8_t *dst, size_t nsectors);
 

@@ -84,8 +84,8 @@ int crypt_iov_encrypt(struct crypt_channel *ch, struct crypt_request *req, uint6
 		for (size_t done = 0; done < nsectors && rc == 0;) {
 			size_t n = nsectors - done < CRYPT_PAGE_SECTORS ? nsectors - done
 									: CRYPT_PAGE_SECTORS;
-			rc = xts_encrypt(ch->cipher, sector + done, zeroes,
-					 dst + done * SECTOR_SIZE, n);
+			rc = xts_encrypt_unfenced(ch->cipher, sector + done, zeroes,
+						  dst + done * SECTOR_SIZE, n);
 			done += n;
 		}
 		return rc;
@@ -101,12 +101,12 @@ int crypt_iov_encrypt(struct crypt_channel *ch, struct crypt_request *req, uint6
 			whole = nsectors;
 		size_t done = whole ? whole : 1;
 		if (whole) {
-			rc = xts_encrypt(ch->cipher, sector, p, dst, whole);
+			rc = xts_encrypt_unfenced(ch->cipher, sector, p, dst, whole);
 			pos.offset += whole * SECTOR_SIZE;
 		} else {
 			if (!copy_iov(req->iov, req->iovcnt, &pos, ch->scratch, SECTOR_SIZE, false))
 				return -EINVAL;
-			rc = xts_encrypt(ch->cipher, sector, ch->scratch, dst, 1);
+			rc = xts_encrypt_unfenced(ch->cipher, sector, ch->scratch, dst, 1);
 		}
 		sector += done;
 		dst += done * SECTOR_SIZE;

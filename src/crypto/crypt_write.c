@@ -70,6 +70,8 @@ static int issue_part(struct crypt_channel *ch, uint32_t r, uint32_t pages)
 		}
 		done += n;
 	}
+	/* Once per part: the device may read the pages as soon as it is queued. */
+	xts_fence();
 	bdev_add_writev(ch->lower, req->sector, part->iov, part->iovcnt, crypt_part_lower_id(p));
 	req->sector += bytes / SECTOR_SIZE;
 	req->remaining -= bytes;

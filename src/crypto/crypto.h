@@ -50,6 +50,14 @@ int xts_encrypt(struct xts_cipher *c, uint64_t first, const uint8_t *in, uint8_t
 		size_t nsectors);
 int xts_decrypt(struct xts_cipher *c, uint64_t first, const uint8_t *in, uint8_t *out,
 		size_t nsectors);
+/* xts_encrypt for output that a device or another thread reads next, in
+ * many calls: out of place it may leave streaming (weakly ordered) stores
+ * pending, so xts_fence() must run once after the last call and before any
+ * of the output is handed over. Saves a fence per call (the crypt layer
+ * encrypts a write page by page). */
+int xts_encrypt_unfenced(struct xts_cipher *c, uint64_t first, const uint8_t *in, uint8_t *out,
+			 size_t nsectors);
+void xts_fence(void);
 
 /* A device that stores `lower`'s sectors encrypted. `lower` is borrowed and
  * must outlive it; free with bdev_close() (which wipes the keys). */

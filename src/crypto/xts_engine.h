@@ -9,8 +9,11 @@
  *   can; where a library keeps the schedule, that library's secure memory)
  *   and touches no other copy; close() wipes every copy it made.
  * - crypt_sectors() and crypt_unit() accept in == out (in place) and any
- *   alignment; out-of-place output may use streaming stores, fenced before
- *   they return. 0 or -EIO (a library call failed).
+ *   alignment. Out-of-place output may use streaming stores: crypt_unit()
+ *   fences them before it returns, crypt_sectors() leaves that to its
+ *   caller (xts_cipher.c: xts_encrypt/xts_decrypt fence at once,
+ *   xts_encrypt_unfenced leaves it to xts_fence()). 0 or -EIO (a library
+ *   call failed).
  * - The result is byte for byte that of OpenSSL's EVP_aes_256_xts: the
  *   tests run every engine the machine supports against it and the IEEE
  *   1619 vectors (tests/unit/crypto).
