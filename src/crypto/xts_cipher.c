@@ -51,12 +51,18 @@ static void choose(void)
 	if (forced && *forced) {
 		const struct xts_engine *e = engine_named(forced);
 		const char *why = e ? e->unsupported() : NULL;
-		if (!e)
-			snprintf(
-			    choice_problem, sizeof(choice_problem),
-			    "%s=%.32s: no such XTS engine (known: vaes-avx512, gcrypt, openssl)",
-			    XTS_ENGINE_ENV, forced);
-		else if (why)
+		if (!e) {
+			/* The names from the table, so the message cannot go stale. */
+			int len = snprintf(choice_problem, sizeof(choice_problem),
+					   "%s=%.32s: no such XTS engine (known: ", XTS_ENGINE_ENV,
+					   forced);
+			for (size_t i = 0; i < ENGINE_COUNT && (size_t)len < sizeof(choice_problem);
+			     i++)
+				len += snprintf(choice_problem + len, sizeof(choice_problem) - len,
+						"%s%s", i ? ", " : "", preferred[i]->name);
+			if ((size_t)len < sizeof(choice_problem))
+				snprintf(choice_problem + len, sizeof(choice_problem) - len, ")");
+		} else if (why)
 			snprintf(choice_problem, sizeof(choice_problem),
 				 "%s=%s: this machine cannot run it (%s)", XTS_ENGINE_ENV, forced,
 				 why);
