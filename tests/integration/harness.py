@@ -128,6 +128,37 @@ def wait_for_writes(rpc_path, num_queues, writer, timeout=60):
     wait_for(writing, timeout, "writes on every queue")
 
 
+def thread_states(pid):
+    """Where each thread of a process is, from /proc: name, state, the
+    kernel function it waits in, its system call, and its pending and
+    blocked signal masks. Printed when a process ignores a stop signal, so
+    such a failure says where the process was without a debugger."""
+    lines = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except OSError as e:
+        return f"(cannot list threads: {e})"
+    for tid in tids:
+        base = f"/proc/{pid}/task/{tid}"
+        fields = {}
+        for name in ("comm", "wchan", "syscall"):
+            try:
+                with open(f"{base}/{name}") as f:
+                    fields[name] = f.read().strip()
+            except OSError as e:
+                fields[name] = f"? ({e.strerror})"
+        try:
+            with open(f"{base}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            status = {}
+        sig = " ".join(f"{k}={status[k].strip()}" for k in ("State", "SigPnd", "ShdPnd",
+                                                           "SigBlk") if k in status)
+        lines.append(f"  {tid} {fields['comm']}: wchan={fields['wchan']} "
+                     f"syscall={fields['syscall'].split(' ')[0]} {sig}")
+    return "\n".join(lines)
+
+
 class Process:
     """A child process stopped by pid on exit: SIGTERM, then SIGKILL."""
 
@@ -155,9 +186,11 @@ class Process:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                threads = thread_states(self.proc.pid)
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-                raise TimeoutError(f"{self.argv[0]} ignored signal {sig} for {timeout}s")
+                raise TimeoutError(f"{self.argv[0]} ignored signal {sig} for {timeout}s; "
+                                   f"its threads then:\n{threads}")
         return self.proc.returncode
 
     def kill(self):
