@@ -1,9 +1,11 @@
 /* The adaptive busy-poll window (see poll_window.h for the rules). */
 #include "vhost/poll_window.h"
 
-void poll_window_init(struct poll_window *w, uint64_t max_ns)
+void poll_window_init(struct poll_window *w, uint64_t bound_ns, uint64_t cap_ns)
 {
-	*w = (struct poll_window){.max_ns = max_ns};
+	if (cap_ns == 0)
+		cap_ns = POLL_WINDOW_MAX_NS;
+	*w = (struct poll_window){.max_ns = bound_ns < cap_ns ? bound_ns : cap_ns};
 }
 
 uint64_t poll_window_ns(const struct poll_window *w)

@@ -272,7 +272,8 @@ int queue_worker_thread_init(struct queue_worker *qw)
 	if (!qw->cfg.threadless) /* the caller's own thread is not ours to pin */
 		pin_to_cpu(qw);
 	uint64_t poll_us = qw->cfg.poll_timeout_us;
-	poll_window_init(&qw->poll, poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000);
+	poll_window_init(&qw->poll, poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000,
+			 qw->cfg.poll_window_cap_ns);
 	/* Created on this thread: an io_uring is best used by the thread that
 	 * set it up, and memory is first touched on the pinned CPU. */
 	int rc = bdev_channel_create(qw->cfg.dev, qw->cfg.max_queue_size, &qw->ch);
