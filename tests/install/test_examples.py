@@ -5,6 +5,7 @@ ubiblk-bench, the remote and archive ones end to end from golden.yaml."""
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -52,6 +53,9 @@ class Examples:
                                             "192.0.2.10")):
                     raise AssertionError(f"{name}: a path or address the test does not "
                                          f"replace: {line!r}")
+            # The socket folders (/run/ubiblk/NAME): systemd's RuntimeDirectory.
+            for folder in re.findall(re.escape(self.run) + r"/([^/\s]+)/", text):
+                os.makedirs(os.path.join(self.run, folder), exist_ok=True)
             path = os.path.join(tmp, name)
             with open(path, "w") as f:
                 f.write(text)
@@ -123,7 +127,7 @@ def test_plain_disk(ex):
     proc, sock = serve(ex, ex["disk.yaml"])
     try:
         bench(sock, "--mode", "verify", "--queues", "2", "--iodepth", "4", "--size", "4m")
-        status = harness.rpc(os.path.join(ex.run, "disk.rpc"), "version")
+        status = harness.rpc(os.path.join(ex.run, "disk", "rpc.sock"), "version")
         if "version" not in status:
             raise AssertionError(f"the RPC socket answered {status}")
     finally:
@@ -162,7 +166,7 @@ def test_remote_and_archive_from_golden(ex):
         raise AssertionError("the golden disk is still all zeros")
 
     server = harness.Process([harness.binary("remote-stripe-server"), "-f", ex["golden.yaml"],
-                              "--listen-config", ex["remote-listen.yaml"]],
+                              "--listen-config", ex["golden.listen.yaml"]],
                              log_path=os.path.join(ex.tmp, "server.log"),
                              env=dict(os.environ, UBIBLK_LOG="info"))
     try:
@@ -171,7 +175,7 @@ def test_remote_and_archive_from_golden(ex):
         if not server.alive():
             raise AssertionError(f"remote-stripe-server exited:\n{server.log_text()}")
         if "TLS-PSK" not in server.log_text() and "NO PSK" in server.log_text():
-            raise AssertionError("remote-listen.yaml did not give the server a PSK")
+            raise AssertionError("golden.listen.yaml did not give the server a PSK")
         ex.disk("remote-disk.raw")
         run([harness.binary("init-metadata"), "-f", ex["remote-disk.yaml"]],
             "init-metadata remote-disk.yaml")
@@ -203,7 +207,7 @@ def test_remote_and_archive_from_golden(ex):
 
 def test_every_example_is_used():
     used = {"disk.yaml", "encrypted-disk.yaml", "kek.yaml", "golden.yaml",
-            "remote-listen.yaml", "remote-disk.yaml", "archive-target.yaml",
+            "golden.listen.yaml", "remote-disk.yaml", "archive-target.yaml",
             "archive-disk.yaml", "README"}
     present = set(os.listdir(EXAMPLES))
     if present != used:
