@@ -6,10 +6,10 @@
 set -euo pipefail
 
 build=(meson ninja-build pkg-config gcc libc6-dev liburing-dev libyaml-dev libssl-dev libgcrypt20-dev libedit-dev libjansson-dev
-	libsnappy-dev libcurl4-openssl-dev)
+	libsnappy-dev libcurl4-openssl-dev scdoc)
 case "${1:-run}" in
 run) want=("${build[@]}") ;;
-test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format fio util-linux tmux
+test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format man-db fio util-linux tmux
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs
 	openssl python3-snappy swift-proxy swift-account swift-container swift-object memcached awscli
 	python3-botocore clang libclang-rt-14-dev stress-ng python3-prometheus-client) ;;
