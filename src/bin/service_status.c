@@ -124,6 +124,9 @@ void service_status_start(const struct stripe_state *stripes, const struct fetch
 	st.stripes = stripes;
 	st.worker = worker;
 	st.quit = false;
+	st.ready_sent = false;
+	st.stopping_sent = false;
+	st.last_status[0] = '\0';
 	int rc = 0;
 	if (atomic_load(&wake_fd) < 0) {
 		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
