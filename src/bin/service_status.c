@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,7 +36,8 @@ static struct {
 	pthread_t thread;
 } st;
 
-static volatile sig_atomic_t stop_asked;
+/* Set by the signal handler on the main thread, read by the reporter. */
+static atomic_int stop_asked;
 /* Created by the first service_status_start and never closed: the signal
  * handler may be about to write to it, and a closed number could be reused. */
 static atomic_int wake_fd = -1;
@@ -105,7 +105,7 @@ static void *reporter_main(void *arg)
 		/* A timeout or a wake-up: look either way. */
 		eventfds_wait(&fd, 1, SERVICE_STATUS_INTERVAL_MS, "service status");
 		pthread_mutex_lock(&lock);
-		if (stop_asked)
+		if (atomic_load(&stop_asked))
 			send_stopping();
 		bool quit = st.quit;
 		if (!quit && st.ready_sent && !st.stopping_sent)
@@ -143,7 +143,7 @@ void service_status_start(const struct stripe_state *stripes, const struct fetch
 		log_debug("service status reporter not started: %s", strerror(-rc));
 	pthread_mutex_unlock(&lock);
 	/* A stop asked before the eventfd existed must still be seen. */
-	if (stop_asked)
+	if (atomic_load(&stop_asked))
 		service_status_stop_requested();
 }
 
@@ -163,7 +163,7 @@ void service_status_ready(const char *serving)
 void service_status_stop_requested(void)
 {
 	int saved_errno = errno;
-	stop_asked = 1;
+	atomic_store(&stop_asked, 1);
 	int fd = atomic_load(&wake_fd);
 	if (fd >= 0) {
 		uint64_t one = 1;
