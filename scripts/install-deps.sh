@@ -12,7 +12,7 @@ run) want=("${build[@]}") ;;
 test) want=("${build[@]}" libcmocka-dev libjansson-dev python3 clang-format man-db fio util-linux tmux
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils kmod python3-cryptography e2fsprogs
 	openssl python3-snappy swift-proxy swift-account swift-container swift-object memcached awscli
-	python3-botocore clang libclang-rt-14-dev stress-ng python3-prometheus-client) ;;
+	python3-botocore clang libclang-rt-14-dev stress-ng python3-prometheus-client systemd) ;;
 bench) want=("${build[@]}" python3 fio qemu-utils nbdkit libnbd-bin swift-proxy swift-account
 	swift-container swift-object memcached awscli stress-ng) ;;
 *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;

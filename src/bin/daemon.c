@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "service_status.h"
 
 static void (*stop_frontend)(void);
 
 static void on_stop_signal(int sig)
 {
 	(void)sig;
+	service_status_stop_requested(); /* STOPPING=1 while the front end drains */
 	if (stop_frontend)
 		stop_frontend();
 }
@@ -39,7 +41,9 @@ static int serve_stack(const struct daemon_frontend *fe, const struct device_con
 		log_error("%s", err.text);
 		return 1;
 	}
+	service_status_start(env.stripes, env.worker);
 	int rc = fe->serve(cfg, &env, ctx);
+	service_status_end();
 	backend_env_close(&env);
 	return rc < 0 ? 1 : 0;
 }

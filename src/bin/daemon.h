@@ -2,7 +2,9 @@
  * parsed: process set-up (core dumps off, SIGPIPE ignored, SIGINT/SIGTERM
  * asking the front end to stop), the KEK and the config, the device stack
  * (backend_env: disk, encryption, lazy fetch, fetch worker, trackers, RPC),
- * and the exit status. Only the front end differs. */
+ * the service manager's notifications (service_status.h: the front end's
+ * serve hook calls service_status_ready once it serves) and the exit status.
+ * Only the front end differs. */
 #ifndef UBIBLK_BIN_DAEMON_H
 #define UBIBLK_BIN_DAEMON_H
 
@@ -26,7 +28,8 @@ struct daemon_frontend {
 };
 
 /* The daemons' signals: SIGPIPE ignored, SIGINT and SIGTERM call
- * request_stop (async-signal-safe). 0 or -errno. */
+ * request_stop (async-signal-safe) and service_status_stop_requested.
+ * 0 or -errno. */
 int daemon_install_signals(void (*request_stop)(void));
 
 /* Runs the daemon; returns the process exit status (0, or 1 on failure). */

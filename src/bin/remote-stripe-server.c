@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "meta/meta.h"
 #include "remote/remote.h"
+#include "service_status.h"
 
 #define OPT_LISTEN_CONFIG   256
 #define OPT_MAX_CONNECTIONS 257
@@ -253,6 +254,13 @@ static void describe(const struct device_config *cfg, const uint8_t *headers, ui
 			 (unsigned long long)unfetched, (unsigned long long)source);
 }
 
+static void server_ready(void *arg, const char *address)
+{
+	char serving[400];
+	snprintf(serving, sizeof(serving), "serving %s on %s", (const char *)arg, address);
+	service_status_ready(serving);
+}
+
 static int serve(const struct cli_args *a, const struct device_config *cfg,
 		 const struct remote_source_config *listen)
 {
@@ -292,6 +300,8 @@ static int serve(const struct cli_args *a, const struct device_config *cfg,
 	    .header_count = count,
 	    .max_connections = fit_connections(a->max_connections),
 	    .timeouts = a->timeouts,
+	    .ready = server_ready,
+	    .ready_arg = cfg->path,
 	};
 	if (remote_server_run(&opts, &err) < 0) {
 		log_error("%s", err.text);
@@ -334,7 +344,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("Starting remote-stripe-server. Process ID: %d", (int)getpid());
+	/* No stripes to report: the reporter only sends STOPPING=1 on a stop. */
+	service_status_start(NULL, NULL);
 	status = serve(&a, &cfg, &listen);
+	service_status_end();
 	remote_config_free(&listen);
 	device_config_free(&cfg);
 	return status;

@@ -10,6 +10,7 @@
 #include "common_args.h"
 #include "config/config.h"
 #include "daemon.h"
+#include "service_status.h"
 #include "ublk/ublk.h"
 
 #define OPT_DEVICE_SYMLINK 256 /* --device-symlink has no short form */
@@ -122,11 +123,20 @@ static int prepare_ublk(const struct device_config *cfg, void *ctx)
 	return 0;
 }
 
+static void ublk_ready(void *arg, const char *block_path)
+{
+	(void)arg;
+	char serving[64];
+	snprintf(serving, sizeof(serving), "serving %s", block_path);
+	service_status_ready(serving);
+}
+
 static int serve_ublk(const struct device_config *cfg, struct backend_env *env, void *ctx)
 {
 	(void)cfg;
 	struct ublk_daemon *d = ctx;
 	d->opts.trackers = env->trackers;
+	d->opts.ready = ublk_ready;
 	struct error err = {0};
 	int rc = ublk_serve(d->control, &d->opts, env->frontend, &err);
 	if (rc < 0 && err.text[0])

@@ -12,6 +12,7 @@
 #include "common/common.h"
 #include "common_args.h"
 #include "daemon.h"
+#include "service_status.h"
 #include "config/config.h"
 #include "vhost/vhost.h"
 
@@ -88,6 +89,15 @@ static int check_vhost_config(const struct device_config *cfg, void *ctx)
 	return 0;
 }
 
+/* The socket accepts front ends (and the RPC socket, when configured, was
+ * started before it). */
+static void vhost_ready(void *arg)
+{
+	char serving[300];
+	snprintf(serving, sizeof(serving), "serving %s", (const char *)arg);
+	service_status_ready(serving);
+}
+
 static int serve_vhost(const struct device_config *cfg, struct backend_env *env, void *ctx)
 {
 	(void)ctx;
@@ -101,6 +111,8 @@ static int serve_vhost(const struct device_config *cfg, struct backend_env *env,
 	    .write_through = cfg->write_through,
 	    .cpus = cfg->cpus,
 	    .trackers = env->trackers,
+	    .ready = vhost_ready,
+	    .ready_arg = cfg->socket,
 	};
 	snprintf(opts.device_id, sizeof(opts.device_id), "%s", cfg->device_id);
 	return vhost_blk_serve(&opts, env->frontend);

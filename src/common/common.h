@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define SECTOR_SIZE	 512u
@@ -142,6 +143,25 @@ int unix_listener_open(const char *path, mode_t mode, const char *what, struct u
 /* Closes the socket and removes its file if the path still names the
  * socket this listener created (not one a newer process put there). */
 void unix_listener_close(struct unix_listener *l, const char *path);
+
+/* ---- service manager notification ----
+ * systemd's notify protocol (sd_notify(3)) without libsystemd: `text`, one or
+ * more "KEY=value" lines ("READY=1", "STATUS=...", "STOPPING=1"), goes in one
+ * datagram to the AF_UNIX socket $NOTIFY_SOCKET names: a path, or "@name" in
+ * the abstract namespace. Without NOTIFY_SOCKET (or with it empty) nothing
+ * is sent: running without a service manager is normal. Returns 1 when sent,
+ * 0 when there is no socket, or a negative errno; the first failure of the
+ * process is logged at debug level and later ones not at all, and no
+ * failure should stop a caller (the disk matters more than the manager).
+ * From any thread; not async-signal-safe (getenv, logging). */
+int service_notify(const char *text);
+/* Whether NOTIFY_SOCKET is set (and not empty). */
+bool service_notify_enabled(void);
+/* NOTIFY_SOCKET's value as a socket address: 0, -EINVAL ("@" alone or too
+ * long), -ENAMETOOLONG (a path that does not fit) or -EAFNOSUPPORT (not an
+ * absolute path nor "@name", e.g. "vsock:..."). */
+struct sockaddr_un;
+int service_notify_address(const char *value, struct sockaddr_un *addr, socklen_t *len);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);

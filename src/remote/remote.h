@@ -191,6 +191,11 @@ struct remote_server_options {
 	uint64_t header_count;
 	uint32_t max_connections;
 	struct remote_timeouts timeouts;
+	/* NULL, or called once on the serving thread as soon as the socket
+	 * listens, with its address ("127.0.0.1:4555", the real port when the
+	 * address asked for port 0). */
+	void (*ready)(void *arg, const char *address);
+	void *ready_arg;
 };
 
 /* Serves until remote_server_request_stop() (safe from a signal handler),

@@ -465,6 +465,8 @@ static int set_up_listening(struct server *s, struct error *err)
 	if (getsockname(s->listen_fd, (struct sockaddr *)&sa, &len) == 0)
 		server_format_address(&sa, text, sizeof(text));
 	log_info("listening on %s", text);
+	if (o->ready)
+		o->ready(o->ready_arg, text);
 	return 0;
 }
 

@@ -31,6 +31,10 @@ struct ublk_options {
 	/* num_queues trackers (each may be NULL), or NULL: what the RPC
 	 * `queues` and `stats` commands report. Slot = tag. */
 	struct io_tracker *const *trackers;
+	/* NULL, or called once on the calling thread when /dev/ublkbN is
+	 * started (and the symlink made), with the device's path. */
+	void (*ready)(void *arg, const char *block_path);
+	void *ready_arg;
 };
 
 /* Checks the values ublk needs beyond the config's own rules; err names the

@@ -335,6 +335,8 @@ static int bring_up(struct device *d, struct error *err)
 		ublk_symlink_create(d->opts->device_symlink, d->block_path);
 		d->symlink_made = true;
 	}
+	if (d->opts->ready)
+		d->opts->ready(d->opts->ready_arg, d->block_path);
 	return 0;
 }
 

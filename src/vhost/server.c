@@ -211,6 +211,10 @@ int vhost_blk_serve(const struct vhost_blk_options *opts, struct bdev *dev)
 		return ret;
 	int listener = socket_file.fd;
 	log_info("listening for vhost-user front ends on %s", opts->socket_path);
+	/* listen() is done: a front end that connects now is queued, not
+	 * refused. */
+	if (opts->ready)
+		opts->ready(opts->ready_arg);
 
 	while (!stop_is_requested()) {
 		/* Fresh state for every connection: workers, channels, memory. */

@@ -58,6 +58,11 @@ struct vhost_blk_options {
 	/* NULL or num_queues I/O trackers (io_tracker/io_tracker.h) that outlive the server;
 	 * queue i records its requests in trackers[i]. */
 	struct io_tracker *const *trackers;
+	/* NULL, or called once on the serving thread as soon as the socket
+	 * accepts connections (before the first accept): a service manager
+	 * may be told the device is ready. */
+	void (*ready)(void *arg);
+	void *ready_arg;
 };
 
 /* Serve until vhost_blk_request_stop() is called: then in-flight requests are

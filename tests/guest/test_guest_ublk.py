@@ -43,6 +43,9 @@ checks in the guest:
     partial  fd limits (ulimit -n) from 10 to 26: each run ends, exit 1
            whenever a queue failed, no device left; at least one run had one
            queue serving (its tags fetched) while the other failed
+    notify NOTIFY_SOCKET held by a Python script: READY=1 first, its STATUS=
+           names /dev/ublkbN, which is a block device that reads at once;
+           SIGTERM sends STOPPING=1, then exit 0
     end    no ublk-backend process and no ublk device node left; no kernel
            BUG/WARNING/hung task
 
@@ -819,6 +822,58 @@ partial_start_fails() {
 	[ "$partial" -ge 1 ] && [ "$started" -ge 1 ]
 }
 
+# ---- f. systemd's notify protocol ----
+
+# NOTIFY_SOCKET names a socket this check holds: the first message is READY=1
+# with "STATUS=serving /dev/ublkbN", and that device is already a block
+# device that reads; SIGTERM sends STOPPING=1, then exit 0.
+notify_ready_stopping() {
+	_nrc=0
+	timeout $((START_TIMEOUT + 2 * STOP_TIMEOUT + 30)) python3 - "$UBLK" "$CFG/notify.yaml" \
+		$START_TIMEOUT $STOP_TIMEOUT <<'PY' || _nrc=$?
+import mmap, os, signal, socket, stat, subprocess, sys
+ublk, config, start_timeout, stop_timeout = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:5])
+path = "/tmp/notify.sock"
+if os.path.exists(path):
+    os.unlink(path)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+env = dict(os.environ, NOTIFY_SOCKET=path, UBIBLK_LOG="info")
+p = subprocess.Popen([ublk, "-f", config], env=env, stdin=subprocess.DEVNULL,
+                     stderr=open("/tmp/notify.log", "wb"))
+with open("/tmp/ublk.pids", "a") as f:
+    f.write(f"{p.pid}\n")
+try:
+    s.settimeout(start_timeout)
+    ready = s.recv(4096).decode().split("\n")
+    print("first message:", ready)
+    assert ready[0] == "READY=1", "the first message is not READY=1"
+    dev = ready[1].split("STATUS=serving ", 1)[1]
+    assert stat.S_ISBLK(os.stat(dev).st_mode), f"{dev} is not a block device"
+    fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)
+    assert os.readv(fd, [buf]) == 4096, "a 4 KiB read of the device fell short"
+    os.close(fd)
+    print(f"{dev}: a block device, 4 KiB read at once")
+    p.send_signal(signal.SIGTERM)
+    s.settimeout(stop_timeout)
+    while True:
+        message = s.recv(4096).decode().split("\n")
+        print("after SIGTERM:", message)
+        if "STOPPING=1" in message:
+            break
+    rc = p.wait(timeout=stop_timeout)
+    print("exit status", rc)
+    assert rc == 0
+finally:
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+PY
+	[ "$_nrc" -eq 0 ] || tail -n 20 /tmp/notify.log
+	return $_nrc
+}
+
 # ---- the end ----
 
 no_leftovers() {
@@ -884,6 +939,8 @@ check huge-start-fails huge_start_fails
 ublk_cleanup
 check partial-start-fails partial_start_fails
 ublk_cleanup
+check notify-ready-stopping notify_ready_stopping
+ublk_cleanup
 check no-leftovers no_leftovers
 check kernel-log kernel_log
 '''
@@ -901,7 +958,7 @@ GUEST_CHECKS = ["scratch-ext4",
                 "fail-setup", "fail-start", "fail-eio", "fail-good-read", "fail-rpc",
                 "fail-stop", "busy-stop", "deleted-from-outside",
                 "bad-path-start-fails", "huge-start-fails", "partial-start-fails",
-                "no-leftovers", "kernel-log"]
+                "notify-ready-stopping", "no-leftovers", "kernel-log"]
 
 # In the guest: the ext4 on the scratch drive, and the RPC sockets on /run.
 EXT = "/tmp/ext"
@@ -931,6 +988,7 @@ def configs(keys):
         "huge": dict(path=f"{EXT}/huge.raw", num_queues=2, queue_size=4096,
                      seg_size_max=1048576),
         "partial": dict(path=f"{EXT}/plain.raw", num_queues=2, queue_size=16),
+        "notify": dict(path=f"{EXT}/plain.raw", num_queues=1, queue_size=64),
     }
 
 
