@@ -61,6 +61,16 @@ else
 	steps+=("run-default-hints=FAIL")
 fi
 
+# The Debian package (scripts/build-deb.sh: its own build, Debian's flags, no
+# tests compiled), once: lintian, Depends, and the unpacked binaries serving
+# a real job (tests/scripts/test_package.py).
+echo "=== Debian package"
+if UBIBLK_TEST_TIMEOUT_MULTIPLIER=${TIMEOUT_MULTIPLIER:-1} python3 tests/scripts/test_package.py; then
+	steps+=("debian-package=OK")
+else
+	steps+=("debian-package=FAIL")
+fi
+
 # Suite test-tools checks the test tools themselves (Swift, the fault proxy):
 # no C code of ours runs in it, so the sanitizer builds leave it out. The
 # network-fault runs wait out real timeouts (slower still under ASan): the
