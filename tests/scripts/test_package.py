@@ -11,7 +11,11 @@
   - unpacked into a throw-away root (dpkg-deb -x: nothing changes on this
     machine), every ROOT/usr/bin/* prints "NAME VERSION" for --version;
   - one real job: ROOT/usr/bin/vhost-backend serves a temporary disk and
-    ROOT/usr/bin/ubiblk-bench verifies it through two queues.
+    ROOT/usr/bin/ubiblk-bench verifies it through two queues;
+  - then the real thing: apt installs the .deb on this machine, the
+    installed commands print their version and run the same job, apt purges
+    it and no file of it is left (an ubiblk already installed here is left
+    alone: the test fails, saying so).
 
 Run once by scripts/test.sh, in the release pass: the package is its own
 build (-Dtests=false, Debian's flags), so a sanitizer pass would not test
@@ -118,8 +122,9 @@ def test_unpacked_binaries_print_version():
     print(f"--version: {', '.join(names)}")
 
 
-def test_installed_vhost_backend_serves_ubiblk_bench():
-    bindir = os.path.join(package["root"], "usr", "bin")
+def serve_and_verify(bindir):
+    """BINDIR/vhost-backend serves a temporary disk, BINDIR/ubiblk-bench
+    verifies it through two queues, the backend exits 0 on SIGTERM."""
     tmp = tempfile.mkdtemp(prefix="ubiblk-deb-job-", dir=OUT_DIR)  # a real filesystem
     backend = None
     try:
@@ -146,17 +151,74 @@ def test_installed_vhost_backend_serves_ubiblk_bench():
         assert status == 0, f"vhost-backend exited {status} on SIGTERM:\n" + backend.log_text()
         checked = json.loads(proc.stdout).get("verify", {}).get("blocks_checked")
         assert checked, f"ubiblk-bench verify checked no blocks: {proc.stdout}"
-        print(f"ubiblk-bench verify: {checked} blocks checked through the packaged vhost-backend")
+        print(f"ubiblk-bench verify: {checked} blocks checked through {bindir}/vhost-backend")
     finally:
         if backend:
             backend.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_unpacked_vhost_backend_serves_ubiblk_bench():
+    serve_and_verify(os.path.join(package["root"], "usr", "bin"))
+
+
+def package_status():
+    """dpkg's status of ubiblk on this machine ("" when dpkg does not know it)."""
+    proc = run(["dpkg-query", "-W", "-f=${Status}", "ubiblk"])
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def apt_get(*args):
+    """apt-get, waiting for the dpkg lock (other jobs on the machine may
+    hold it) and never downloading: the libraries are here already."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "-y", "-q"] + list(args),
+               timeout=600, env=env)
+    assert proc.returncode == 0, f"apt-get {' '.join(args)}: exit {proc.returncode}:\n" \
+        f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+
+
+def test_install_on_machine_then_purge():
+    """The real install: apt installs the .deb on this machine (its
+    dependencies resolve, no file clashes with another package), the
+    installed commands run the same job, then apt purges it and nothing of
+    it is left. An ubiblk already installed here is an operator's: the test
+    leaves it alone and fails, saying so."""
+    assert os.geteuid() == 0, "installing a package needs root (the test command runs as root)"
+    before = package_status()
+    assert not before or before.endswith("not-installed"), \
+        f"ubiblk is installed on this machine ({before}): not replaced by the test; " \
+        "`apt purge ubiblk` first"
+    listing = run(["dpkg-deb", "-c", package["deb"]]).stdout
+    files = ["/" + os.path.normpath(line.split()[5]) for line in listing.splitlines()
+             if not line.split()[5].endswith("/")]
+    try:
+        apt_get("install", "--no-download", "--no-install-recommends", package["deb"])
+        assert package_status() == "install ok installed", package_status()
+        listed = set(run(["dpkg-query", "-L", "ubiblk"]).stdout.split())
+        assert set(files) <= listed, f"dpkg -L lacks {sorted(set(files) - listed)}"
+        for path in files:
+            if path.startswith("/usr/bin/"):
+                proc = run([path, "--version"], timeout=30)
+                assert proc.returncode == 0 and proc.stdout.startswith(
+                    f"{os.path.basename(path)} {package['version']}\n"), \
+                    f"{path} --version: {proc.stdout!r} {proc.stderr!r}"
+        serve_and_verify("/usr/bin")
+    finally:
+        if package_status():
+            apt_get("purge", "ubiblk")
+    after = package_status()
+    assert not after or after.endswith("not-installed"), f"ubiblk still {after} after purge"
+    left = [f for f in files if os.path.lexists(f)]
+    assert not left, f"left behind by apt purge: {left}"
+    print(f"apt install, {len(files)} files, job, apt purge: nothing left")
+
+
 def main():
     """Each step needs the one before it: stop at the first failure."""
     steps = [test_build_deb, test_depends_from_shlibs, test_lintian_no_errors, test_file_places,
-             test_unpacked_binaries_print_version, test_installed_vhost_backend_serves_ubiblk_bench]
+             test_unpacked_binaries_print_version, test_unpacked_vhost_backend_serves_ubiblk_bench,
+             test_install_on_machine_then_purge]
     passed = failed = 0
     try:
         for step in steps:
