@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define NAME_WIDTH 20
 
@@ -20,10 +21,21 @@ static void print_latency(FILE *out, bool known, double seconds)
 		fprintf(out, " %7.2fs", seconds);
 }
 
+/* The name column: a long name (a socket path) keeps its end, which tells
+ * disks apart better than a common directory. */
+static void print_name(FILE *out, const char *name)
+{
+	size_t len = strlen(name);
+	if (len <= NAME_WIDTH)
+		fprintf(out, "%-*s", NAME_WIDTH, name);
+	else
+		fprintf(out, "...%s", name + len - (NAME_WIDTH - 3));
+}
+
 static void print_rates(FILE *out, const char *label, const struct top_rates *r)
 {
-	fprintf(out, "%-*.*s %9.0f %9.0f %8.2f %8.2f %5llu", NAME_WIDTH, NAME_WIDTH, label,
-		r->iops[TOP_READ], r->iops[TOP_WRITE], r->bytes_per_second[TOP_READ] / 1e6,
+	print_name(out, label);
+	fprintf(out, " %9.0f %9.0f %8.2f %8.2f %5llu", r->iops[TOP_READ], r->iops[TOP_WRITE], r->bytes_per_second[TOP_READ] / 1e6,
 		r->bytes_per_second[TOP_WRITE] / 1e6, (unsigned long long)r->in_flight);
 	bool known = r->has_latency && r->latency_ops > 0;
 	print_latency(out, known, r->p50);
@@ -72,13 +84,13 @@ static void print_hydration(FILE *out, const struct top_hydration *h)
 static void print_disk(FILE *out, const struct top_disk_state *d)
 {
 	if (!d->reachable) {
-		fprintf(out, "%-*.*s unreachable: %s\n", NAME_WIDTH, NAME_WIDTH, d->name,
-			d->error ? d->error : "");
+		print_name(out, d->name);
+		fprintf(out, " unreachable: %s\n", d->error ? d->error : "");
 		return;
 	}
 	if (!d->view) {
-		fprintf(out, "%-*.*s %9s %9s %8s %8s %5s %8s %8s\n", NAME_WIDTH, NAME_WIDTH,
-			d->name, "-", "-", "-", "-", "-", "-", "-");
+		print_name(out, d->name);
+		fprintf(out, " %9s %9s %8s %8s %5s %8s %8s\n", "-", "-", "-", "-", "-", "-", "-");
 		return;
 	}
 	print_rates(out, d->name, &d->view->total);
