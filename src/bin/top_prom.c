@@ -190,8 +190,9 @@ int prom_text_parse(const char *text, struct prom_text *out, struct error *err)
 				sample_free(s);
 				if (nomem)
 					return error_set(err, -ENOMEM, "out of memory");
-				return error_set(err, -EINVAL, "metrics line %u: cannot read \"%.*s\"",
-						 line_no, (int)(end - p > 80 ? 80 : end - p), p);
+				return error_set(err, -EINVAL,
+						 "metrics line %u: cannot read \"%.*s\"", line_no,
+						 (int)(end - p > 80 ? 80 : end - p), p);
 			}
 			out->count++;
 		}

@@ -35,8 +35,9 @@ static void print_name(FILE *out, const char *name)
 static void print_rates(FILE *out, const char *label, const struct top_rates *r)
 {
 	print_name(out, label);
-	fprintf(out, " %9.0f %9.0f %8.2f %8.2f %5llu", r->iops[TOP_READ], r->iops[TOP_WRITE], r->bytes_per_second[TOP_READ] / 1e6,
-		r->bytes_per_second[TOP_WRITE] / 1e6, (unsigned long long)r->in_flight);
+	fprintf(out, " %9.0f %9.0f %8.2f %8.2f %5llu", r->iops[TOP_READ], r->iops[TOP_WRITE],
+		r->bytes_per_second[TOP_READ] / 1e6, r->bytes_per_second[TOP_WRITE] / 1e6,
+		(unsigned long long)r->in_flight);
 	bool known = r->has_latency && r->latency_ops > 0;
 	print_latency(out, known, r->p50);
 	print_latency(out, known, r->p99);
@@ -108,8 +109,8 @@ static void print_disk(FILE *out, const struct top_disk_state *d)
 void top_render_text(FILE *out, const struct top_disk_state *disks, size_t num_disks,
 		     double interval_seconds, const char *header)
 {
-	fprintf(out, "ubiblk-top %s  %zu disk%s  every %gs  q: quit  %s\n", UBIBLK_VERSION,
-		num_disks, num_disks == 1 ? "" : "s", interval_seconds, header ? header : "");
+	fprintf(out, "ubiblk-top %s  %zu disk%s  every %gs  %s\n", UBIBLK_VERSION, num_disks,
+		num_disks == 1 ? "" : "s", interval_seconds, header ? header : "");
 	fprintf(out, "%-*s %9s %9s %8s %8s %5s %8s %8s\n", NAME_WIDTH, "DISK", "READ/s", "WRITE/s",
 		"RD MB/s", "WR MB/s", "INFL", "P50", "P99");
 	for (size_t i = 0; i < num_disks; i++)
@@ -171,9 +172,9 @@ static json_t *disk_json(const struct top_disk_state *d)
 	json_object_set_new(o, "source", json_string(d->from_metrics ? "metrics" : "stats"));
 	set_real(o, "interval_seconds", true, d->view->interval_seconds);
 	rates_json(o, &d->view->total);
-	json_object_set_new(o, "hydration", d->view->has_hydration
-						? hydration_json(&d->view->hydration)
-						: json_null());
+	json_object_set_new(o, "hydration",
+			    d->view->has_hydration ? hydration_json(&d->view->hydration)
+						   : json_null());
 	json_t *queues = json_array();
 	for (uint32_t q = 0; q < d->view->num_queues; q++) {
 		json_t *qo = json_object();

@@ -20,7 +20,7 @@ struct top_disk_state {
 };
 
 /* The screen, every line ending in '\n' (the caller cuts lines to the
- * terminal width). header: the first line's right-hand text (a clock). */
+ * terminal width). header: the end of the first line (keys, a clock). */
 void top_render_text(FILE *out, const struct top_disk_state *disks, size_t num_disks,
 		     double interval_seconds, const char *header);
 /* One JSON document and a newline; 0, or -ENOMEM / -EIO. */

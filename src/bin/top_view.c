@@ -23,8 +23,8 @@ static void add_bucket_deltas(const struct top_sample *older, const struct top_s
 		: NULL;
 	for (int op = 0; op < TOP_NUM_OPS; op++)
 		for (uint32_t b = 0; b < newer->num_bounds; b++)
-			sum[b] += delta(o ? o->buckets[op][b] : n->buckets[op][b],
-					n->buckets[op][b]);
+			sum[b] +=
+			    delta(o ? o->buckets[op][b] : n->buckets[op][b], n->buckets[op][b]);
 }
 
 /* The bound of the bucket holding rank ceil(q * count). */
@@ -104,10 +104,9 @@ static void compute_hydration(const struct top_sample *older, const struct top_s
 	h->percent = h->source ? 100.0 * (double)h->fetched / (double)h->source : 100.0;
 	uint64_t fetched_now = older->has_stripes ? delta(older->stripes_fetched, h->fetched) : 0;
 	h->stripes_per_second = (double)fetched_now / seconds;
-	h->bytes_per_second =
-	    newer->has_fetch && older->has_fetch
-		? (double)delta(older->fetch_bytes, newer->fetch_bytes) / seconds
-		: 0;
+	h->bytes_per_second = newer->has_fetch && older->has_fetch
+				  ? (double)delta(older->fetch_bytes, newer->fetch_bytes) / seconds
+				  : 0;
 	uint64_t settled = h->fetched + h->failed;
 	uint64_t left = h->source > settled ? h->source - settled : 0;
 	if (left == 0)

@@ -10,9 +10,9 @@
 #include "top_sample.h"
 
 struct top_rates {
-	double iops[TOP_NUM_OPS];	   /* per second */
+	double iops[TOP_NUM_OPS];	    /* per second */
 	double bytes_per_second[TOP_FLUSH]; /* read and write */
-	uint64_t in_flight;		   /* in the newer sample */
+	uint64_t in_flight;		    /* in the newer sample */
 	/* Latency over every request (read, write, flush) completed in the
 	 * interval: has_latency when the backend reports histograms;
 	 * latency_ops the requests counted; p50/p99 in seconds, the upper

@@ -23,7 +23,7 @@
 
 /* Each RPC call gives up after this long, so a hung backend costs the view
  * at most a few of these per refresh. */
-#define RPC_TIMEOUT_MS 1000u
+#define RPC_TIMEOUT_MS	     1000u
 #define MAX_INTERVAL_SECONDS 3600.0
 
 static const char usage_line[] = "Usage: ubiblk-top [OPTIONS] [NAME=]SOCKET...\n";
@@ -293,11 +293,11 @@ static void draw(const struct disk *disks, size_t n, const struct options *o)
 	struct top_disk_state *states = disk_states(disks, n);
 	if (!states)
 		return;
-	char clock[16] = "";
+	char header[32] = "q: quit";
 	time_t now = time(NULL);
 	struct tm tm;
 	if (localtime_r(&now, &tm))
-		strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+		strftime(header, sizeof(header), "q: quit  %H:%M:%S", &tm);
 	char *text = NULL;
 	size_t size = 0;
 	FILE *mem = open_memstream(&text, &size);
@@ -305,7 +305,7 @@ static void draw(const struct disk *disks, size_t n, const struct options *o)
 		free(states);
 		return;
 	}
-	top_render_text(mem, states, n, o->interval, clock);
+	top_render_text(mem, states, n, o->interval, header);
 	free(states);
 	if (fclose(mem) != 0) {
 		free(text);
