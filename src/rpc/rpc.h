@@ -6,8 +6,7 @@
  * and lengths in sectors), stats (cumulative counters per queue and of the
  * fetch worker). Several clients at once; lines longer than RPC_MAX_LINE end
  * the connection; bad JSON is answered with {"error":"invalid request: ..."}.
- * The server never blocks the I/O path: handlers only read atomics.
- * rpc_call is the client side, used by ubiblk-top. */
+ * The server never blocks the I/O path: handlers only read atomics. */
 #ifndef UBIBLK_RPC_H
 #define UBIBLK_RPC_H
 
@@ -35,6 +34,15 @@ struct rpc_context {
 	uint32_t idle_timeout_ms;     /* 0: RPC_IDLE_TIMEOUT_MS */
 };
 
+/* The client side (rpc_call.c), for tools that poll a backend: connects to
+ * the socket at path, sends {"command":COMMAND} (a plain name, no quotes or
+ * backslashes), and returns in *reply the first reply line without its
+ * newline (malloc'd; the caller frees it). Never waits longer than
+ * timeout_ms in all, so a hung or vanished server cannot stall the caller.
+ * Returns 0, or -errno with err saying why (*reply is then NULL). */
+int rpc_call(const char *path, const char *command, unsigned timeout_ms, char **reply,
+	     struct error *err);
+
 struct rpc_server;
 
 /* Binds (replacing a stale socket file, never another kind of file), chmod
@@ -44,14 +52,5 @@ int rpc_server_start(const char *path, const struct rpc_context *ctx, struct rpc
 		     struct error *err);
 /* Closes every connection, removes the socket, joins the thread. */
 void rpc_server_stop(struct rpc_server *s);
-
-/* The client side (rpc_call.c), for tools that poll a backend: connects to
- * the socket at path, sends {"command":COMMAND} (a plain name, no quotes or
- * backslashes), and returns in *reply the first reply line without its
- * newline (malloc'd; the caller frees it). Never waits longer than
- * timeout_ms in all, so a hung or vanished server cannot stall the caller.
- * Returns 0, or -errno with err saying why (*reply is then NULL). */
-int rpc_call(const char *path, const char *command, unsigned timeout_ms, char **reply,
-	     struct error *err);
 
 #endif
