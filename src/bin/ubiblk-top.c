@@ -51,6 +51,10 @@ static void print_help(FILE *out)
 		"\n"
 		"Keys: q quits (so does Ctrl-C).\n"
 		"\n"
+		"Exit status: 0 after q or Ctrl-C, or --once with every disk read; 1 --once\n"
+		"with a disk unreachable, or output not written; 2 a bad command line;\n"
+		"128+N after signal N (SIGTERM, SIGHUP).\n"
+		"\n"
 		"Examples:\n"
 		"  ubiblk-top /run/ubiblk/vm1.rpc vm2=/run/ubiblk/vm2.rpc\n"
 		"  ubiblk-top --once --json --interval 5 /run/ubiblk/vm1.rpc\n",
@@ -410,9 +414,9 @@ static int run_live(struct disk *disks, size_t n, const struct options *o)
 			break;
 	}
 	terminal_leave();
-	return quit_signal == SIGINT || quit_signal == SIGTERM || quit_signal == SIGHUP
-		   ? 128 + quit_signal
-		   : 0;
+	/* Ctrl-C is a way to quit like q; SIGTERM and SIGHUP come from
+	 * elsewhere and say so in the status, as shells report them. */
+	return quit_signal == SIGTERM || quit_signal == SIGHUP ? 128 + quit_signal : 0;
 }
 
 int main(int argc, char **argv)

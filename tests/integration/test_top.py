@@ -540,11 +540,17 @@ def children(pid):
         return [int(x) for x in f.read().split()]
 
 
-def test_terminal_sigterm_restores():
-    """SIGTERM (not q) also leaves the alternate screen and restores the terminal."""
+def test_terminal_ctrl_c_and_sigterm_restore():
+    """Ctrl-C (exit 0) and SIGTERM (exit 143) also leave the alternate screen."""
     with harness.scratch_dir() as tmp, Tmux(tmp) as t:
         missing = os.path.join(tmp, "missing.sock")
         t.wait_prompt()
+        t.keys(f"{harness.binary('ubiblk-top')} {missing}; echo EXIT1=$?", "Enter")
+        t.wait(lambda s: "unreachable" in s, "the view")
+        t.keys("C-c")
+        t.wait(lambda s: "EXIT1=0" in s, "ubiblk-top to exit 0 on Ctrl-C")
+        check(t.run("display", "-p", "#{alternate_on}").strip() == "0",
+              "the alternate screen is left")
         t.keys(f"{harness.binary('ubiblk-top')} {missing}; echo EXIT=$?", "Enter")
         t.wait(lambda s: "unreachable" in s, "the view")
         shell = int(t.run("display", "-p", "#{pane_pid}").strip())
@@ -563,4 +569,4 @@ if __name__ == "__main__":
     harness.main([test_once_json_from_metrics, test_once_text_from_metrics,
                   test_fallback_without_metrics, test_unreachable_and_silent_sockets,
                   test_command_line, test_real_backend, test_terminal,
-                  test_terminal_sigterm_restores])
+                  test_terminal_ctrl_c_and_sigterm_restore])
