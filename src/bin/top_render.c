@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NAME_WIDTH 20
@@ -144,6 +145,25 @@ static void rates_json(json_t *o, const struct top_rates *r)
 	set_real(o, "latency_p99_seconds", known, r->p99);
 }
 
+/* A string for the document; a socket path that is not UTF-8 (and an error
+ * message quoting it) keeps its ASCII, other bytes become '?', so the key
+ * is never missing. */
+static json_t *text_json(const char *s)
+{
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	char *copy = strdup(s);
+	if (!copy)
+		return NULL;
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 static json_t *hydration_json(const struct top_hydration *h)
 {
 	json_t *o = json_object();
@@ -161,11 +181,11 @@ static json_t *hydration_json(const struct top_hydration *h)
 static json_t *disk_json(const struct top_disk_state *d)
 {
 	json_t *o = json_object();
-	json_object_set_new(o, "name", json_string(d->name));
-	json_object_set_new(o, "socket", json_string(d->path));
+	json_object_set_new(o, "name", text_json(d->name));
+	json_object_set_new(o, "socket", text_json(d->path));
 	json_object_set_new(o, "reachable", json_boolean(d->reachable && d->view));
 	if (!d->reachable || !d->view) {
-		json_object_set_new(o, "error", json_string(d->error ? d->error : "no sample"));
+		json_object_set_new(o, "error", text_json(d->error ? d->error : "no sample"));
 		return o;
 	}
 	json_object_set_new(o, "error", json_null());

@@ -325,6 +325,10 @@ def test_unreachable_and_silent_sockets():
         check(took < 20 * MULT, f"took {took:.1f}s")
         code, out, _ = top("--once", "--interval", "0.1", f"gone={missing}")
         check(code == 1 and "gone" in out and "unreachable" in out, out)
+        # a name that is not UTF-8 still gives a whole document
+        doc = top_json("--interval", "0.1", "d\udcff=" + missing, expect_code=1)
+        check(doc["disks"][0]["name"] == "d?" and "No such file" in doc["disks"][0]["error"],
+              doc)
 
 
 def test_command_line():
