@@ -452,8 +452,14 @@ class Tmux:
 
     def __enter__(self):
         self.run("new-session", "-d", "-x", "120", "-y", "40", "sh")
-        # a prompt of our own (dash picks "# " for root whatever PS1 says)
-        self.keys("PS1='top-test$ '", "Enter")
+        try:
+            # a prompt of our own (dash picks "# " for root whatever PS1
+            # says), typed once the shell shows its first one
+            self.wait(lambda s: s.strip(), "the shell to start")
+            self.keys("PS1='top-test$ '", "Enter")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -466,7 +472,7 @@ class Tmux:
         self.run("send-keys", *k)
 
     def wait_prompt(self):
-        self.wait(lambda s: any(l.startswith("top-test$") for l in s.splitlines()),
+        self.wait(lambda s: any(l.rstrip().endswith("top-test$") for l in s.splitlines()),
                   "the shell prompt")
 
     def wait(self, pred, what, timeout=20):
