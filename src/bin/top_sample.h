@@ -53,8 +53,9 @@ int top_sample_take(const char *path, enum top_protocol *protocol, unsigned time
 		    struct top_sample *out, struct error *err);
 void top_sample_free(struct top_sample *s);
 
-/* The parsers behind top_sample_take, one reply each (exposed for clarity
- * of the fallback; the metrics text is the string inside the reply). */
+/* The `metrics` text (the string inside the reply) as a sample, without the
+ * socket: what top_sample_take does with it, and what the top-metrics fuzz
+ * target drives. Returns 0, or -EINVAL / -ENOMEM with err saying why. */
 int top_sample_from_metrics(const char *text, struct top_sample *out, struct error *err);
 
 #endif
