@@ -452,6 +452,8 @@ class Tmux:
 
     def __enter__(self):
         self.run("new-session", "-d", "-x", "120", "-y", "40", "sh")
+        # kill-server leaves the socket file behind: removed on exit
+        self.socket_path = self.run("display", "-p", "#{socket_path}").strip()
         try:
             # a prompt of our own (dash picks "# " for root whatever PS1
             # says), typed once the shell shows its first one
@@ -464,6 +466,11 @@ class Tmux:
 
     def __exit__(self, *exc):
         self.run("kill-server", check_rc=False)
+        if getattr(self, "socket_path", None) and self.name in self.socket_path:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
 
     def screen(self):
         return self.run("capture-pane", "-p")
