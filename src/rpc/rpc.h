@@ -34,6 +34,15 @@ struct rpc_context {
 	uint32_t idle_timeout_ms;     /* 0: RPC_IDLE_TIMEOUT_MS */
 };
 
+/* The client side (rpc_call.c), for tools that poll a backend: connects to
+ * the socket at path, sends {"command":COMMAND} (a plain name, no quotes or
+ * backslashes), and returns in *reply the first reply line without its
+ * newline (malloc'd; the caller frees it). Never waits longer than
+ * timeout_ms in all, so a hung or vanished server cannot stall the caller.
+ * Returns 0, or -errno with err saying why (*reply is then NULL). */
+int rpc_call(const char *path, const char *command, unsigned timeout_ms, char **reply,
+	     struct error *err);
+
 struct rpc_server;
 
 /* Binds (replacing a stale socket file, never another kind of file), chmod
