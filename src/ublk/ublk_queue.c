@@ -149,6 +149,7 @@ static void start_request(struct queue *q, uint16_t tag)
 		log_debug("ublk queue %u: tag %u: op %u at sector %llu, %u sectors refused: %s",
 			  q->cfg->q_id, tag, req->op, (unsigned long long)req->sector, req->sectors,
 			  strerror(-rc));
+		io_tracker_count_error(q->cfg->tracker, IO_ERROR_BAD_REQUEST);
 		commit(q, tag, rc);
 		return;
 	}
@@ -168,9 +169,13 @@ static void finish_request(struct queue *q, const struct bdev_completion *c)
 	}
 	uint16_t tag = (uint16_t)c->id;
 	const struct ublk_request *req = &q->requests[tag];
-	if (c->result < 0)
+	if (c->result < 0) {
 		log_debug("ublk queue %u: tag %u: op %u at sector %llu failed: %s", q->cfg->q_id,
 			  tag, req->op, (unsigned long long)req->sector, strerror(-c->result));
+		io_tracker_count_error(q->cfg->tracker, c->result == BDEV_ERR_STRIPE_FAILED
+							    ? IO_ERROR_FAILED_STRIPE
+							    : IO_ERROR_IO);
+	}
 	if (tracked_kind(req->op) != IO_KIND_NONE)
 		io_tracker_end(q->cfg->tracker, tag);
 	q->requests_in_device--;

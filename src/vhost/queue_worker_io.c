@@ -250,8 +250,15 @@ static bool start_request(struct queue_worker *qw, uint16_t head)
 		__atomic_store_n(&qw->bounce_waits, qw->bounce_waits + 1, __ATOMIC_RELAXED);
 		return false;
 	}
-	if (status == VIRTIO_BLK_S_OK)
+	/* A request parsing refuses is the guest's mistake; one queueing
+	 * refuses is malformed (GET_ID, an unknown type) unless it is a read
+	 * or write that found no bounce memory, which is ours. */
+	enum io_error_kind error_kind = IO_ERROR_BAD_REQUEST;
+	if (status == VIRTIO_BLK_S_OK) {
 		status = queue_operation(qw, index, &queued);
+		if (slot->req.type == VIRTIO_BLK_T_IN || slot->req.type == VIRTIO_BLK_T_OUT)
+			error_kind = IO_ERROR_IO;
+	}
 	if (status == VIRTIO_BLK_S_OK && queued) {
 		io_tracker_begin(qw->cfg.tracker, index, tracked_kind(slot->req.type),
 				 slot->req.sector, (uint32_t)(slot->req.data_len >> SECTOR_SHIFT));
@@ -261,8 +268,10 @@ static bool start_request(struct queue_worker *qw, uint16_t head)
 		qw->submit_needed = true;
 		return true;
 	}
-	if (status != VIRTIO_BLK_S_OK)
+	if (status != VIRTIO_BLK_S_OK) {
 		log_bad_request(qw, &slot->req);
+		io_tracker_count_error(qw->cfg.tracker, error_kind);
+	}
 	finish_request(qw, index, status);
 	return true;
 }
@@ -294,9 +303,12 @@ static void complete_operation(struct queue_worker *qw, const struct bdev_comple
 	uint8_t status = VIRTIO_BLK_S_OK;
 	if (c->result < 0) {
 		status = VIRTIO_BLK_S_IOERR;
+		bool stripe_failed = c->result == BDEV_ERR_STRIPE_FAILED;
+		io_tracker_count_error(qw->cfg.tracker,
+				       stripe_failed ? IO_ERROR_FAILED_STRIPE : IO_ERROR_IO);
 		log_warn("queue %u: request type %u at sector %llu failed: %s", qw->cfg.index,
 			 slot->req.type, (unsigned long long)slot->req.sector,
-			 strerror(-c->result));
+			 stripe_failed ? "its stripe could not be fetched" : strerror(-c->result));
 	} else if (slot->bounced && slot->req.type == VIRTIO_BLK_T_IN) {
 		blk_request_copy_to_guest(&slot->req, slot->bounce_iov.iov_base);
 	}
