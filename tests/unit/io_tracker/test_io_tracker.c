@@ -1,7 +1,9 @@
 /* The per-queue I/O tracker: slots shown in slot order, flushes without a
  * range, slots beyond the tracker counted but not shown, cumulative
  * counters, NULL trackers, and snapshots taken while the queue thread
- * rewrites slots never mixing two requests. */
+ * rewrites slots never mixing two requests; the metrics: in-flight count,
+ * one duration histogram per kind, errors by kind, and the bucket layout
+ * they share. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -11,7 +13,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
+#include "common/common.h"
 #include "io_tracker/io_tracker.h"
 
 static size_t snapshot(const struct io_tracker *t, struct io_tracker_entry *out, size_t max)
@@ -223,6 +227,110 @@ static void test_snapshots_during_updates(void **state)
 	io_tracker_destroy(r.t);
 }
 
+static uint64_t histogram_count(const struct io_tracker_histogram *h)
+{
+	uint64_t n = 0;
+	for (int b = 0; b <= IO_TRACKER_BUCKETS; b++)
+		n += h->buckets[b];
+	return n;
+}
+
+/* Bucket k holds (8 us << (k-1), 8 us << k]; the last one everything longer. */
+static void test_duration_buckets(void **state)
+{
+	(void)state;
+	assert_int_equal(duration_bucket(0, 18), 0);
+	assert_int_equal(duration_bucket(8000, 18), 0);
+	assert_int_equal(duration_bucket(8001, 18), 1);
+	assert_int_equal(duration_bucket(16000, 18), 1);
+	assert_int_equal(duration_bucket(16001, 18), 2);
+	assert_int_equal(duration_bucket(24000, 18), 2);
+	assert_int_equal(duration_bucket(32000, 18), 2);
+	assert_int_equal(duration_bucket(32001, 18), 3);
+	for (unsigned k = 1; k < 18; k++) {
+		uint64_t bound = (uint64_t)8000 << k;
+		assert_int_equal(duration_bucket(bound, 18), k);
+		assert_int_equal(duration_bucket(bound + 1, 18), k + 1);
+		assert_int_equal(duration_bucket(bound - 1, 18), k);
+	}
+	assert_int_equal(duration_bucket(1048576000ull, 18), 17);
+	assert_int_equal(duration_bucket(1048576001ull, 18), 18);
+	assert_int_equal(duration_bucket(UINT64_MAX, 18), 18);
+	assert_int_equal(duration_bucket(67108864000ull, 24), 23);
+	assert_int_equal(duration_bucket(67108864001ull, 24), 24);
+}
+
+static void test_metrics_in_flight_and_durations(void **state)
+{
+	(void)state;
+	struct io_tracker *t = io_tracker_create(8);
+	assert_non_null(t);
+	struct io_tracker_metrics m;
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 0);
+	io_tracker_begin(t, 0, IO_KIND_READ, 0, 8);
+	io_tracker_begin(t, 1, IO_KIND_WRITE, 8, 8);
+	io_tracker_begin(t, 2, IO_KIND_FLUSH, 0, 0);
+	io_tracker_begin(t, 3, IO_KIND_READ, 16, 8);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 4);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 0);
+	nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL); /* 2 ms at least */
+	io_tracker_end(t, 0);
+	io_tracker_end(t, 2);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 2);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 1);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_FLUSH]), 1);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_WRITE]), 0);
+	assert_true(m.duration[IO_KIND_READ].sum_ns >= 2000000u);
+	/* 2 ms is past the 1.024 ms bound: nothing in the lower buckets. */
+	for (unsigned k = 0; k <= 7; k++)
+		assert_int_equal(m.duration[IO_KIND_READ].buckets[k], 0);
+	/* Ending a slot twice, or one never begun, changes nothing. */
+	io_tracker_end(t, 0);
+	io_tracker_end(t, 5);
+	io_tracker_end(t, 100);
+	io_tracker_end(t, 1);
+	io_tracker_end(t, 3);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 0);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 2);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_WRITE]), 1);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_NONE]), 0);
+	/* Slots beyond the tracker are counted but neither in flight nor timed. */
+	io_tracker_begin(t, 9, IO_KIND_READ, 0, 8);
+	io_tracker_end(t, 9);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 0);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 2);
+	io_tracker_destroy(t);
+}
+
+static void test_errors_by_kind(void **state)
+{
+	(void)state;
+	struct io_tracker *t = io_tracker_create(0);
+	assert_non_null(t);
+	io_tracker_count_error(t, IO_ERROR_IO);
+	io_tracker_count_error(t, IO_ERROR_FAILED_STRIPE);
+	io_tracker_count_error(t, IO_ERROR_FAILED_STRIPE);
+	io_tracker_count_error(t, IO_ERROR_BAD_REQUEST);
+	io_tracker_count_error(t, IO_ERROR_BAD_REQUEST);
+	io_tracker_count_error(t, IO_ERROR_BAD_REQUEST);
+	io_tracker_count_error(t, (enum io_error_kind)IO_ERROR_KINDS); /* ignored */
+	io_tracker_count_error(NULL, IO_ERROR_IO);		       /* no tracker: nothing */
+	struct io_tracker_metrics m;
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.errors[IO_ERROR_IO], 1);
+	assert_int_equal(m.errors[IO_ERROR_FAILED_STRIPE], 2);
+	assert_int_equal(m.errors[IO_ERROR_BAD_REQUEST], 3);
+	io_tracker_read_metrics(NULL, &m);
+	assert_int_equal(m.errors[IO_ERROR_BAD_REQUEST], 0);
+	assert_int_equal(m.in_flight, 0);
+	io_tracker_destroy(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +343,9 @@ int main(void)
 	    cmocka_unit_test(test_null_tracker),
 	    cmocka_unit_test(test_kind_none_is_ignored),
 	    cmocka_unit_test(test_snapshots_during_updates),
+	    cmocka_unit_test(test_duration_buckets),
+	    cmocka_unit_test(test_metrics_in_flight_and_durations),
+	    cmocka_unit_test(test_errors_by_kind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
