@@ -11,9 +11,10 @@
  * stores the kind: a reader that still sees the old kind reports the old
  * request, which was true a moment ago.
  *
- * Durations: begin stores the clock in the slot (only the queue thread
- * reads it back) and end adds the elapsed time to one bucket and to the sum
- * of the request's kind, plain single-writer adds like the counters. */
+ * Durations: begin stores the caller's time in the slot (only the queue
+ * thread reads it back) and end adds the elapsed time to one bucket and to
+ * the sum of the request's kind, plain single-writer adds like the
+ * counters. */
 #include "io_tracker/io_tracker.h"
 
 #include <stdatomic.h>
@@ -114,7 +115,7 @@ static void count_request(struct tracker_counters *c, enum io_kind kind, uint32_
 }
 
 void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, uint64_t sector,
-		      uint32_t count)
+		      uint32_t count, uint64_t now)
 {
 	if (!t || kind == IO_KIND_NONE)
 		return;
@@ -135,7 +136,7 @@ void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, ui
 		atomic_store_explicit(&t->in_flight,
 				      atomic_load_explicit(&t->in_flight, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
-	s->started_ns = now_ns();
+	s->started_ns = now;
 	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
@@ -145,7 +146,7 @@ void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, ui
 	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
 }
 
-void io_tracker_end(struct io_tracker *t, uint32_t slot)
+void io_tracker_end(struct io_tracker *t, uint32_t slot, uint64_t now)
 {
 	if (!t || slot >= t->nslots)
 		return;
@@ -157,7 +158,9 @@ void io_tracker_end(struct io_tracker *t, uint32_t slot)
 	atomic_store_explicit(&t->in_flight,
 			      atomic_load_explicit(&t->in_flight, memory_order_relaxed) - 1,
 			      memory_order_relaxed);
-	uint64_t elapsed = now_ns() - s->started_ns;
+	/* Times come from one clock; a caller's stale batch time must not
+	 * wrap to a huge duration. */
+	uint64_t elapsed = now > s->started_ns ? now - s->started_ns : 0;
 	struct tracker_histogram *h = &t->duration[kind];
 	counter_add(&h->buckets[duration_bucket(elapsed, IO_TRACKER_BUCKETS)], 1);
 	counter_add(&h->sum_ns, elapsed);

@@ -16,9 +16,11 @@
  * A slot is a front end's request index (a descriptor head, a ublk tag):
  * begin marks it busy with one request, end frees it. Every begin is
  * followed by exactly one end for the same slot before the slot is begun
- * again. Begin and end each read the monotonic clock once: the request's
- * duration, from submission to the device until its completion reached
- * the front end, goes into the histogram of its kind. */
+ * again. Begin and end take the time (now_ns(), the monotonic clock) from
+ * the caller, who reads it once for a whole batch of submissions or of
+ * completions: a clock read costs as much as the rest of the tracking. The
+ * request's duration, from begin to end, goes into the histogram of its
+ * kind. */
 #ifndef UBIBLK_IO_TRACKER_H
 #define UBIBLK_IO_TRACKER_H
 
@@ -50,10 +52,14 @@ void io_tracker_destroy(struct io_tracker *t);
 
 /* Record that `slot` holds a request (sector/count ignored for flush), and
  * count it in the cumulative stats. Slots >= the tracker size are counted but
- * not shown. `t` may be NULL (not tracked). */
+ * neither shown nor timed. `t` may be NULL (not tracked). `now` is now_ns()
+ * at submission (of the batch it belongs to). */
 void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, uint64_t sector,
-		      uint32_t count);
-void io_tracker_end(struct io_tracker *t, uint32_t slot);
+		      uint32_t count, uint64_t now);
+/* The request in `slot` completed at `now` (now_ns(), read once for the
+ * batch of completions): frees the slot and records its duration. A slot
+ * not begun is left alone. */
+void io_tracker_end(struct io_tracker *t, uint32_t slot, uint64_t now);
 /* Count one request returned to the guest with an error. Called by the
  * queue thread for any request, tracked kind or not (discard, get-id, a
  * request refused by parsing). `t` may be NULL. */

@@ -59,6 +59,9 @@ struct queue {
 	uint32_t commands_in_kernel; /* FETCH / COMMIT_AND_FETCH not completed */
 	uint32_t requests_in_device;
 	bool added_since_submit;
+	/* The tracker's time for the CQEs of one turn: read at the first
+	 * request started in it (0: not yet), shared by the rest. */
+	uint64_t batch_ns;
 	bool stopping; /* the kernel aborted a command: the queue is going away */
 	bool quitting; /* the main thread said so: stop waiting for the kernel */
 	/* The kernel may still hold FETCH commands naming the buffers (the
@@ -154,13 +157,18 @@ static void start_request(struct queue *q, uint16_t tag)
 		return;
 	}
 	enum io_kind kind = tracked_kind(req->op);
-	if (kind != IO_KIND_NONE)
-		io_tracker_begin(q->cfg->tracker, tag, kind, req->sector, req->sectors);
+	if (kind != IO_KIND_NONE && q->cfg->tracker) {
+		if (q->batch_ns == 0)
+			q->batch_ns = now_ns();
+		io_tracker_begin(q->cfg->tracker, tag, kind, req->sector, req->sectors,
+				 q->batch_ns);
+	}
 	q->requests_in_device++;
 	q->added_since_submit = true;
 }
 
-static void finish_request(struct queue *q, const struct bdev_completion *c)
+/* `done_ns`: when the batch of completions holding c was reaped. */
+static void finish_request(struct queue *q, const struct bdev_completion *c, uint64_t done_ns)
 {
 	if (c->id >= q->cfg->depth) {
 		log_error("ublk queue %u: completion for unknown tag %llu", q->cfg->q_id,
@@ -177,7 +185,7 @@ static void finish_request(struct queue *q, const struct bdev_completion *c)
 							    : IO_ERROR_IO);
 	}
 	if (tracked_kind(req->op) != IO_KIND_NONE)
-		io_tracker_end(q->cfg->tracker, tag);
+		io_tracker_end(q->cfg->tracker, tag, done_ns);
 	q->requests_in_device--;
 	commit(q, tag, ublk_request_result(req, c->result));
 }
@@ -194,9 +202,12 @@ static void drain_device(struct queue *q)
 	}
 	struct bdev_completion done[COMPLETIONS_PER_POLL];
 	int n;
-	while ((n = bdev_poll(q->ch, done, COMPLETIONS_PER_POLL)) > 0)
+	while ((n = bdev_poll(q->ch, done, COMPLETIONS_PER_POLL)) > 0) {
+		/* One clock read per batch: it costs as much as the tracking. */
+		uint64_t done_ns = q->cfg->tracker ? now_ns() : 0;
 		for (int i = 0; i < n; i++)
-			finish_request(q, &done[i]);
+			finish_request(q, &done[i], done_ns);
+	}
 }
 
 static void handle_cqe(struct queue *q, const struct io_uring_cqe *cqe)
@@ -299,6 +310,7 @@ static int serve(struct queue *q)
 		}
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
+		q->batch_ns = 0;
 		io_uring_for_each_cqe(&q->ring, head, cqe)
 		{
 			handle_cqe(q, cqe);

@@ -137,13 +137,13 @@ static void test_queues(void **state)
 	struct io_tracker *t[2] = {io_tracker_create(8), io_tracker_create(8)};
 	assert_non_null(t[0]);
 	assert_non_null(t[1]);
-	io_tracker_begin(t[0], 0, IO_KIND_READ, 0, 8);
-	io_tracker_end(t[0], 0);
-	io_tracker_begin(t[0], 0, IO_KIND_READ, 8, 16);
-	io_tracker_end(t[0], 0);
-	io_tracker_begin(t[0], 1, IO_KIND_WRITE, 0, 2); /* stays in flight */
-	io_tracker_begin(t[1], 3, IO_KIND_FLUSH, 0, 0);
-	io_tracker_end(t[1], 3);
+	io_tracker_begin(t[0], 0, IO_KIND_READ, 0, 8, 0);
+	io_tracker_end(t[0], 0, 0);
+	io_tracker_begin(t[0], 0, IO_KIND_READ, 8, 16, 0);
+	io_tracker_end(t[0], 0, 0);
+	io_tracker_begin(t[0], 1, IO_KIND_WRITE, 0, 2, 0); /* stays in flight */
+	io_tracker_begin(t[1], 3, IO_KIND_FLUSH, 0, 0, 0);
+	io_tracker_end(t[1], 3, 0);
 	io_tracker_count_error(t[0], IO_ERROR_IO);
 	io_tracker_count_error(t[1], IO_ERROR_IO);
 	io_tracker_count_error(t[1], IO_ERROR_FAILED_STRIPE);
@@ -238,8 +238,8 @@ static void test_metrics_command(void **state)
 {
 	struct io_tracker *t = io_tracker_create(4);
 	assert_non_null(t);
-	io_tracker_begin(t, 0, IO_KIND_READ, 0, 8);
-	io_tracker_end(t, 0);
+	io_tracker_begin(t, 0, IO_KIND_READ, 0, 8, 0);
+	io_tracker_end(t, 0, 0);
 	struct rpc_context ctx = {.trackers = &t, .num_queues = 1};
 	const char *line = "{\"command\":\"metrics\"}";
 	char *reply = rpc_reply(&ctx, line, strlen(line));
