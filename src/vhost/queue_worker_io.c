@@ -237,7 +237,8 @@ static enum io_kind tracked_kind(uint32_t type)
 
 /* Starts the request at `head`. False when it must wait for bounce memory:
  * the head is then back in the ring, to be parsed again later. *batch_ns is
- * the tracker's time for the batch being popped: read at its first tracked
+ * the tracker's time for the batch being popped: the worker loop's latest
+ * clock read, or (threadless) one read at the batch's first tracked
  * request, shared by the rest (they are submitted together). */
 static bool start_request(struct queue_worker *qw, uint16_t head, uint64_t *batch_ns)
 {
@@ -285,7 +286,7 @@ static bool pop_requests(struct queue_worker *qw)
 {
 	bool popped = false;
 	uint16_t head;
-	uint64_t batch_ns = 0;
+	uint64_t batch_ns = qw->round_ns;
 	/* A driver never has more chains outstanding than slots; a hostile one
 	 * that reuses heads just waits until slots free up. */
 	qw->bounce_stalled = false;
