@@ -10,7 +10,8 @@
  * (a larger one gets 431). With METRICS_HTTP_MAX_CLIENTS connections open,
  * a new one replaces the oldest, as in the RPC server, so silent
  * connections cannot lock a scraper out. Every reply says Connection: close
- * and the connection is closed once it is sent: no keep-alive to manage. */
+ * and the connection is closed once it is sent and the client has closed its
+ * side (or the deadline passed): no keep-alive to manage. */
 #include "rpc/rpc_internal.h"
 
 #include <errno.h>
@@ -40,6 +41,11 @@ struct http_client {
 	char *out; /* the whole reply once the request is complete, else NULL */
 	size_t out_len;
 	size_t out_sent;
+	/* The reply is sent and our side shut down: what the client still
+	 * sends is read and dropped until it closes, because closing with
+	 * unread input would reset the connection and could destroy the
+	 * reply before the client read it (a 431 for an oversized request). */
+	bool draining;
 };
 
 struct metrics_http {
@@ -183,13 +189,28 @@ static bool client_write(struct http_client *c)
 			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 		c->out_sent += (size_t)n;
 	}
-	/* Everything sent: end our side; close() follows at once. */
+	/* Everything sent: end our side, then wait for the client's end. */
 	shutdown(c->fd, SHUT_WR);
-	return false;
+	c->draining = true;
+	return true;
+}
+
+/* Reads and drops input; false once the client closed (or failed). */
+static bool client_drain(struct http_client *c)
+{
+	char sink[4096];
+	for (;;) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n > 0)
+			continue;
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+	}
 }
 
 static bool client_handle(struct metrics_http *h, struct http_client *c, short revents)
 {
+	if (c->draining)
+		return client_drain(c);
 	if (!c->out && (revents & (POLLIN | POLLHUP | POLLERR)) && !client_read(h, c))
 		return false;
 	if (c->out)
@@ -229,6 +250,7 @@ static bool accept_clients(struct metrics_http *h)
 		c->fd = fd;
 		c->in_len = 0;
 		c->out = NULL;
+		c->draining = false;
 		c->deadline_ns = now_ns() + (uint64_t)METRICS_HTTP_TIMEOUT_MS * 1000000u;
 	}
 	return true;
@@ -277,7 +299,9 @@ static void *http_main(void *arg)
 					 .events = POLLIN};
 		for (uint32_t i = 0; i < h->nclients; i++)
 			pfd[POLL_FIXED_FDS + i] = (struct pollfd){
-			    .fd = h->clients[i].fd, .events = h->clients[i].out ? POLLOUT : POLLIN};
+			    .fd = h->clients[i].fd,
+			    .events =
+				h->clients[i].out && !h->clients[i].draining ? POLLOUT : POLLIN};
 		int n = poll(pfd, POLL_FIXED_FDS + h->nclients, timeout_ms(next));
 		if (n < 0) {
 			if (errno != EINTR) {

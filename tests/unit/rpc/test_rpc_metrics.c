@@ -45,8 +45,9 @@ static void expect_line(const char *text, const char *line)
 
 static void expect_no(const char *text, const char *prefix)
 {
-	if (strstr(text, prefix))
-		fail_msg("\"%s\" must be absent in:\n%s", prefix, text);
+	const char *found = strstr(text, prefix);
+	if (found)
+		fail_msg("\"%s\" must be absent, found at: %.80s", prefix, found);
 }
 
 /* Every line is a HELP, a TYPE or a sample "name{labels} value" / "name
