@@ -186,9 +186,13 @@ void stripe_state_set_failed(struct stripe_state *s, uint64_t stripe)
 	/* Any state may fail, so that requests waiting on a WRITTEN update that
 	 * could not be persisted also stop waiting. A fetched stripe keeps being
 	 * counted: its data and FETCHED bit are durable. */
-	uint8_t old = swap_fetch_state(&s->entries[stripe], STRIPE_FAILED, 0);
-	if ((old & ENTRY_FETCH_MASK) != STRIPE_FAILED)
+	/* Counted before the state changes (only the worker writes states), so
+	 * whoever sees the stripe Failed, a guest request failing on it, also
+	 * sees it counted. */
+	_Atomic uint8_t *entry = &s->entries[stripe];
+	if ((atomic_load_explicit(entry, memory_order_relaxed) & ENTRY_FETCH_MASK) != STRIPE_FAILED)
 		atomic_fetch_add_explicit(&s->failed_count, 1, memory_order_relaxed);
+	swap_fetch_state(entry, STRIPE_FAILED, 0);
 }
 
 uint64_t stripe_state_failed_count(const struct stripe_state *s)
