@@ -34,7 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* The reply's key the request asks for; decided with jansson alone. */
 static const char *expected_key(const char *line, size_t len)
 {
-	static const char *const commands[] = {"version", "status", "queues", "stats"};
+	static const char *const commands[] = {"version", "status", "queues", "stats", "metrics"};
 	json_t *request = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
 	const char *key = "error";
 	const char *name = json_string_value(json_object_get(request, "command"));
@@ -76,9 +76,9 @@ static void fixture_init(struct fixture *f)
 	f->trackers[1] = io_tracker_create(2);
 	if (!f->trackers[0] || !f->trackers[1])
 		abort();
-	io_tracker_begin(f->trackers[0], 0, IO_KIND_READ, 2, 8);
-	io_tracker_begin(f->trackers[0], 3, IO_KIND_FLUSH, 0, 0);
-	io_tracker_begin(f->trackers[1], 1, IO_KIND_WRITE, UINT64_C(1) << 40, 256);
+	io_tracker_begin(f->trackers[0], 0, IO_KIND_READ, 2, 8, 0);
+	io_tracker_begin(f->trackers[0], 3, IO_KIND_FLUSH, 0, 0, 0);
+	io_tracker_begin(f->trackers[1], 1, IO_KIND_WRITE, UINT64_C(1) << 40, 256, 0);
 	for (int i = 0; i < 16; i++)
 		f->headers[i] = META_HEADER_HAS_SOURCE | (i % 3 ? 0 : META_HEADER_FETCHED);
 	struct metadata m = {.shift = 11, .header_count = 64, .headers = f->headers};

@@ -5,9 +5,10 @@
  *   encryption_key is set) -> disk file
  *
  * plus the shared stripe state, the background fetch worker, one I/O tracker
- * per queue and the RPC server. Everything that can fail does so here, at
- * start-up, with one line explaining why: a fetch worker that cannot start
- * stops the back end rather than leave it serving I/O that would fail. */
+ * per queue, the RPC server and the HTTP metrics endpoint. Everything that
+ * can fail does so here, at start-up, with one line explaining why: a fetch
+ * worker that cannot start stops the back end rather than leave it serving
+ * I/O that would fail. */
 #ifndef UBIBLK_BACKEND_H
 #define UBIBLK_BACKEND_H
 
@@ -20,6 +21,7 @@
 #include "io_tracker/io_tracker.h"
 
 struct rpc_server;
+struct metrics_http;
 
 struct backend_env {
 	struct bdev *disk;	   /* the data disk: the file, or the crypt layer over it */
@@ -37,6 +39,7 @@ struct backend_env {
 	struct io_tracker **trackers; /* num_queues */
 	uint32_t num_queues;
 	struct rpc_server *rpc;
+	struct metrics_http *metrics; /* NULL without metrics_listen */
 };
 
 /* Builds everything; on failure returns -errno with nothing left open and

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 enum bdev_engine backend_engine(enum io_engine engine)
 {
@@ -173,6 +174,24 @@ static int open_trackers(const struct device_config *cfg, struct backend_env *en
 	return 0;
 }
 
+/* The HTTP metrics endpoint; the config's validation already checked the
+ * address is loopback. */
+static int start_metrics(const char *listen, const struct rpc_context *ctx, struct backend_env *env,
+			 struct error *err)
+{
+	struct sockaddr_storage addr;
+	uint32_t addrlen;
+	struct error why = {0};
+	int ret = metrics_listen_parse(listen, &addr, &addrlen, &why);
+	if (ret == 0)
+		ret = metrics_http_start((const struct sockaddr *)&addr, addrlen, ctx,
+					 &env->metrics, &why);
+	if (ret < 0)
+		return error_set(err, ret, "metrics_listen %s: %s", listen,
+				 why.text[0] ? why.text : strerror(-ret));
+	return 0;
+}
+
 int backend_env_open(const struct device_config *cfg, struct backend_env *env, struct error *err)
 {
 	memset(env, 0, sizeof(*env));
@@ -188,19 +207,22 @@ int backend_env_open(const struct device_config *cfg, struct backend_env *env, s
 		if (ret < 0)
 			error_set(err, ret, "cannot allocate I/O trackers");
 	}
+	struct rpc_context ctx = {
+	    .trackers = env->trackers,
+	    .num_queues = env->num_queues,
+	    .stripes = env->stripes,
+	    .worker = env->worker,
+	    .xts_engine = xts_engine_chosen(),
+	};
 	if (ret == 0 && cfg->rpc_socket_path) {
-		struct rpc_context ctx = {
-		    .trackers = env->trackers,
-		    .num_queues = env->num_queues,
-		    .stripes = env->stripes,
-		    .worker = env->worker,
-		};
 		struct error why = {0};
 		ret = rpc_server_start(cfg->rpc_socket_path, &ctx, &env->rpc, &why);
 		if (ret < 0)
 			error_set(err, ret, "rpc_socket_path %s: %s", cfg->rpc_socket_path,
 				  why.text[0] ? why.text : strerror(-ret));
 	}
+	if (ret == 0 && cfg->metrics_listen)
+		ret = start_metrics(cfg->metrics_listen, &ctx, env, err);
 	if (ret < 0)
 		backend_env_close(env);
 	return ret;
@@ -209,6 +231,8 @@ int backend_env_open(const struct device_config *cfg, struct backend_env *env, s
 void backend_env_close(struct backend_env *env)
 {
 	/* Reverse order of construction: nothing may outlive what it uses. */
+	if (env->metrics)
+		metrics_http_stop(env->metrics);
 	if (env->rpc)
 		rpc_server_stop(env->rpc);
 	if (env->lazy)

@@ -19,6 +19,7 @@
 #ifndef UBIBLK_BDEV_H
 #define UBIBLK_BDEV_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -46,6 +47,12 @@ struct bdev_completion {
 	uint64_t id;
 	int result; /* 0 or negative errno */
 };
+
+/* The result of an operation on a stripe the fetch worker gave up on (the
+ * lazy device, lazy.h): the data is not available. Front ends return it to
+ * the guest as an ordinary I/O error and count it apart (docs/metrics.md,
+ * errors of kind failed_stripe). No file engine produces it. */
+#define BDEV_ERR_STRIPE_FAILED (-ENODATA)
 
 /* Opens the file: it must exist and its size must be a multiple of 512
  * (regular files and block devices). The device keeps its descriptor until

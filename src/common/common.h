@@ -103,6 +103,23 @@ static inline bool is_power_of_two(uint64_t v)
 	return v != 0 && (v & (v - 1)) == 0;
 }
 
+/* ---- duration histograms ----
+ * The latency histograms of the metrics (docs/metrics.md) share one bucket
+ * layout: bucket k holds durations in (8 us << (k-1), 8 us << k], bucket 0
+ * everything up to 8 us; a histogram with n finite buckets keeps one more
+ * for what is longer. Powers of two keep the index a division by a
+ * constant and a bit scan, cheap enough for every completion. */
+#define DURATION_BUCKET_BASE_NS 8000u
+
+static inline unsigned duration_bucket(uint64_t ns, unsigned finite_buckets)
+{
+	if (ns <= DURATION_BUCKET_BASE_NS)
+		return 0;
+	uint64_t q = (ns - 1) / DURATION_BUCKET_BASE_NS; /* >= 1 */
+	unsigned k = 64u - (unsigned)__builtin_clzll(q);
+	return k < finite_buckets ? k : finite_buckets;
+}
+
 /* Key material must never end up in a core file: every tool that may hold
  * keys calls this first (PR_SET_DUMPABLE 0, RLIMIT_CORE 0; failures are
  * warned, not fatal). */

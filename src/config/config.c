@@ -39,6 +39,7 @@ void device_config_free(struct device_config *cfg)
 	stripe_source_free(&cfg->source);
 	free(cfg->metadata_path);
 	free(cfg->rpc_socket_path);
+	free(cfg->metrics_listen);
 	free(cfg->socket);
 	free(cfg->cpus);
 	secret_wipe(cfg->encryption_key, sizeof(cfg->encryption_key));
@@ -120,6 +121,8 @@ static int scalar_fields_parse(const struct yaml_map *map, struct device_config 
 		ret = yaml_map_optional_string(map, "metadata_path", &cfg->metadata_path, err);
 	if (!ret)
 		ret = yaml_map_optional_string(map, "rpc_socket_path", &cfg->rpc_socket_path, err);
+	if (!ret)
+		ret = yaml_map_optional_string(map, "metrics_listen", &cfg->metrics_listen, err);
 	if (!ret)
 		ret = yaml_map_optional_string(map, "socket", &cfg->socket, err);
 	if (!ret)

@@ -86,6 +86,7 @@ struct device_config {
 	struct stripe_source_config source;
 	char *metadata_path;   /* NULL when absent */
 	char *rpc_socket_path; /* NULL when absent */
+	char *metrics_listen;  /* NULL when absent: no HTTP metrics endpoint */
 	char *socket;	       /* NULL when absent */
 	uint32_t *cpus;	       /* NULL when absent */
 	size_t cpus_len;
@@ -169,5 +170,12 @@ int base64_decode(const char *text, bool strict, struct bytes *out, struct error
 int base64_encode(const uint8_t *data, size_t len, char **out);
 
 const char *io_engine_name(enum io_engine engine);
+
+struct sockaddr_storage;
+/* metrics_listen ("127.0.0.1:9101", "[::1]:9101"; port 0: any free one) as
+ * a socket address. Numeric loopback addresses only: anything else is
+ * -EINVAL with a line saying why (docs/config.md). */
+int metrics_listen_parse(const char *listen, struct sockaddr_storage *addr, uint32_t *addrlen,
+			 struct error *err);
 
 #endif

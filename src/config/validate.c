@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define NUM_QUEUES_MAX		  64	 /* queue bits 1 << i must fit in 64 bits */
 #define QUEUE_SIZE_MAX		  32768u /* virtio split ring limit */
@@ -162,6 +163,11 @@ int device_config_validate(const struct device_config *cfg, struct error *err)
 	ret = check_source_rules(cfg, err);
 	if (!ret)
 		ret = check_tuning(cfg, err);
+	if (!ret && cfg->metrics_listen) {
+		struct sockaddr_storage addr;
+		uint32_t addrlen;
+		ret = metrics_listen_parse(cfg->metrics_listen, &addr, &addrlen, err);
+	}
 	if (ret)
 		return ret;
 	if (cfg->source.kind == STRIPE_SOURCE_REMOTE)

@@ -86,6 +86,11 @@ struct fetch_worker_options {
 	uint32_t alignment; /* stripe buffer alignment; 0: the disk's (at least 4096) */
 };
 
+/* Finite buckets of the fetch duration histogram: upper bounds 8 us << k,
+ * k = 0..23 (8 us to 67.108864 s; common.h duration_bucket), plus one for
+ * longer fetches. */
+#define FETCH_DURATION_BUCKETS 24
+
 struct fetch_stats {
 	uint64_t stripes_fetched;
 	uint64_t bytes_fetched;
@@ -95,6 +100,10 @@ struct fetch_stats {
 	uint64_t stripes_failed;
 	uint64_t fetch_latency_ns_total;
 	uint64_t fetch_latency_ns_max;
+	/* The same latencies by duration: [k] counts those in bucket k alone
+	 * (not cumulative); their sum is the number of stripes copied, and
+	 * fetch_latency_ns_total is their sum of durations. */
+	uint64_t fetch_latency_buckets[FETCH_DURATION_BUCKETS + 1];
 	uint64_t metadata_writes;   /* metadata sector writes issued, retries included */
 	uint64_t metadata_failures; /* failed metadata writes or flushes, retries included */
 	/* False once every stripe is fetched and the source is closed (or when

@@ -269,6 +269,9 @@ static void copy_done(struct fetcher *f, struct io_slot *slot, struct outcome_li
 	uint64_t latency = now_ns() - f->started_ns[io_slot_index(&f->disk, slot)];
 	counter_add(&f->counters.fetch_latency_ns_total, latency);
 	counter_max(&f->counters.fetch_latency_ns_max, latency);
+	counter_add(
+	    &f->counters.fetch_latency_buckets[duration_bucket(latency, FETCH_DURATION_BUCKETS)],
+	    1);
 	uint64_t stripe = slot->key;
 	io_slot_release(slot);
 	set_phase(f, stripe, PHASE_PERSISTING, retries_of(f, stripe));
@@ -362,6 +365,8 @@ void fetcher_stats(const struct fetcher *f, struct fetch_stats *out)
 	out->stripes_failed = counter_read(&c->stripes_failed);
 	out->fetch_latency_ns_total = counter_read(&c->fetch_latency_ns_total);
 	out->fetch_latency_ns_max = counter_read(&c->fetch_latency_ns_max);
+	for (int b = 0; b <= FETCH_DURATION_BUCKETS; b++)
+		out->fetch_latency_buckets[b] = counter_read(&c->fetch_latency_buckets[b]);
 	out->source_connected = __atomic_load_n(&c->source_connected, __ATOMIC_ACQUIRE);
 }
 

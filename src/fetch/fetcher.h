@@ -37,6 +37,7 @@ struct fetcher_counters {
 	uint64_t stripes_failed;
 	uint64_t fetch_latency_ns_total;
 	uint64_t fetch_latency_ns_max;
+	uint64_t fetch_latency_buckets[FETCH_DURATION_BUCKETS + 1];
 	bool source_connected; /* atomic */
 };
 

@@ -1,5 +1,6 @@
 /* Per-queue I/O tracking: which request each slot holds, for the `queues`
- * RPC, and cumulative counters, for `stats`.
+ * RPC, cumulative counters, for `stats`, and duration histograms, the
+ * in-flight count and error counters, for `metrics`.
  *
  * One queue thread writes a tracker; the RPC thread reads it. The writer
  * takes no lock and makes no read-modify-write instruction: it is the only
@@ -8,7 +9,12 @@
  * reader retries a slot that changed under it, so it never reports the
  * sector of one request with the length of another. Ending a request only
  * stores the kind: a reader that still sees the old kind reports the old
- * request, which was true a moment ago. */
+ * request, which was true a moment ago.
+ *
+ * Durations: begin stores the caller's time in the slot (only the queue
+ * thread reads it back) and end adds the elapsed time to one bucket and to
+ * the sum of the request's kind, plain single-writer adds like the
+ * counters. */
 #include "io_tracker/io_tracker.h"
 
 #include <stdatomic.h>
@@ -24,6 +30,12 @@ struct tracker_slot {
 	_Atomic uint32_t kind;
 	_Atomic uint32_t count;
 	_Atomic uint64_t sector;
+	uint64_t started_ns; /* the queue thread's own: readers never look */
+};
+
+struct tracker_histogram {
+	_Atomic uint64_t buckets[IO_TRACKER_BUCKETS + 1];
+	_Atomic uint64_t sum_ns;
 };
 
 struct tracker_counters {
@@ -38,6 +50,9 @@ struct tracker_counters {
  * share one. */
 struct io_tracker {
 	struct tracker_counters counters;
+	_Atomic uint32_t in_flight;
+	struct tracker_histogram duration[IO_KIND_FLUSH + 1];
+	_Atomic uint64_t errors[IO_ERROR_KINDS];
 	uint32_t nslots;
 	struct tracker_slot *slots; /* its own allocation, cache-line aligned */
 };
@@ -100,7 +115,7 @@ static void count_request(struct tracker_counters *c, enum io_kind kind, uint32_
 }
 
 void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, uint64_t sector,
-		      uint32_t count)
+		      uint32_t count, uint64_t now)
 {
 	if (!t || kind == IO_KIND_NONE)
 		return;
@@ -117,6 +132,11 @@ void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, ui
 	struct tracker_slot *s = &t->slots[slot];
 	if (atomic_load_explicit(&s->kind, memory_order_relaxed) != IO_KIND_NONE)
 		log_warn("I/O tracker: slot %u reused before it was ended", slot);
+	else
+		atomic_store_explicit(&t->in_flight,
+				      atomic_load_explicit(&t->in_flight, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	s->started_ns = now;
 	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
@@ -126,11 +146,31 @@ void io_tracker_begin(struct io_tracker *t, uint32_t slot, enum io_kind kind, ui
 	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
 }
 
-void io_tracker_end(struct io_tracker *t, uint32_t slot)
+void io_tracker_end(struct io_tracker *t, uint32_t slot, uint64_t now)
 {
 	if (!t || slot >= t->nslots)
 		return;
-	atomic_store_explicit(&t->slots[slot].kind, IO_KIND_NONE, memory_order_release);
+	struct tracker_slot *s = &t->slots[slot];
+	uint32_t kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
+	if (kind == IO_KIND_NONE || kind > IO_KIND_FLUSH)
+		return; /* never begun: nothing to time */
+	atomic_store_explicit(&s->kind, IO_KIND_NONE, memory_order_release);
+	atomic_store_explicit(&t->in_flight,
+			      atomic_load_explicit(&t->in_flight, memory_order_relaxed) - 1,
+			      memory_order_relaxed);
+	/* Times come from one clock; a caller's stale batch time must not
+	 * wrap to a huge duration. */
+	uint64_t elapsed = now > s->started_ns ? now - s->started_ns : 0;
+	struct tracker_histogram *h = &t->duration[kind];
+	counter_add(&h->buckets[duration_bucket(elapsed, IO_TRACKER_BUCKETS)], 1);
+	counter_add(&h->sum_ns, elapsed);
+}
+
+void io_tracker_count_error(struct io_tracker *t, enum io_error_kind kind)
+{
+	if (!t || (unsigned)kind >= IO_ERROR_KINDS)
+		return;
+	counter_add(&t->errors[kind], 1);
 }
 
 uint32_t io_tracker_slot_count(const struct io_tracker *t)
@@ -189,4 +229,22 @@ void io_tracker_read_counters(const struct io_tracker *t, struct io_tracker_coun
 	out->read_ops = atomic_load_explicit(&c->read_ops, memory_order_relaxed);
 	out->write_ops = atomic_load_explicit(&c->write_ops, memory_order_relaxed);
 	out->flush_ops = atomic_load_explicit(&c->flush_ops, memory_order_relaxed);
+}
+
+void io_tracker_read_metrics(const struct io_tracker *t, struct io_tracker_metrics *out)
+{
+	*out = (struct io_tracker_metrics){0};
+	if (!t)
+		return;
+	struct io_tracker *m = (struct io_tracker *)t; /* loads only, as above */
+	out->in_flight = atomic_load_explicit(&m->in_flight, memory_order_relaxed);
+	for (int kind = IO_KIND_READ; kind <= IO_KIND_FLUSH; kind++) {
+		struct tracker_histogram *h = &m->duration[kind];
+		for (int b = 0; b <= IO_TRACKER_BUCKETS; b++)
+			out->duration[kind].buckets[b] =
+			    atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+		out->duration[kind].sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+	}
+	for (int e = 0; e < IO_ERROR_KINDS; e++)
+		out->errors[e] = atomic_load_explicit(&m->errors[e], memory_order_relaxed);
 }

@@ -12,9 +12,10 @@
  *   waits in the channel's FIFO until the stripe is fetched; writes (and
  *   discard / write-zeroes) with track_written also wait until the stripe's
  *   WRITTEN bit is durable in the metadata file;
- * - a stripe the worker gave up on (Failed), a request past the end of the
- *   disk or of the metadata's stripes, or a worker that is gone completes
- *   the request with -EIO; a flush goes straight to the disk.
+ * - a request touching a stripe the worker gave up on (Failed) completes
+ *   with BDEV_ERR_STRIPE_FAILED (bdev.h); one past the end of the disk or of
+ *   the metadata's stripes, or needing a worker that is gone, with -EIO; a
+ *   flush goes straight to the disk.
  *
  * The channel's completion fd is woken by the disk, the image and the fetch
  * worker, so a front end sleeping on it notices when queued requests can

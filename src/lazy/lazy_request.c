@@ -56,6 +56,16 @@ static void fail_request(struct lazy_channel *ch, uint64_t id)
 	bdev_layer_complete(ch->self, id, -EIO);
 }
 
+/* A request touching a Failed stripe gets its own result, so front ends
+ * can count these apart from device errors (the guest sees an I/O error
+ * either way). Stripes past the metadata's also read as Failed: a request
+ * there is out of range, a plain -EIO. */
+static void fail_on_failed_stripe(struct lazy_channel *ch, const struct lazy_request *r)
+{
+	bool in_range = r->last_stripe < stripe_state_count(ch->dev->state);
+	bdev_layer_complete(ch->self, r->id, in_range ? BDEV_ERR_STRIPE_FAILED : -EIO);
+}
+
 /* Ask the worker once per stripe and channel (see sent_set.h). */
 static int send_to_worker(struct lazy_channel *ch, uint64_t stripe, enum sent_kind kind)
 {
@@ -186,7 +196,7 @@ static void admit_read(struct lazy_channel *ch, struct lazy_request *r, uint64_t
 	case RANGE_FAILED:
 		log_debug("lazy: read at sector %llu touches a failed stripe",
 			  (unsigned long long)r->sector);
-		fail_request(ch, r->id);
+		fail_on_failed_stripe(ch, r);
 		return;
 	case RANGE_PENDING:
 		break;
@@ -215,7 +225,7 @@ static void admit_write(struct lazy_channel *ch, const struct lazy_request *r)
 	if (status == RANGE_FAILED) {
 		log_debug("lazy: write at sector %llu touches a failed stripe",
 			  (unsigned long long)r->sector);
-		fail_request(ch, r->id);
+		fail_on_failed_stripe(ch, r);
 		return;
 	}
 	if (status == RANGE_COMPLETE && write_allowed(dev, r->first_stripe, r->last_stripe)) {
@@ -303,7 +313,7 @@ void lazy_process_queue(struct lazy_channel *ch)
 		if (status == RANGE_FAILED) {
 			log_debug("lazy: queued request at sector %llu touches a failed stripe",
 				  (unsigned long long)r.sector);
-			fail_request(ch, r.id);
+			fail_on_failed_stripe(ch, &r);
 			continue;
 		}
 		issue_to_base(ch, &r);

@@ -190,5 +190,8 @@ void stripe_state_set_failed(struct stripe_state *s, uint64_t stripe);
  * fetched == source means the source is no longer needed). */
 void stripe_state_counts(const struct stripe_state *s, uint64_t *total, uint64_t *source,
 			 uint64_t *fetched);
+/* Stripes in state Failed right now (given up on, not fetched since), for
+ * the metrics; any thread. */
+uint64_t stripe_state_failed_count(const struct stripe_state *s);
 
 #endif

@@ -27,6 +27,7 @@ struct stripe_state {
 	uint64_t count;
 	uint64_t source_count; /* fixed at creation: HAS_SOURCE never changes */
 	_Atomic uint64_t fetched_count;
+	_Atomic uint64_t failed_count; /* stripes in state Failed now (metrics) */
 	_Atomic uint8_t *entries;
 };
 
@@ -81,6 +82,7 @@ int stripe_state_create(const struct metadata *m, uint64_t disk_sectors, struct 
 		atomic_init(&s->entries[i], entry);
 	}
 	atomic_init(&s->fetched_count, fetched);
+	atomic_init(&s->failed_count, 0);
 	*out = s;
 	return 0;
 }
@@ -161,6 +163,8 @@ void stripe_state_set_fetched(struct stripe_state *s, uint64_t stripe)
 	if (atomic_load_explicit(entry, memory_order_relaxed) & ENTRY_SOURCELESS)
 		return;
 	uint8_t old = swap_fetch_state(entry, STRIPE_FETCHED, ENTRY_COUNTED);
+	if ((old & ENTRY_FETCH_MASK) == STRIPE_FAILED)
+		atomic_fetch_sub_explicit(&s->failed_count, 1, memory_order_relaxed);
 	if (!(old & ENTRY_COUNTED))
 		atomic_fetch_add_explicit(&s->fetched_count, 1, memory_order_relaxed);
 }
@@ -182,7 +186,18 @@ void stripe_state_set_failed(struct stripe_state *s, uint64_t stripe)
 	/* Any state may fail, so that requests waiting on a WRITTEN update that
 	 * could not be persisted also stop waiting. A fetched stripe keeps being
 	 * counted: its data and FETCHED bit are durable. */
-	swap_fetch_state(&s->entries[stripe], STRIPE_FAILED, 0);
+	/* Counted before the state changes (only the worker writes states), so
+	 * whoever sees the stripe Failed, a guest request failing on it, also
+	 * sees it counted. */
+	_Atomic uint8_t *entry = &s->entries[stripe];
+	if ((atomic_load_explicit(entry, memory_order_relaxed) & ENTRY_FETCH_MASK) != STRIPE_FAILED)
+		atomic_fetch_add_explicit(&s->failed_count, 1, memory_order_relaxed);
+	swap_fetch_state(entry, STRIPE_FAILED, 0);
+}
+
+uint64_t stripe_state_failed_count(const struct stripe_state *s)
+{
+	return atomic_load_explicit(&s->failed_count, memory_order_relaxed);
 }
 
 void stripe_state_counts(const struct stripe_state *s, uint64_t *total, uint64_t *source,

@@ -6,7 +6,6 @@
 #include "rpc/rpc_internal.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,42 +92,6 @@ static json_t *status_reply(const struct rpc_context *ctx)
 /* The queues reply is written as text rather than built as a JSON tree: it
  * holds only fixed words and numbers, and with many requests in flight a
  * tree would cost hundreds of bytes per entry in the backend's memory. */
-struct text {
-	char *buf;
-	size_t len;
-	size_t cap;
-	bool failed;
-};
-
-static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-	for (int attempt = 0; attempt < 2 && !t->failed; attempt++) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			t->failed = true;
-			return;
-		}
-		if ((size_t)n < t->cap - t->len) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t cap = t->cap;
-		while (cap - t->len <= (size_t)n)
-			cap *= 2;
-		char *buf = realloc(t->buf, cap);
-		if (!buf) {
-			t->failed = true;
-			return;
-		}
-		t->buf = buf;
-		t->cap = cap;
-	}
-}
 
 /* The occupied slots of one queue, in slot order. */
 static void queue_text(struct text *out, const struct io_tracker *t)
@@ -231,6 +194,18 @@ static json_t *stats_reply(const struct rpc_context *ctx)
 	return reply_object("stats", stats);
 }
 
+/* {"metrics":"<the Prometheus text>"}: the text is ASCII, so the JSON
+ * string only escapes its newlines and quotes. */
+static json_t *metrics_reply(const struct rpc_context *ctx)
+{
+	char *text = rpc_metrics_text(ctx);
+	if (!text)
+		return NULL;
+	json_t *reply = reply_object("metrics", json_string(text));
+	free(text);
+	return reply;
+}
+
 /* The reply as text (compact JSON, ASCII only, so it is safe to print on any
  * terminal or log); NULL when out of memory. */
 static char *dump(json_t *reply)
@@ -283,6 +258,8 @@ char *rpc_reply(const struct rpc_context *ctx, const char *line, size_t len)
 		reply = queues_reply(ctx);
 	else if (strcmp(name, "stats") == 0)
 		reply = dump(stats_reply(ctx));
+	else if (strcmp(name, "metrics") == 0)
+		reply = dump(metrics_reply(ctx));
 	else
 		reply = dump(unknown_command_reply(name));
 	json_decref(request);

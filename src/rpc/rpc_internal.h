@@ -18,6 +18,18 @@
 /* A client whose unsent replies grow beyond this (one huge reply) is dropped. */
 #define RPC_MAX_PENDING_OUTPUT (16u * 1024u * 1024u)
 
+/* A growing text buffer (rpc_text.c): start with cap > 0 and buf malloc'd
+ * to cap; after a failed allocation `failed` is set and further printing is
+ * ignored, so a writer checks once at the end. */
+struct text {
+	char *buf;
+	size_t len;
+	size_t cap;
+	bool failed;
+};
+
+void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The compact JSON reply (no newline) to one request line, already trimmed
  * and not empty; malloc'd, NULL only when out of memory. */
 char *rpc_reply(const struct rpc_context *ctx, const char *line, size_t len);

@@ -52,7 +52,8 @@ int ublk_request_start(struct bdev_channel *ch, const struct ublk_request *req,
 		       const struct ublk_request_limits *limits, void *buf, struct iovec *iov,
 		       uint16_t tag);
 /* The COMMIT result for a device completion: the byte count of a read or
- * write, 0 for the rest, or the device's negative errno. */
+ * write, 0 for the rest, or the device's negative errno (-EIO for
+ * BDEV_ERR_STRIPE_FAILED). */
 int32_t ublk_request_result(const struct ublk_request *req, int device_result);
 
 /* ---- one queue (ublk_queue.c) ---- */

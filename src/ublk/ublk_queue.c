@@ -59,6 +59,9 @@ struct queue {
 	uint32_t commands_in_kernel; /* FETCH / COMMIT_AND_FETCH not completed */
 	uint32_t requests_in_device;
 	bool added_since_submit;
+	/* The tracker's time for the CQEs of one turn: read at the first
+	 * request started in it (0: not yet), shared by the rest. */
+	uint64_t batch_ns;
 	bool stopping; /* the kernel aborted a command: the queue is going away */
 	bool quitting; /* the main thread said so: stop waiting for the kernel */
 	/* The kernel may still hold FETCH commands naming the buffers (the
@@ -149,17 +152,23 @@ static void start_request(struct queue *q, uint16_t tag)
 		log_debug("ublk queue %u: tag %u: op %u at sector %llu, %u sectors refused: %s",
 			  q->cfg->q_id, tag, req->op, (unsigned long long)req->sector, req->sectors,
 			  strerror(-rc));
+		io_tracker_count_error(q->cfg->tracker, IO_ERROR_BAD_REQUEST);
 		commit(q, tag, rc);
 		return;
 	}
 	enum io_kind kind = tracked_kind(req->op);
-	if (kind != IO_KIND_NONE)
-		io_tracker_begin(q->cfg->tracker, tag, kind, req->sector, req->sectors);
+	if (kind != IO_KIND_NONE && q->cfg->tracker) {
+		if (q->batch_ns == 0)
+			q->batch_ns = now_ns();
+		io_tracker_begin(q->cfg->tracker, tag, kind, req->sector, req->sectors,
+				 q->batch_ns);
+	}
 	q->requests_in_device++;
 	q->added_since_submit = true;
 }
 
-static void finish_request(struct queue *q, const struct bdev_completion *c)
+/* `done_ns`: when the batch of completions holding c was reaped. */
+static void finish_request(struct queue *q, const struct bdev_completion *c, uint64_t done_ns)
 {
 	if (c->id >= q->cfg->depth) {
 		log_error("ublk queue %u: completion for unknown tag %llu", q->cfg->q_id,
@@ -168,11 +177,15 @@ static void finish_request(struct queue *q, const struct bdev_completion *c)
 	}
 	uint16_t tag = (uint16_t)c->id;
 	const struct ublk_request *req = &q->requests[tag];
-	if (c->result < 0)
+	if (c->result < 0) {
 		log_debug("ublk queue %u: tag %u: op %u at sector %llu failed: %s", q->cfg->q_id,
 			  tag, req->op, (unsigned long long)req->sector, strerror(-c->result));
+		io_tracker_count_error(q->cfg->tracker, c->result == BDEV_ERR_STRIPE_FAILED
+							    ? IO_ERROR_FAILED_STRIPE
+							    : IO_ERROR_IO);
+	}
 	if (tracked_kind(req->op) != IO_KIND_NONE)
-		io_tracker_end(q->cfg->tracker, tag);
+		io_tracker_end(q->cfg->tracker, tag, done_ns);
 	q->requests_in_device--;
 	commit(q, tag, ublk_request_result(req, c->result));
 }
@@ -189,9 +202,12 @@ static void drain_device(struct queue *q)
 	}
 	struct bdev_completion done[COMPLETIONS_PER_POLL];
 	int n;
-	while ((n = bdev_poll(q->ch, done, COMPLETIONS_PER_POLL)) > 0)
+	while ((n = bdev_poll(q->ch, done, COMPLETIONS_PER_POLL)) > 0) {
+		/* One clock read per batch: it costs as much as the tracking. */
+		uint64_t done_ns = q->cfg->tracker ? now_ns() : 0;
 		for (int i = 0; i < n; i++)
-			finish_request(q, &done[i]);
+			finish_request(q, &done[i], done_ns);
+	}
 }
 
 static void handle_cqe(struct queue *q, const struct io_uring_cqe *cqe)
@@ -294,6 +310,7 @@ static int serve(struct queue *q)
 		}
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
+		q->batch_ns = 0;
 		io_uring_for_each_cqe(&q->ring, head, cqe)
 		{
 			handle_cqe(q, cqe);

@@ -66,6 +66,10 @@ int ublk_request_start(struct bdev_channel *ch, const struct ublk_request *req,
 
 int32_t ublk_request_result(const struct ublk_request *req, int device_result)
 {
+	/* The kernel gets a plain I/O error for a failed stripe, as for any
+	 * other device error (its counting apart is ours, bdev.h). */
+	if (device_result == BDEV_ERR_STRIPE_FAILED)
+		return -EIO;
 	if (device_result < 0)
 		return device_result;
 	/* The kernel completes a read or write by the committed byte count and

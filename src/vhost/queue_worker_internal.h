@@ -90,6 +90,11 @@ struct queue_worker {
 	bool ring_mapped;
 	bool used_pending; /* used entries pushed but not yet published */
 	bool submit_needed;
+	/* The worker loop's latest clock read (after the previous round, or on
+	 * waking): the I/O tracker's submission time for the requests the next
+	 * round pops, so submissions cost no clock read of their own. 0 for a
+	 * threadless worker, whose rounds read the clock themselves. */
+	uint64_t round_ns;
 	bool kick_failed; /* the kick fd reported an error: not polled until replaced */
 	struct request_slot *slots;
 	uint32_t *free_list; /* indices of free slots, a stack */

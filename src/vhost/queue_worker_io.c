@@ -236,8 +236,11 @@ static enum io_kind tracked_kind(uint32_t type)
 }
 
 /* Starts the request at `head`. False when it must wait for bounce memory:
- * the head is then back in the ring, to be parsed again later. */
-static bool start_request(struct queue_worker *qw, uint16_t head)
+ * the head is then back in the ring, to be parsed again later. *batch_ns is
+ * the tracker's time for the batch being popped: the worker loop's latest
+ * clock read, or (threadless) one read at the batch's first tracked
+ * request, shared by the rest (they are submitted together). */
+static bool start_request(struct queue_worker *qw, uint16_t head, uint64_t *batch_ns)
 {
 	uint32_t index = qw->free_list[--qw->free_count];
 	struct request_slot *slot = &qw->slots[index];
@@ -250,19 +253,31 @@ static bool start_request(struct queue_worker *qw, uint16_t head)
 		__atomic_store_n(&qw->bounce_waits, qw->bounce_waits + 1, __ATOMIC_RELAXED);
 		return false;
 	}
-	if (status == VIRTIO_BLK_S_OK)
+	/* A request parsing refuses is the guest's mistake; one queueing
+	 * refuses is malformed (GET_ID, an unknown type) unless it is a read
+	 * or write that found no bounce memory, which is ours. */
+	enum io_error_kind error_kind = IO_ERROR_BAD_REQUEST;
+	if (status == VIRTIO_BLK_S_OK) {
 		status = queue_operation(qw, index, &queued);
+		if (slot->req.type == VIRTIO_BLK_T_IN || slot->req.type == VIRTIO_BLK_T_OUT)
+			error_kind = IO_ERROR_IO;
+	}
 	if (status == VIRTIO_BLK_S_OK && queued) {
+		if (qw->cfg.tracker && *batch_ns == 0)
+			*batch_ns = now_ns();
 		io_tracker_begin(qw->cfg.tracker, index, tracked_kind(slot->req.type),
-				 slot->req.sector, (uint32_t)(slot->req.data_len >> SECTOR_SHIFT));
+				 slot->req.sector, (uint32_t)(slot->req.data_len >> SECTOR_SHIFT),
+				 *batch_ns);
 		slot->mem = guest_memory_ref(qw->mem);
 		slot->in_flight = true;
 		qw->in_flight++;
 		qw->submit_needed = true;
 		return true;
 	}
-	if (status != VIRTIO_BLK_S_OK)
+	if (status != VIRTIO_BLK_S_OK) {
 		log_bad_request(qw, &slot->req);
+		io_tracker_count_error(qw->cfg.tracker, error_kind);
+	}
 	finish_request(qw, index, status);
 	return true;
 }
@@ -271,18 +286,21 @@ static bool pop_requests(struct queue_worker *qw)
 {
 	bool popped = false;
 	uint16_t head;
+	uint64_t batch_ns = qw->round_ns;
 	/* A driver never has more chains outstanding than slots; a hostile one
 	 * that reuses heads just waits until slots free up. */
 	qw->bounce_stalled = false;
 	while (qw->free_count > 0 && virtqueue_pop(&qw->vq, &head) == 1) {
-		if (!start_request(qw, head))
+		if (!start_request(qw, head, &batch_ns))
 			break;
 		popped = true;
 	}
 	return popped;
 }
 
-static void complete_operation(struct queue_worker *qw, const struct bdev_completion *c)
+/* `done_ns`: when the batch of completions holding c was reaped. */
+static void complete_operation(struct queue_worker *qw, const struct bdev_completion *c,
+			       uint64_t done_ns)
 {
 	if (c->id >= qw->nslots || !qw->slots[c->id].in_flight) {
 		log_error("queue %u: completion for unknown request %llu ignored", qw->cfg.index,
@@ -294,14 +312,17 @@ static void complete_operation(struct queue_worker *qw, const struct bdev_comple
 	uint8_t status = VIRTIO_BLK_S_OK;
 	if (c->result < 0) {
 		status = VIRTIO_BLK_S_IOERR;
+		bool stripe_failed = c->result == BDEV_ERR_STRIPE_FAILED;
+		io_tracker_count_error(qw->cfg.tracker,
+				       stripe_failed ? IO_ERROR_FAILED_STRIPE : IO_ERROR_IO);
 		log_warn("queue %u: request type %u at sector %llu failed: %s", qw->cfg.index,
 			 slot->req.type, (unsigned long long)slot->req.sector,
-			 strerror(-c->result));
+			 stripe_failed ? "its stripe could not be fetched" : strerror(-c->result));
 	} else if (slot->bounced && slot->req.type == VIRTIO_BLK_T_IN) {
 		blk_request_copy_to_guest(&slot->req, slot->bounce_iov.iov_base);
 	}
 	if (tracked_kind(slot->req.type) != IO_KIND_NONE)
-		io_tracker_end(qw->cfg.tracker, index);
+		io_tracker_end(qw->cfg.tracker, index, done_ns);
 	slot->in_flight = false;
 	qw->in_flight--;
 	finish_request(qw, index, status);
@@ -316,8 +337,11 @@ static bool reap_completions(struct queue_worker *qw)
 	int n;
 	do {
 		n = bdev_poll(qw->ch, done, COMPLETION_BATCH);
+		/* One clock read for the batch: it costs as much as the rest of
+		 * the tracking. */
+		uint64_t done_ns = n > 0 && qw->cfg.tracker ? now_ns() : 0;
 		for (int i = 0; i < n; i++)
-			complete_operation(qw, &done[i]);
+			complete_operation(qw, &done[i], done_ns);
 		reaped |= n > 0;
 	} while (n == COMPLETION_BATCH);
 	return reaped;

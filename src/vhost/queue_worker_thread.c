@@ -220,6 +220,7 @@ static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns, uint64_t w
 static void worker_loop(struct queue_worker *qw)
 {
 	uint64_t last_activity = now_ns();
+	qw->round_ns = last_activity;
 	for (;;) {
 		bool active = false;
 		if (settings_pending(qw)) {
@@ -235,6 +236,7 @@ static void worker_loop(struct queue_worker *qw)
 		if (qw->exiting && !qw->running && qw->in_flight == 0)
 			return;
 		uint64_t now = now_ns();
+		qw->round_ns = now;
 		if (active) {
 			last_activity = now;
 			continue;
@@ -245,6 +247,7 @@ static void worker_loop(struct queue_worker *qw)
 		if (queue_worker_accepting(qw))
 			virtqueue_disable_notify(&qw->vq);
 		uint64_t woke = now_ns();
+		qw->round_ns = woke;
 		poll_window_slept(&qw->poll, woke - last_activity);
 		last_activity = woke;
 	}

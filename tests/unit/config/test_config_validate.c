@@ -1,6 +1,10 @@
 /* Load-time validation (validate.c): the five stripe source rules in their
- * order and with their texts, then the ranges checked at load. */
+ * order and with their texts, then the ranges checked at load, and the
+ * metrics_listen address (loopback only). */
 #include "config_test_util.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define SOURCE_HEAD "path: d\nmetadata_path: m\ncopy_on_read: true\n"
 
@@ -238,6 +242,74 @@ static void test_s3_prefix(void **state)
 	}
 }
 
+static void test_metrics_listen(void **state)
+{
+	(void)state;
+	struct device_config cfg;
+	parse_ok("path: d\n", &cfg);
+	assert_null(cfg.metrics_listen); /* off by default */
+	device_config_free(&cfg);
+	parse_ok("path: d\nmetrics_listen: 127.0.0.1:9101\n", &cfg);
+	assert_string_equal(cfg.metrics_listen, "127.0.0.1:9101");
+	struct sockaddr_storage addr;
+	uint32_t len;
+	assert_int_equal(metrics_listen_parse(cfg.metrics_listen, &addr, &len, NULL), 0);
+	assert_int_equal(addr.ss_family, AF_INET);
+	assert_int_equal(len, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(((struct sockaddr_in *)&addr)->sin_port), 9101);
+	device_config_free(&cfg);
+	assert_int_equal(metrics_listen_parse("[::1]:0", &addr, &len, NULL), 0);
+	assert_int_equal(addr.ss_family, AF_INET6);
+	assert_int_equal(len, sizeof(struct sockaddr_in6));
+	expect_valid("path: d\nmetrics_listen: 127.8.9.10:65535\n");
+	expect_valid("path: d\nmetrics_listen: \"[::1]:9101\"\n");
+	expect_valid("path: d\nmetrics_listen: null\n");
+	parse_fails("path: d\nmetrics_listen: 0.0.0.0:9101\n",
+		    "config: metrics_listen: 0.0.0.0:9101 is not a loopback address: the metrics "
+		    "endpoint has no authentication, so it only listens on 127.0.0.0/8 or [::1] "
+		    "(see docs/metrics.md)");
+	parse_fails("path: d\nmetrics_listen: 10.1.2.3:80\n",
+		    "config: metrics_listen: 10.1.2.3:80 is not a loopback address: the metrics "
+		    "endpoint has no authentication, so it only listens on 127.0.0.0/8 or [::1] "
+		    "(see docs/metrics.md)");
+	parse_fails("path: d\nmetrics_listen: \"[::]:80\"\n",
+		    "config: metrics_listen: [::]:80 is not a loopback address: the metrics "
+		    "endpoint has no authentication, so it only listens on 127.0.0.0/8 or [::1] "
+		    "(see docs/metrics.md)");
+	parse_fails("path: d\nmetrics_listen: \"[::ffff:127.0.0.1]:80\"\n",
+		    "config: metrics_listen: [::ffff:127.0.0.1]:80 is not a loopback address: the "
+		    "metrics endpoint has no authentication, so it only listens on 127.0.0.0/8 or "
+		    "[::1] (see docs/metrics.md)");
+	parse_fails(
+	    "path: d\nmetrics_listen: localhost:9101\n",
+	    "config: metrics_listen: localhost:9101: not a numeric IPv4 address (host names "
+	    "are not accepted; IPv6 goes in brackets)");
+	parse_fails(
+	    "path: d\nmetrics_listen: \"::1:9101\"\n",
+	    "config: metrics_listen: ::1:9101: expected ADDRESS:PORT, e.g. 127.0.0.1:9101 or "
+	    "[::1]:9101");
+	parse_fails("path: d\nmetrics_listen: 127.0.0.1\n",
+		    "config: metrics_listen: 127.0.0.1: expected ADDRESS:PORT, e.g. 127.0.0.1:9101 "
+		    "or [::1]:9101");
+	parse_fails("path: d\nmetrics_listen: \"[::1]9101\"\n",
+		    "config: metrics_listen: [::1]9101: expected ADDRESS:PORT, e.g. 127.0.0.1:9101 "
+		    "or [::1]:9101");
+	parse_fails("path: d\nmetrics_listen: \":9101\"\n",
+		    "config: metrics_listen: :9101: no address before the port");
+	parse_fails("path: d\nmetrics_listen: 127.0.0.1:65536\n",
+		    "config: metrics_listen: 127.0.0.1:65536: the port must be 0..65535");
+	parse_fails("path: d\nmetrics_listen: 127.0.0.1:-1\n",
+		    "config: metrics_listen: 127.0.0.1:-1: the port must be 0..65535");
+	parse_fails("path: d\nmetrics_listen: \"127.0.0.1:\"\n",
+		    "config: metrics_listen: 127.0.0.1:: the port must be 0..65535");
+	parse_fails("path: d\nmetrics_listen: 127.0.0.1:80x\n",
+		    "config: metrics_listen: 127.0.0.1:80x: the port must be 0..65535");
+	parse_fails(
+	    "path: d\nmetrics_listen: [1, 2]\n",
+	    "config: Failed to parse device config YAML: metrics_listen: invalid type: sequence, "
+	    "expected a string at line 2 column 17");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +329,7 @@ int main(void)
 	    cmocka_unit_test(test_s3_max_attempts_and_addressing),
 	    cmocka_unit_test(test_remote_connections),
 	    cmocka_unit_test(test_s3_prefix),
+	    cmocka_unit_test(test_metrics_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

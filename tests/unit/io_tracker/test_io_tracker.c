@@ -1,7 +1,9 @@
 /* The per-queue I/O tracker: slots shown in slot order, flushes without a
  * range, slots beyond the tracker counted but not shown, cumulative
  * counters, NULL trackers, and snapshots taken while the queue thread
- * rewrites slots never mixing two requests. */
+ * rewrites slots never mixing two requests; the metrics: in-flight count,
+ * one duration histogram per kind, errors by kind, and the bucket layout
+ * they share. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "common/common.h"
 #include "io_tracker/io_tracker.h"
 
 static size_t snapshot(const struct io_tracker *t, struct io_tracker_entry *out, size_t max)
@@ -47,10 +50,10 @@ static void test_snapshot_in_slot_order(void **state)
 {
 	struct io_tracker *t = io_tracker_create(8);
 	/* Begun out of order: the snapshot still follows slot order. */
-	io_tracker_begin(t, 3, IO_KIND_FLUSH, 77, 9);
-	io_tracker_begin(t, 1, IO_KIND_READ, 2, 3);
-	io_tracker_begin(t, 0, IO_KIND_FLUSH, 0, 0);
-	io_tracker_begin(t, 2, IO_KIND_WRITE, 4, 5);
+	io_tracker_begin(t, 3, IO_KIND_FLUSH, 77, 9, 0);
+	io_tracker_begin(t, 1, IO_KIND_READ, 2, 3, 0);
+	io_tracker_begin(t, 0, IO_KIND_FLUSH, 0, 0, 0);
+	io_tracker_begin(t, 2, IO_KIND_WRITE, 4, 5, 0);
 	struct io_tracker_entry e[8];
 	assert_int_equal(snapshot(t, e, 8), 4);
 	assert_entry(&e[0], 0, IO_KIND_FLUSH, 0, 0);
@@ -59,14 +62,14 @@ static void test_snapshot_in_slot_order(void **state)
 	/* A flush has no range, whatever the caller passed. */
 	assert_entry(&e[3], 3, IO_KIND_FLUSH, 0, 0);
 
-	io_tracker_end(t, 1);
-	io_tracker_end(t, 3);
+	io_tracker_end(t, 1, 0);
+	io_tracker_end(t, 3, 0);
 	assert_int_equal(snapshot(t, e, 8), 2);
 	assert_entry(&e[0], 0, IO_KIND_FLUSH, 0, 0);
 	assert_entry(&e[1], 2, IO_KIND_WRITE, 4, 5);
 
 	/* A freed slot is reused for the next request. */
-	io_tracker_begin(t, 1, IO_KIND_WRITE, 1000, 8);
+	io_tracker_begin(t, 1, IO_KIND_WRITE, 1000, 8, 0);
 	assert_int_equal(snapshot(t, e, 8), 3);
 	assert_entry(&e[1], 1, IO_KIND_WRITE, 1000, 8);
 	io_tracker_destroy(t);
@@ -76,7 +79,7 @@ static void test_snapshot_respects_max(void **state)
 {
 	struct io_tracker *t = io_tracker_create(4);
 	for (uint32_t i = 0; i < 4; i++)
-		io_tracker_begin(t, i, IO_KIND_READ, i, 1);
+		io_tracker_begin(t, i, IO_KIND_READ, i, 1, 0);
 	struct io_tracker_entry e[2];
 	assert_int_equal(snapshot(t, e, 2), 2);
 	assert_entry(&e[1], 1, IO_KIND_READ, 1, 1);
@@ -87,14 +90,14 @@ static void test_snapshot_respects_max(void **state)
 static void test_counters(void **state)
 {
 	struct io_tracker *t = io_tracker_create(4);
-	io_tracker_begin(t, 0, IO_KIND_READ, 0, 8);
-	io_tracker_begin(t, 1, IO_KIND_READ, 8, 1);
-	io_tracker_begin(t, 2, IO_KIND_WRITE, 100, 16);
-	io_tracker_begin(t, 3, IO_KIND_FLUSH, 0, 0);
+	io_tracker_begin(t, 0, IO_KIND_READ, 0, 8, 0);
+	io_tracker_begin(t, 1, IO_KIND_READ, 8, 1, 0);
+	io_tracker_begin(t, 2, IO_KIND_WRITE, 100, 16, 0);
+	io_tracker_begin(t, 3, IO_KIND_FLUSH, 0, 0, 0);
 	/* Ending a request changes no counter: they count submissions. */
 	for (uint32_t i = 0; i < 4; i++)
-		io_tracker_end(t, i);
-	io_tracker_begin(t, 0, IO_KIND_FLUSH, 0, 0);
+		io_tracker_end(t, i, 0);
+	io_tracker_begin(t, 0, IO_KIND_FLUSH, 0, 0, 0);
 	struct io_tracker_counters c;
 	io_tracker_read_counters(t, &c);
 	assert_int_equal(c.read_ops, 2);
@@ -110,12 +113,12 @@ static void test_counters(void **state)
 static void test_slots_beyond_the_tracker(void **state)
 {
 	struct io_tracker *t = io_tracker_create(2);
-	io_tracker_begin(t, 2, IO_KIND_READ, 5, 4);
-	io_tracker_begin(t, 1000000, IO_KIND_WRITE, 6, 2);
-	io_tracker_begin(t, UINT32_MAX, IO_KIND_FLUSH, 0, 0);
-	io_tracker_end(t, 2);
-	io_tracker_end(t, UINT32_MAX);
-	io_tracker_begin(t, 1, IO_KIND_READ, 7, 1);
+	io_tracker_begin(t, 2, IO_KIND_READ, 5, 4, 0);
+	io_tracker_begin(t, 1000000, IO_KIND_WRITE, 6, 2, 0);
+	io_tracker_begin(t, UINT32_MAX, IO_KIND_FLUSH, 0, 0, 0);
+	io_tracker_end(t, 2, 0);
+	io_tracker_end(t, UINT32_MAX, 0);
+	io_tracker_begin(t, 1, IO_KIND_READ, 7, 1, 0);
 	struct io_tracker_entry e[4];
 	assert_int_equal(snapshot(t, e, 4), 1);
 	assert_entry(&e[0], 1, IO_KIND_READ, 7, 1);
@@ -133,8 +136,8 @@ static void test_zero_slots(void **state)
 {
 	struct io_tracker *t = io_tracker_create(0);
 	assert_non_null(t);
-	io_tracker_begin(t, 0, IO_KIND_WRITE, 1, 1);
-	io_tracker_end(t, 0);
+	io_tracker_begin(t, 0, IO_KIND_WRITE, 1, 1, 0);
+	io_tracker_end(t, 0, 0);
 	struct io_tracker_entry e[1];
 	assert_int_equal(snapshot(t, e, 1), 0);
 	struct io_tracker_counters c;
@@ -146,8 +149,8 @@ static void test_zero_slots(void **state)
 /* A front end without trackers passes NULL everywhere. */
 static void test_null_tracker(void **state)
 {
-	io_tracker_begin(NULL, 0, IO_KIND_READ, 0, 1);
-	io_tracker_end(NULL, 0);
+	io_tracker_begin(NULL, 0, IO_KIND_READ, 0, 1, 0);
+	io_tracker_end(NULL, 0, 0);
 	assert_int_equal(io_tracker_slot_count(NULL), 0);
 	struct io_tracker_entry e[1];
 	assert_int_equal(snapshot(NULL, e, 1), 0);
@@ -160,7 +163,7 @@ static void test_null_tracker(void **state)
 static void test_kind_none_is_ignored(void **state)
 {
 	struct io_tracker *t = io_tracker_create(1);
-	io_tracker_begin(t, 0, IO_KIND_NONE, 1, 1);
+	io_tracker_begin(t, 0, IO_KIND_NONE, 1, 1, 0);
 	struct io_tracker_entry e[1];
 	assert_int_equal(snapshot(t, e, 1), 0);
 	struct io_tracker_counters c;
@@ -188,10 +191,10 @@ static void *race_writer(void *arg)
 		uint32_t slot = i % RACE_SLOTS;
 		uint64_t sector = (uint64_t)i * 7919u;
 		io_tracker_begin(r->t, slot, (i & 1) ? IO_KIND_WRITE : IO_KIND_READ, sector,
-				 (uint32_t)(sector % 1000 + 1));
+				 (uint32_t)(sector % 1000 + 1), 0);
 		if (i % 3 == 0)
-			io_tracker_begin(r->t, RACE_SLOTS + 1, IO_KIND_READ, 0, 1);
-		io_tracker_end(r->t, slot);
+			io_tracker_begin(r->t, RACE_SLOTS + 1, IO_KIND_READ, 0, 1, 0);
+		io_tracker_end(r->t, slot, 0);
 	}
 	atomic_store(&r->done, true);
 	return NULL;
@@ -223,6 +226,115 @@ static void test_snapshots_during_updates(void **state)
 	io_tracker_destroy(r.t);
 }
 
+static uint64_t histogram_count(const struct io_tracker_histogram *h)
+{
+	uint64_t n = 0;
+	for (int b = 0; b <= IO_TRACKER_BUCKETS; b++)
+		n += h->buckets[b];
+	return n;
+}
+
+/* Bucket k holds (8 us << (k-1), 8 us << k]; the last one everything longer. */
+static void test_duration_buckets(void **state)
+{
+	(void)state;
+	assert_int_equal(duration_bucket(0, 18), 0);
+	assert_int_equal(duration_bucket(8000, 18), 0);
+	assert_int_equal(duration_bucket(8001, 18), 1);
+	assert_int_equal(duration_bucket(16000, 18), 1);
+	assert_int_equal(duration_bucket(16001, 18), 2);
+	assert_int_equal(duration_bucket(24000, 18), 2);
+	assert_int_equal(duration_bucket(32000, 18), 2);
+	assert_int_equal(duration_bucket(32001, 18), 3);
+	for (unsigned k = 1; k < 18; k++) {
+		uint64_t bound = (uint64_t)8000 << k;
+		assert_int_equal(duration_bucket(bound, 18), k);
+		assert_int_equal(duration_bucket(bound + 1, 18), k + 1);
+		assert_int_equal(duration_bucket(bound - 1, 18), k);
+	}
+	assert_int_equal(duration_bucket(1048576000ull, 18), 17);
+	assert_int_equal(duration_bucket(1048576001ull, 18), 18);
+	assert_int_equal(duration_bucket(UINT64_MAX, 18), 18);
+	assert_int_equal(duration_bucket(67108864000ull, 24), 23);
+	assert_int_equal(duration_bucket(67108864001ull, 24), 24);
+}
+
+#define T0 1000000000ull /* any start time: the tracker only subtracts */
+
+static void test_metrics_in_flight_and_durations(void **state)
+{
+	(void)state;
+	struct io_tracker *t = io_tracker_create(8);
+	assert_non_null(t);
+	struct io_tracker_metrics m;
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 0);
+	io_tracker_begin(t, 0, IO_KIND_READ, 0, 8, T0);
+	io_tracker_begin(t, 1, IO_KIND_WRITE, 8, 8, T0);
+	io_tracker_begin(t, 2, IO_KIND_FLUSH, 0, 0, T0 + 5);
+	io_tracker_begin(t, 3, IO_KIND_READ, 16, 8, T0 + 10);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 4);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 0);
+	io_tracker_end(t, 0, T0 + 2000000);  /* 2 ms: bucket 8 (1.024 to 2.048 ms) */
+	io_tracker_end(t, 2, T0 + 5 + 8000); /* exactly 8 us: bucket 0 */
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 2);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 1);
+	assert_int_equal(m.duration[IO_KIND_READ].buckets[8], 1);
+	assert_int_equal(m.duration[IO_KIND_READ].sum_ns, 2000000);
+	assert_int_equal(m.duration[IO_KIND_FLUSH].buckets[0], 1);
+	assert_int_equal(m.duration[IO_KIND_FLUSH].sum_ns, 8000);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_WRITE]), 0);
+	/* Ending a slot twice, or one never begun, changes nothing. */
+	io_tracker_end(t, 0, T0 + 9000000);
+	io_tracker_end(t, 5, T0 + 9000000);
+	io_tracker_end(t, 100, T0 + 9000000);
+	/* Over the last bound: the overflow bucket. */
+	io_tracker_end(t, 1, T0 + 1048576001ull);
+	/* A batch time older than the start (a caller's stale read) is 0. */
+	io_tracker_end(t, 3, T0);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 0);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 2);
+	assert_int_equal(m.duration[IO_KIND_READ].buckets[0], 1);
+	assert_int_equal(m.duration[IO_KIND_READ].sum_ns, 2000000);
+	assert_int_equal(m.duration[IO_KIND_WRITE].buckets[IO_TRACKER_BUCKETS], 1);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_WRITE]), 1);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_NONE]), 0);
+	/* Slots beyond the tracker are counted but neither in flight nor timed. */
+	io_tracker_begin(t, 9, IO_KIND_READ, 0, 8, T0);
+	io_tracker_end(t, 9, T0 + 1000);
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.in_flight, 0);
+	assert_int_equal(histogram_count(&m.duration[IO_KIND_READ]), 2);
+	io_tracker_destroy(t);
+}
+
+static void test_errors_by_kind(void **state)
+{
+	(void)state;
+	struct io_tracker *t = io_tracker_create(0);
+	assert_non_null(t);
+	io_tracker_count_error(t, IO_ERROR_IO);
+	io_tracker_count_error(t, IO_ERROR_FAILED_STRIPE);
+	io_tracker_count_error(t, IO_ERROR_FAILED_STRIPE);
+	io_tracker_count_error(t, IO_ERROR_BAD_REQUEST);
+	io_tracker_count_error(t, IO_ERROR_BAD_REQUEST);
+	io_tracker_count_error(t, IO_ERROR_BAD_REQUEST);
+	io_tracker_count_error(t, (enum io_error_kind)IO_ERROR_KINDS); /* ignored */
+	io_tracker_count_error(NULL, IO_ERROR_IO);		       /* no tracker: nothing */
+	struct io_tracker_metrics m;
+	io_tracker_read_metrics(t, &m);
+	assert_int_equal(m.errors[IO_ERROR_IO], 1);
+	assert_int_equal(m.errors[IO_ERROR_FAILED_STRIPE], 2);
+	assert_int_equal(m.errors[IO_ERROR_BAD_REQUEST], 3);
+	io_tracker_read_metrics(NULL, &m);
+	assert_int_equal(m.errors[IO_ERROR_BAD_REQUEST], 0);
+	assert_int_equal(m.in_flight, 0);
+	io_tracker_destroy(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +347,9 @@ int main(void)
 	    cmocka_unit_test(test_null_tracker),
 	    cmocka_unit_test(test_kind_none_is_ignored),
 	    cmocka_unit_test(test_snapshots_during_updates),
+	    cmocka_unit_test(test_duration_buckets),
+	    cmocka_unit_test(test_metrics_in_flight_and_durations),
+	    cmocka_unit_test(test_errors_by_kind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 /* The I/O-tracking hook in the vhost data plane: a queue worker given a
  * tracker shows its reads, writes and flushes while they are in flight (slot
  * index, sector, sector count), clears them when they complete, counts them,
- * and leaves out what it does not track (DISCARD, WRITE_ZEROES, GET_ID,
- * refused requests). The device under the worker is a "gate" layer over a
+ * times them (held 20 ms, they take 20 ms), counts refused ones as bad
+ * requests, and leaves out what it does not track (DISCARD, WRITE_ZEROES,
+ * GET_ID, refused requests). The device under the worker is a "gate" layer over a
  * null device that holds every operation until the test opens it. */
 #include <stdarg.h>
 #include <setjmp.h>
@@ -284,10 +285,30 @@ static void test_in_flight_requests_are_shown(void **state)
 	assert_entry(&e[0], 0, IO_KIND_READ, 8, 8);
 	assert_entry(&e[1], 1, IO_KIND_WRITE, 100, 2);
 	assert_entry(&e[2], 2, IO_KIND_FLUSH, 0, 0);
+	struct io_tracker_metrics m;
+	io_tracker_read_metrics(f->tracker, &m);
+	assert_int_equal(m.in_flight, 3);
+	assert_int_equal(m.duration[IO_KIND_READ].sum_ns, 0);
 
+	/* Held at the gate for 20 ms at least: their durations say so. */
+	nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
 	open_gate(f);
 	wait_until(f, used_is, 5, "five used entries");
 	assert_int_equal(io_tracker_snapshot(f->tracker, e, NUM), 0);
+	io_tracker_read_metrics(f->tracker, &m);
+	assert_int_equal(m.in_flight, 0);
+	for (int kind = IO_KIND_READ; kind <= IO_KIND_FLUSH; kind++) {
+		uint64_t count = 0;
+		for (int b = 0; b <= IO_TRACKER_BUCKETS; b++)
+			count += m.duration[kind].buckets[b];
+		assert_int_equal(count, 1);
+		assert_true(m.duration[kind].sum_ns >= 20000000u);
+		/* Nothing at or under 16.384 ms (bucket 11). */
+		for (int b = 0; b <= 11; b++)
+			assert_int_equal(m.duration[kind].buckets[b], 0);
+	}
+	for (int k = 0; k < IO_ERROR_KINDS; k++)
+		assert_int_equal(m.errors[k], 0);
 
 	struct io_tracker_counters c;
 	io_tracker_read_counters(f->tracker, &c);
@@ -317,6 +338,13 @@ static void test_untracked_requests(void **state)
 	io_tracker_read_counters(f->tracker, &c);
 	assert_int_equal(c.read_ops + c.write_ops + c.flush_ops, 0);
 	assert_int_equal(c.bytes_read + c.bytes_written, 0);
+	/* The refused two are bad requests; GET_ID and the empty read are fine. */
+	struct io_tracker_metrics m;
+	io_tracker_read_metrics(f->tracker, &m);
+	assert_int_equal(m.errors[IO_ERROR_BAD_REQUEST], 2);
+	assert_int_equal(m.errors[IO_ERROR_IO], 0);
+	assert_int_equal(m.errors[IO_ERROR_FAILED_STRIPE], 0);
+	assert_int_equal(m.in_flight, 0);
 }
 
 /* Many requests over time: slots are reused and the counters add up. */

@@ -87,7 +87,7 @@ static void test_failed_stripe_fails_requests(void **state)
 	struct fixture *f = *state;
 	struct lazy_env *env = &f->env;
 	uint64_t s3 = 3 * STRIPE_SECTORS;
-	assert_int_equal(lazy_read(f->ch, s3, env->buf, 4096, 1), -EIO);
+	assert_int_equal(lazy_read(f->ch, s3, env->buf, 4096, 1), BDEV_ERR_STRIPE_FAILED);
 	assert_int_equal(stripe_state_fetch(env->state, 3), STRIPE_FAILED);
 	assert_int_equal(env->source_reads[3], 4);
 	assert_int_equal(metadata_header(env, 3), META_HEADER_HAS_SOURCE);
@@ -96,12 +96,12 @@ static void test_failed_stripe_fails_requests(void **state)
 	/* From now on at once, reads and writes alike, also across stripes. */
 	struct iovec iov = {env->buf, 4096};
 	bdev_add_writev(f->ch, s3 + 8, &iov, 1, 2);
-	assert_int_equal(immediate_result(f->ch, 2), -EIO);
+	assert_int_equal(immediate_result(f->ch, 2), BDEV_ERR_STRIPE_FAILED);
 	struct iovec both = {env->buf, 8192};
 	bdev_add_readv(f->ch, s3 - 8, &both, 1, 3);
-	assert_int_equal(immediate_result(f->ch, 3), -EIO);
+	assert_int_equal(immediate_result(f->ch, 3), BDEV_ERR_STRIPE_FAILED);
 	bdev_add_discard(f->ch, s3, 8, 4);
-	assert_int_equal(immediate_result(f->ch, 4), -EIO);
+	assert_int_equal(immediate_result(f->ch, 4), BDEV_ERR_STRIPE_FAILED);
 	assert_true(disk_untouched(env, s3, STRIPE_SECTORS));
 	assert_int_equal(env->source_reads[3], 4);
 
@@ -132,7 +132,7 @@ static void test_queued_requests_fail_once(void **state)
 		assert_true(c[i].id < 5);
 		assert_false(seen & (1u << c[i].id));
 		seen |= 1u << c[i].id;
-		assert_int_equal(c[i].result, c[i].id == 4 ? 0 : -EIO);
+		assert_int_equal(c[i].result, c[i].id == 4 ? 0 : BDEV_ERR_STRIPE_FAILED);
 	}
 	assert_false(bdev_busy(f->ch));
 	assert_int_equal(bdev_poll(f->ch, c, 6), 0);

@@ -85,18 +85,18 @@ static void test_queues(void **state)
 {
 	struct io_tracker *t[3] = {io_tracker_create(8), io_tracker_create(8),
 				   io_tracker_create(8)};
-	io_tracker_begin(t[0], 0, IO_KIND_FLUSH, 0, 0);
-	io_tracker_begin(t[0], 1, IO_KIND_READ, 2, 3);
-	io_tracker_begin(t[0], 2, IO_KIND_WRITE, 4, 5);
-	io_tracker_begin(t[0], 3, IO_KIND_FLUSH, 0, 0);
-	io_tracker_begin(t[1], 2, IO_KIND_WRITE, 10, 20);
+	io_tracker_begin(t[0], 0, IO_KIND_FLUSH, 0, 0, 0);
+	io_tracker_begin(t[0], 1, IO_KIND_READ, 2, 3, 0);
+	io_tracker_begin(t[0], 2, IO_KIND_WRITE, 4, 5, 0);
+	io_tracker_begin(t[0], 3, IO_KIND_FLUSH, 0, 0, 0);
+	io_tracker_begin(t[1], 2, IO_KIND_WRITE, 10, 20, 0);
 	struct rpc_context ctx = {.trackers = t, .num_queues = 3};
 	expect_reply(&ctx, "{\"command\":\"queues\"}",
 		     "{\"queues\":[[[\"flush\"],[\"read\",2,3],[\"write\",4,5],[\"flush\"]],"
 		     "[[\"write\",10,20]],[]]}");
 	/* Ended requests disappear. */
-	io_tracker_end(t[0], 1);
-	io_tracker_end(t[1], 2);
+	io_tracker_end(t[0], 1, 0);
+	io_tracker_end(t[1], 2, 0);
 	expect_reply(&ctx, "{\"command\":\"queues\"}",
 		     "{\"queues\":[[[\"flush\"],[\"write\",4,5],[\"flush\"]],[],[]]}");
 	/* A queue without a tracker is an empty list. */
@@ -117,7 +117,7 @@ static void test_queues_without_trackers(void **state)
 static void test_queues_large_values(void **state)
 {
 	struct io_tracker *t = io_tracker_create(1);
-	io_tracker_begin(t, 0, IO_KIND_READ, 0x123456789abull, 65536);
+	io_tracker_begin(t, 0, IO_KIND_READ, 0x123456789abull, 65536, 0);
 	struct rpc_context ctx = {.trackers = &t, .num_queues = 1};
 	expect_reply(&ctx, "{\"command\":\"queues\"}",
 		     "{\"queues\":[[[\"read\",1250999896491,65536]]]}");
@@ -127,11 +127,11 @@ static void test_queues_large_values(void **state)
 static void test_stats(void **state)
 {
 	struct io_tracker *t[2] = {io_tracker_create(4), io_tracker_create(4)};
-	io_tracker_begin(t[0], 0, IO_KIND_READ, 0, 8);
-	io_tracker_end(t[0], 0);
-	io_tracker_begin(t[0], 0, IO_KIND_WRITE, 0, 2);
-	io_tracker_begin(t[0], 9, IO_KIND_WRITE, 0, 1); /* beyond the tracker: counted */
-	io_tracker_begin(t[1], 1, IO_KIND_FLUSH, 0, 0);
+	io_tracker_begin(t[0], 0, IO_KIND_READ, 0, 8, 0);
+	io_tracker_end(t[0], 0, 0);
+	io_tracker_begin(t[0], 0, IO_KIND_WRITE, 0, 2, 0);
+	io_tracker_begin(t[0], 9, IO_KIND_WRITE, 0, 1, 0); /* beyond the tracker: counted */
+	io_tracker_begin(t[1], 1, IO_KIND_FLUSH, 0, 0, 0);
 	struct rpc_context ctx = {.trackers = t, .num_queues = 2};
 	expect_reply(&ctx, "{\"command\":\"stats\"}",
 		     "{\"stats\":{\"queues\":["

@@ -1,6 +1,6 @@
-/* `status` and `stats` with a real fetch worker over real files (the fetch
- * tests' fixture): the stripe counts follow the worker, and the fetch
- * statistics show stripes, bytes, failed attempts and latencies. */
+/* `status`, `stats` and `metrics` with a real fetch worker over real files
+ * (the fetch tests' fixture): the stripe counts follow the worker, and the
+ * fetch statistics show stripes, bytes, failed attempts and latencies. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -132,6 +132,28 @@ static void test_stats_count_failed_stripes(void **state)
 	assert_int_equal(member(r, "stats.fetch.stripes_failed"), 1);
 	assert_int_equal(member(r, "stats.fetch.fetch_failures"), 4);
 	json_decref(r);
+	/* The metrics say the same, and the stripe is Failed now. */
+	char *text = rpc_metrics_text(&ctx);
+	assert_non_null(text);
+	const char *lines[] = {
+	    "\nubiblk_fetch_stripes_fetched_total 31\n",
+	    "\nubiblk_fetch_stripes_failed_total 1\n",
+	    "\nubiblk_fetch_failures_total 4\n",
+	    "\nubiblk_fetch_bytes_total 1015808\n", /* 31 x 64 sectors */
+	    "\nubiblk_fetch_duration_seconds_bucket{le=\"8e-06\"} ",
+	    "\nubiblk_fetch_duration_seconds_bucket{le=\"67.108864\"} 31\n",
+	    "\nubiblk_fetch_duration_seconds_bucket{le=\"+Inf\"} 31\n",
+	    "\nubiblk_fetch_duration_seconds_count 31\n",
+	    "\nubiblk_fetch_duration_seconds_sum ",
+	    "\nubiblk_stripes{state=\"failed\"} 1\n",
+	    "\nubiblk_stripes{state=\"fetched\"} 31\n",
+	    "\n# TYPE ubiblk_fetch_duration_seconds histogram\n",
+	};
+	for (size_t i = 0; i < sizeof(lines) / sizeof(*lines); i++)
+		if (!strstr(text, lines[i]))
+			fail_msg("no \"%s\" in the metrics:\n%s", lines[i], text);
+	assert_null(strstr(text, "le=\"134.217728\""));
+	free(text);
 	fixture_teardown(&fx);
 }
 

@@ -371,7 +371,7 @@ static void test_line_limit(void **state)
 static void test_several_clients(void **state)
 {
 	struct fixture *f = *state;
-	io_tracker_begin(f->trackers[1], 3, IO_KIND_WRITE, 10, 20);
+	io_tracker_begin(f->trackers[1], 3, IO_KIND_WRITE, 10, 20, 0);
 	start(f);
 	int fds[8];
 	for (int i = 0; i < 8; i++)
@@ -428,7 +428,7 @@ static void test_huge_unread_reply_drops_client(void **state)
 	uint32_t slots = 700000;
 	struct io_tracker *big = io_tracker_create(slots);
 	for (uint32_t i = 0; i < slots; i++)
-		io_tracker_begin(big, i, IO_KIND_WRITE, 1000000000000ull + i, 65536);
+		io_tracker_begin(big, i, IO_KIND_WRITE, 1000000000000ull + i, 65536, 0);
 	struct io_tracker *trackers[1] = {big};
 	f->ctx = (struct rpc_context){.trackers = trackers, .num_queues = 1};
 	start(f);
@@ -527,12 +527,12 @@ static void test_queues_and_stats_live(void **state)
 	struct fixture *f = *state;
 	start(f);
 	int fd = connect_client(f->path);
-	io_tracker_begin(f->trackers[0], 0, IO_KIND_READ, 8, 8);
-	io_tracker_begin(f->trackers[0], 5, IO_KIND_FLUSH, 0, 0);
+	io_tracker_begin(f->trackers[0], 0, IO_KIND_READ, 8, 8, 0);
+	io_tracker_begin(f->trackers[0], 5, IO_KIND_FLUSH, 0, 0, 0);
 	request(fd, "{\"command\":\"queues\"}\n",
 		"{\"queues\":[[[\"read\",8,8],[\"flush\"]],[]]}\n");
-	io_tracker_end(f->trackers[0], 0);
-	io_tracker_end(f->trackers[0], 5);
+	io_tracker_end(f->trackers[0], 0, 0);
+	io_tracker_end(f->trackers[0], 5, 0);
 	request(fd, "{\"command\":\"queues\"}\n", "{\"queues\":[[],[]]}\n");
 	request(fd, "{\"command\":\"stats\"}\n",
 		"{\"stats\":{\"queues\":[{\"bytes_read\":4096,\"bytes_written\":0,"

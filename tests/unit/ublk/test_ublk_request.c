@@ -230,6 +230,8 @@ static void test_results(void **state)
 	struct ublk_request read = {.op = UBLK_WIRE_OP_READ, .sectors = 8};
 	assert_int_equal(ublk_request_result(&read, 0), 4096);
 	assert_int_equal(ublk_request_result(&read, -EIO), -EIO);
+	/* A failed stripe is a plain I/O error for the kernel. */
+	assert_int_equal(ublk_request_result(&read, BDEV_ERR_STRIPE_FAILED), -EIO);
 	struct ublk_request write = {.op = UBLK_WIRE_OP_WRITE, .sectors = 1};
 	assert_int_equal(ublk_request_result(&write, 0), 512);
 	assert_int_equal(ublk_request_result(&write, -ENOSPC), -ENOSPC);
