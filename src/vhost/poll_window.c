@@ -1,16 +1,41 @@
 /* The adaptive busy-poll window (see poll_window.h for the rules). */
 #include "vhost/poll_window.h"
 
-void poll_window_init(struct poll_window *w, uint64_t bound_ns, uint64_t cap_ns)
+void poll_window_init(struct poll_window *w, uint64_t bound_ns, uint64_t wake_cost_ns,
+		      uint64_t now_ns, uint64_t preemptions)
 {
-	if (cap_ns == 0)
-		cap_ns = POLL_WINDOW_MAX_NS;
-	*w = (struct poll_window){.max_ns = bound_ns < cap_ns ? bound_ns : cap_ns};
+	*w = (struct poll_window){
+	    .max_ns = bound_ns,
+	    .wake_cost_ns = wake_cost_ns ? wake_cost_ns : POLL_WAKE_COST_NS,
+	    .preemptions = preemptions,
+	    .checked_ns = now_ns,
+	};
 }
 
 uint64_t poll_window_ns(const struct poll_window *w)
 {
 	return w->ns;
+}
+
+uint64_t poll_window_use(const struct poll_window *w, uint64_t now_ns, bool device_wait)
+{
+	bool contended = now_ns < w->contended_until_ns;
+	if ((device_wait || contended) && w->ns > w->wake_cost_ns)
+		return w->wake_cost_ns;
+	return w->ns;
+}
+
+bool poll_window_check_due(const struct poll_window *w, uint64_t now_ns)
+{
+	return now_ns - w->checked_ns >= POLL_CONTENTION_CHECK_NS;
+}
+
+void poll_window_preemptions(struct poll_window *w, uint64_t now_ns, uint64_t preemptions)
+{
+	if (preemptions != w->preemptions)
+		w->contended_until_ns = now_ns + POLL_CONTENDED_HOLD_NS;
+	w->preemptions = preemptions;
+	w->checked_ns = now_ns;
 }
 
 void poll_window_slept(struct poll_window *w, uint64_t block_ns)

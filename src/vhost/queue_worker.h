@@ -27,10 +27,11 @@ struct queue_worker_config {
 	uint32_t seg_size_max;
 	uint32_t seg_count_max;
 	uint64_t poll_timeout_us;
-	/* The longest busy-poll window, at most poll_timeout_us; 0 means
-	 * POLL_WINDOW_MAX_NS, what a sleep and a wake-up cost (poll_window.h).
-	 * Tests that must see a window open for long set more. */
-	uint64_t poll_window_cap_ns;
+	/* What a sleep and a wake-up cost, the longest busy-poll window while
+	 * requests are at the device or the CPU is contended; 0 means
+	 * POLL_WAKE_COST_NS (poll_window.h). Tests that must see a window
+	 * open for long set more. */
+	uint64_t poll_wake_cost_ns;
 	int cpu;	       /* pin to this CPU at start, or -1 */
 	const char *device_id; /* up to VIRTIO_BLK_ID_BYTES */
 	bool write_through;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -217,6 +218,16 @@ static bool ready_to_sleep(struct queue_worker *qw, uint64_t idle_ns, uint64_t w
 	return true;
 }
 
+/* Times this thread was preempted (involuntary context switches): while it
+ * rises, something else wants the CPU a spin would hold (poll_window.h). */
+static uint64_t thread_preemptions(void)
+{
+	struct rusage usage;
+	if (getrusage(RUSAGE_THREAD, &usage) < 0)
+		return 0;
+	return (uint64_t)usage.ru_nivcsw;
+}
+
 static void worker_loop(struct queue_worker *qw)
 {
 	uint64_t last_activity = now_ns();
@@ -241,7 +252,10 @@ static void worker_loop(struct queue_worker *qw)
 			last_activity = now;
 			continue;
 		}
-		if (!ready_to_sleep(qw, now - last_activity, poll_window_ns(&qw->poll)))
+		if (poll_window_check_due(&qw->poll, now))
+			poll_window_preemptions(&qw->poll, now, thread_preemptions());
+		uint64_t window = poll_window_use(&qw->poll, now, qw->in_flight > 0);
+		if (!ready_to_sleep(qw, now - last_activity, window))
 			continue;
 		wait_for_events(qw);
 		if (queue_worker_accepting(qw))
@@ -276,7 +290,7 @@ int queue_worker_thread_init(struct queue_worker *qw)
 		pin_to_cpu(qw);
 	uint64_t poll_us = qw->cfg.poll_timeout_us;
 	poll_window_init(&qw->poll, poll_us > UINT64_MAX / 1000 ? UINT64_MAX : poll_us * 1000,
-			 qw->cfg.poll_window_cap_ns);
+			 qw->cfg.poll_wake_cost_ns, now_ns(), thread_preemptions());
 	/* Created on this thread: an io_uring is best used by the thread that
 	 * set it up, and memory is first touched on the pinned CPU. */
 	int rc = bdev_channel_create(qw->cfg.dev, qw->cfg.max_queue_size, &qw->ch);
