@@ -231,16 +231,9 @@ static uint32_t oldest_client(const struct metrics_http *h)
 static bool accept_clients(struct metrics_http *h)
 {
 	for (int turn = 0; turn < ACCEPTS_PER_TURN; turn++) {
-		int fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			log_warn("metrics endpoint: cannot accept a connection: %s (retrying)",
-				 strerror(errno));
-			return false;
-		}
+		int fd = rpc_accept_one(h->listen_fd, "metrics endpoint");
+		if (fd < 0)
+			return fd == -EAGAIN;
 		if (h->nclients == METRICS_HTTP_MAX_CLIENTS) {
 			log_debug("metrics endpoint: %u connections: closing the oldest",
 				  METRICS_HTTP_MAX_CLIENTS);

@@ -30,6 +30,13 @@ struct text {
 
 void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* One waiting connection on a listening socket, non-blocking and
+ * close-on-exec (rpc_server.c; the RPC socket and the metrics endpoint):
+ * its fd, -EAGAIN when none is waiting, or another negative errno when
+ * accepting failed (logged as "<what>: cannot accept a connection") and the
+ * caller should pause. EINTR and ECONNABORTED are retried. */
+int rpc_accept_one(int listen_fd, const char *what);
+
 /* The compact JSON reply (no newline) to one request line, already trimmed
  * and not empty; malloc'd, NULL only when out of memory. */
 char *rpc_reply(const struct rpc_context *ctx, const char *line, size_t len);

@@ -73,20 +73,30 @@ static uint32_t longest_idle(const struct rpc_server *s)
 	return oldest;
 }
 
+int rpc_accept_one(int listen_fd, const char *what)
+{
+	for (;;) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0)
+			return fd;
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		int error = errno;
+		log_warn("%s: cannot accept a connection: %s (retrying)", what, strerror(error));
+		return -error;
+	}
+}
+
 /* Accepts up to ACCEPTS_PER_TURN waiting connections; returns false when
  * accepting failed for lack of fds or memory and should pause. */
 static bool accept_clients(struct rpc_server *s)
 {
 	for (int turn = 0; turn < ACCEPTS_PER_TURN; turn++) {
-		int fd = accept4(s->listener.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			log_warn("RPC: cannot accept a connection: %s (retrying)", strerror(errno));
-			return false;
-		}
+		int fd = rpc_accept_one(s->listener.fd, "RPC");
+		if (fd < 0)
+			return fd == -EAGAIN;
 		if (s->nclients == RPC_MAX_CLIENTS) {
 			if (!s->replacing_logged)
 				log_warn("RPC: %u clients connected: each new connection replaces "
