@@ -93,8 +93,16 @@ check() { # check NAME FUNCTION [ARGS...]
 	shift
 	echo "@@UBIBLK-CHECK-BEGIN $_name"
 	read -r _t0 _ </proc/uptime
-	(set -e; "$@") </dev/null 2>&1
+	(set -e; "$@") </dev/null 2>&1 &
+	_pid=$!
+	# A check that hangs is reported while it hangs: the host only sees a
+	# timeout, and by then the guest is gone (stall_report below).
+	(while sleep "${UBIBLK_STALL_SECONDS:-60}"; do stall_report "$_name"; done) </dev/null 2>&1 &
+	_dog=$!
+	wait "$_pid"
 	_rc=$?
+	kill "$_dog" 2>/dev/null
+	wait "$_dog" 2>/dev/null
 	read -r _t1 _ </proc/uptime
 	_t=$(awk "BEGIN { printf \"%.1f\", $_t1 - $_t0 }")
 	if [ "$_rc" -eq 0 ]; then
@@ -102,6 +110,44 @@ check() { # check NAME FUNCTION [ARGS...]
 	else
 		echo "@@UBIBLK-CHECK-FAIL $_name ${_t}s rc=$_rc"
 	fi
+}
+# What a hung check waits for, as the guest kernel sees it: requests its
+# block devices have in flight (and in which hardware queue), the tasks in
+# uninterruptible sleep with their kernel stacks, and the virtio interrupts.
+# Requests in flight in the guest while the backend has none in flight means a
+# lost kick or a lost call; none in flight means the hang is not in I/O.
+stall_report() { # stall_report NAME
+	# Shell builtins only: under TCG on a busy host every fork costs.
+	read -r _up _ </proc/uptime
+	echo "stall: $1 still running at ${_up}s of guest uptime"
+	for _d in /sys/block/*; do
+		[ -r "$_d/inflight" ] || continue
+		read -r _r _w <"$_d/inflight"
+		[ "${_d##*/}" = vda ] || [ "$_r$_w" != 00 ] || continue
+		echo "stall: ${_d##*/} in flight (reads writes): $_r $_w"
+	done
+	[ -d /sys/kernel/debug/block ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	for _f in /sys/kernel/debug/block/*/hctx*/busy /sys/kernel/debug/block/*/hctx*/dispatch; do
+		[ -s "$_f" ] || continue
+		_n=0
+		while [ $_n -lt 4 ] && read -r _l; do
+			echo "stall: $_f: $_l"
+			_n=$((_n + 1))
+		done <"$_f"
+	done
+	for _p in /proc/[0-9]*; do
+		read -r _ _comm _s _ <"$_p/stat" 2>/dev/null || continue
+		[ "$_s" = D ] || continue
+		echo "stall: task $_comm (pid ${_p#/proc/}) in D state:"
+		_n=0
+		while [ $_n -lt 8 ] && read -r _l; do
+			echo "stall:   $_l"
+			_n=$((_n + 1))
+		done <"$_p/stack" 2>/dev/null
+	done
+	while read -r _l; do
+		case $_l in *virtio*) echo "stall: $_l" ;; esac
+	done </proc/interrupts
 }
 value() { # value NAME VALUE: reported to the host
 	echo "@@UBIBLK-VALUE $1 $2"
@@ -125,6 +171,10 @@ class Check:
     seconds: float = None  # guest time the check took
 
 
+# Lines of the guest's stall report a failure message carries.
+STALL_LINES = 40
+
+
 @dataclass
 class GuestResult:
     console_log: str
@@ -135,6 +185,8 @@ class GuestResult:
     errors: list = field(default_factory=list)  # @@UBIBLK-GUEST-ERROR lines
     checks: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    unfinished: str = None  # the check the guest was in when it stopped
+    stall: list = field(default_factory=list)  # stall_report lines of the unfinished check
 
     def failures(self):
         """Problems with the guest run itself (not with a check)."""
@@ -144,7 +196,11 @@ class GuestResult:
         if not self.ready:
             out.append("guest never reached the test script")
         elif self.exit_status is None:
-            out.append("guest script did not finish")
+            out.append("guest script did not finish" +
+                       (f" (check {self.unfinished} never finished)" if self.unfinished else ""))
+        if self.stall and (self.timed_out or self.exit_status is None):
+            # First, before any console tail: what the hung check waited for.
+            out.append("the guest's stall report:\n" + "\n".join(self.stall[:STALL_LINES]))
         elif self.exit_status != 0:
             out.append(f"guest script exited with status {self.exit_status}")
         return out
@@ -268,6 +324,8 @@ def parse_console(text, result):
             name, _, value = rest.partition(" ")
             result.values[name] = value.strip()
     if current:  # the guest died inside a check
+        result.unfinished = current[0]
+        result.stall = [line for line in current[1] if line.startswith("stall: ")]
         result.checks[current[0]] = Check(current[0], False,
                                           "\n".join(current[1] + ["(check never finished)"]))
     return result
@@ -280,13 +338,15 @@ def _log_has(path, needle):
 
 def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_size=128,
               kernel=None, initrd=None, smp=2, mem_mb=1024, ready_timeout=90, tag=None,
-              tcg_thread=None, drives=()):
+              tcg_thread=None, drives=(), stall_seconds=60):
     """Boot one guest that runs GUEST_LIB + script_body, wait for it to power
     off and parse the markers. sockets may be empty; drives are host files
     attached as plain virtio-blk disks after the sockets' disks. QEMU is killed by pid after `timeout` seconds,
     or after `ready_timeout` if the guest has not reached the script by then
     (it boots in a few seconds; a backend that breaks the device setup would
-    otherwise cost the whole timeout). The script, console log and QEMU
+    otherwise cost the whole timeout). A check still running after
+    stall_seconds (guest time) prints the guest's stall report, and again
+    every stall_seconds; GuestResult.stall keeps those lines. The script, console log and QEMU
     command line stay in workdir (guest-script.sh, console.log, qemu.cmd;
     with a tag, guest-script-TAG.sh, console-TAG.log and qemu-TAG.cmd, so
     several boots in one workdir keep theirs)."""
@@ -295,7 +355,8 @@ def run_guest(workdir, sockets, script_body, timeout=300, num_queues=2, queue_si
     suffix = f"-{tag}" if tag else ""
     script = os.path.join(workdir, f"guest-script{suffix}.sh")
     with open(script, "w") as f:
-        f.write("#!/bin/sh\n" + GUEST_LIB + "\n" + script_body + "\n")
+        f.write("#!/bin/sh\n" + f"UBIBLK_STALL_SECONDS={int(stall_seconds)}\n" + GUEST_LIB +
+                "\n" + script_body + "\n")
     os.chmod(script, 0o755)
     log = os.path.join(workdir, f"console{suffix}.log")
     argv = qemu_argv(kernel, initrd, sockets, append=f"ubiblk.script={os.path.abspath(script)}",

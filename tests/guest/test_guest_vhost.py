@@ -16,6 +16,7 @@ bug. Set UBIBLK_GUEST_TIMEOUT (seconds, default 300) for slow builds."""
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
@@ -150,6 +151,14 @@ sha_roundtrip() {
 	[ "$direct" = "$want" ] && [ "$cached" = "$want" ]
 }
 
+# The report a hung check leaves (GUEST_LIB's stall_report): a check that
+# outlives a 1 s stall period, with a direct read in flight on vda.
+stall_probe() {
+	dd if=$DEV of=/dev/null bs=1M count=64 iflag=direct status=none &
+	sleep 4
+	wait
+}
+
 check device device
 [ -z "$EXPECT_ID" ] || check serial serial
 check queues queues
@@ -158,6 +167,10 @@ check both-queues-used both_queues_used
 check discard discard
 check write-zeroes write_zeroes
 check sha256-roundtrip sha_roundtrip
+_stall=$UBIBLK_STALL_SECONDS
+UBIBLK_STALL_SECONDS=1
+check stall-report stall_probe
+UBIBLK_STALL_SECONDS=$_stall
 '''
 
 
@@ -171,6 +184,20 @@ def guest_script(device_id):
         text = text.replace(f"@{key}@", str(value))
     assert "@" not in text.replace("$@", ""), "unsubstituted placeholder"
     return text
+
+
+def backend_state(rpc_socket):
+    """What the backend has in flight per queue and has done, for a guest that
+    hung: with the guest's stall report it tells a lost kick or call (guest
+    has requests in flight, the backend none) from a request stuck at the
+    device (the backend has it in flight)."""
+    lines = []
+    for command in ("queues", "stats"):
+        try:
+            lines.append(f"{command}: {json.dumps(harness.rpc(rpc_socket, command, timeout=5))}")
+        except (OSError, ValueError) as e:
+            lines.append(f"{command}: no answer ({e})")
+    return "\n".join(lines)
 
 
 def read_file_range(path, off, length):
@@ -190,6 +217,7 @@ class Session:
         self.backend_status = None
         self.backend_alive_after_guest = None
         self.backend_log = ""
+        self.backend_state = ""  # the backend's view when the guest hung
         self.backend_stop_error = None
         self.file_sha = (None, None)
         self.file_regions = {}
@@ -204,12 +232,15 @@ class Session:
         scratch, tmp = run_guest.scratch_dir("ubiblk-guest-", harness.BUILD_DIR, keep=self.keep)
         try:
             self.disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_BYTES)
+            rpc_socket = None
             if self.backend == "qsd":
                 server = harness.QemuStorageDaemon(tmp, self.disk, num_queues=NUM_QUEUES)
                 device_id = None
             else:
+                rpc_socket = os.path.join(tmp, "rpc.sock")
                 server = harness.VhostBackend(tmp, self.disk, num_queues=NUM_QUEUES,
-                                              queue_size=QUEUE_SIZE, device_id=DEVICE_ID)
+                                              queue_size=QUEUE_SIZE, device_id=DEVICE_ID,
+                                              rpc_socket_path=rpc_socket)
                 device_id = DEVICE_ID
             with server:
                 t = time.monotonic()
@@ -223,6 +254,8 @@ class Session:
                                                   tcg_thread="single")
                 self.timings["guest"] = time.monotonic() - t
                 self.backend_alive_after_guest = server.process.alive()
+                if rpc_socket and self.result.exit_status is None:
+                    self.backend_state = backend_state(rpc_socket)
                 try:
                     self.backend_status = server.stop()
                 except TimeoutError as e:  # killed by the context manager
@@ -261,10 +294,13 @@ def make_tests(session, backend):
                                              if c.seconds is not None), flush=True)
         problems = session.result.failures()
         if problems:
+            # Most telling first: CI shows the start of a failure's output.
             backend_tail = "\n".join(session.backend_log.splitlines()[-20:])
-            raise AssertionError("; ".join(problems) + "\n--- console tail ---\n" +
-                                 session.console_tail + "\n--- backend log tail ---\n" +
-                                 backend_tail + "\n---")
+            state = ("\n--- backend state ---\n" + session.backend_state
+                     if session.backend_state else "")
+            raise AssertionError("; ".join(problems) + state + "\n--- backend log tail ---\n" +
+                                 backend_tail + "\n--- console tail ---\n" +
+                                 session.console_tail + "\n---")
 
     def guest_check(name):
         def test():
@@ -311,12 +347,25 @@ def make_tests(session, backend):
             raise AssertionError(f"backend exit status {session.backend_status} on SIGTERM:\n" +
                                  session.backend_log[-3000:])
 
+    def guest_stall_report():
+        """A hung check gets the guest's view into the failure: the probe
+        check outlived its 1 s stall period with a read in flight."""
+        if session.result is None:
+            raise AssertionError("guest did not run")
+        run_guest.assert_check_passed(session.result, "stall-report")
+        detail = session.result.checks["stall-report"].detail
+        for want in ("stall: stall-report still running", "stall: vda in flight (reads writes):",
+                     "stall: ", "virtio"):
+            if want not in detail:
+                raise AssertionError(f"no {want!r} in the stall report:\n{detail}")
+
     names = ["device", "queues", "fio-verify", "both-queues-used", "discard", "write-zeroes",
              "sha256-roundtrip"]
     if backend != "qsd":
         names.insert(1, "serial")
     return ([guest_boots] + [guest_check(n) for n in names] +
-            [host_data_matches_guest, host_holes_in_file, backend_survives_and_stops_cleanly])
+            [guest_stall_report, host_data_matches_guest, host_holes_in_file,
+             backend_survives_and_stops_cleanly])
 
 
 def main():
