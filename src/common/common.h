@@ -161,6 +161,27 @@ int unix_listener_open(const char *path, mode_t mode, const char *what, struct u
  * socket this listener created (not one a newer process put there). */
 void unix_listener_close(struct unix_listener *l, const char *path);
 
+/* ---- literal socket addresses ----
+ * Parses "IPv4:port" (e.g. "192.0.2.10:4555") or "[IPv6]:port" (e.g.
+ * "[::1]:9101") into a TCP socket address. Only numeric addresses: no name
+ * resolution, so a config never waits on DNS and a check on the address
+ * (the metrics endpoint's loopback rule) holds for the address used.
+ * `text` must not be NULL. The port is 1..65535, or 0..65535 when
+ * `port_zero_ok` (a listener where 0 asks the kernel for any free port).
+ * Returns 0 with *addr (zero-filled, then family, port, address) and
+ * *addrlen set, or -EINVAL with neither touched and *why (unless why is
+ * NULL) pointing at a static, lower-case reason to print after the
+ * caller's own prefix ("<what> <text>: <reason>"). Refused: no ':' before
+ * a port ("expected IPv4:port or [IPv6]:port"), a '[' without "]:"
+ * ("expected [IPv6]:port"), a port that is empty, not all digits (a sign,
+ * a space), too big or 0 when not allowed, a host that is not a literal
+ * address of its form (host names, "localhost" included; an empty or
+ * overlong host; dotted quads with parts missing) and an IPv6 address
+ * without brackets. No length limit on `text` beyond that: a caller that
+ * keeps a copy checks its own. Thread-safe: no state. */
+int socket_address_parse(const char *text, bool port_zero_ok, struct sockaddr_storage *addr,
+			 socklen_t *addrlen, const char **why);
+
 /* ---- service manager notification ----
  * systemd's notify protocol (sd_notify(3)) without libsystemd: `text`, one or
  * more "KEY=value" lines ("READY=1", "STATUS=...", "STOPPING=1"), goes in one

@@ -285,10 +285,10 @@ def test_metrics_listen_refuses_non_loopback():
                         ("192.0.2.1:9101", "is not a loopback address"),
                         ("[::]:9101", "is not a loopback address"),
                         ("[2001:db8::1]:9101", "is not a loopback address"),
-                        ("localhost:9101", "not a numeric IPv4 address"),
-                        ("127.0.0.1", "expected ADDRESS:PORT"),
+                        ("localhost:9101", "not a literal IPv4 address"),
+                        ("127.0.0.1", "expected IPv4:port or [IPv6]:port"),
                         ("127.0.0.1:70000", "the port must be"),
-                        ("::1:9101", "expected ADDRESS:PORT")):
+                        ("::1:9101", "an IPv6 address needs brackets")):
         with harness.scratch_dir() as tmp:
             disk = harness.make_disk(os.path.join(tmp, "disk.raw"), DISK_SIZE)
             be = harness.VhostBackend(tmp, disk, metrics_listen=listen)
