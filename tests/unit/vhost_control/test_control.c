@@ -792,6 +792,12 @@ static void serve_get_id(struct fixture *f, uint32_t ring_size)
 {
 	int kick, call;
 	uint8_t *ram = start_queue_with_get_id(f, ring_size, &kick, &call);
+	/* The queue signals its new call fd once as it starts; take that
+	 * signal so the poll below waits for the request's. */
+	struct pollfd start = {.fd = call, .events = POLLIN};
+	assert_int_equal(poll(&start, 1, 5000), 1);
+	uint64_t started = 0;
+	assert_int_equal(read(call, &started, sizeof(started)), sizeof(started));
 	uint64_t one = 1;
 	assert_int_equal(write(kick, &one, sizeof(one)), sizeof(one));
 
