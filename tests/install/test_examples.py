@@ -48,8 +48,11 @@ class Examples:
                     .replace("0.0.0.0:4555", self.address)
                     .replace("192.0.2.10:4555", self.address))
             for line in text.splitlines():
+                # The scratch folder itself may lie under /var (a checkout
+                # in /var/tmp): only what is left outside it counts.
+                rest = line.replace(tmp, "")
                 if not line.lstrip().startswith("#") and any(
-                        p in line for p in ("/var/", "/run/ubiblk", "/etc/", "0.0.0.0",
+                        p in rest for p in ("/var/", "/run/ubiblk", "/etc/", "0.0.0.0",
                                             "192.0.2.10")):
                     raise AssertionError(f"{name}: a path or address the test does not "
                                          f"replace: {line!r}")
