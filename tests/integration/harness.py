@@ -26,6 +26,13 @@ def binary(name):
     return path
 
 
+def built_with_asan():
+    """True when the build under test has AddressSanitizer (its binaries
+    link libasan): slower, and its quarantine keeps freed memory."""
+    with open(binary("vhost-backend"), "rb") as f:
+        return b"libasan" in f.read()
+
+
 def scratch_dir(prefix="ubiblk-test-"):
     """A temporary folder on a real filesystem (O_DIRECT does not work on
     tmpfs); honours TMPDIR, defaults to the build folder."""

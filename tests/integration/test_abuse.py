@@ -154,10 +154,9 @@ class Figures:
             self.base_fds = max(self.base_fds, fd_count(pid))
             time.sleep(0.1)
         self.base_rss = rss_kib(pid)
-        with open(f"/proc/{pid}/maps") as f:
-            # ASan keeps freed memory in its quarantine (256 MiB): RSS then
-            # says nothing about leaks (LeakSanitizer does, at exit).
-            self.check_rss = "libasan" not in f.read()
+        # ASan keeps freed memory in its quarantine (256 MiB): RSS then
+        # says nothing about leaks (LeakSanitizer does, at exit).
+        self.check_rss = not harness.built_with_asan()
         self.sampler = Sampler(pid)
 
     def settle(self, extra_fds=0):

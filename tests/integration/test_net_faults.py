@@ -4,7 +4,8 @@ seed (UBIBLK_FAULT_SEED, printed; set it to replay a run's choices).
 
 Each run picks a path, a fault mix (latency, bandwidth cap, reset, truncate,
 stall, garbage bytes: per connection and direction) and a small disk (8-32
-MiB, stripes of 128 KiB to 2 MiB):
+MiB, stripes of 128 KiB to 2 MiB; a harsh run, where every attempt fails,
+at most 16 MiB in stripes of 512 KiB or more):
 
 - remote: vhost-backend (autofetch, TLS-PSK) <- proxy <- remote-stripe-server;
 - archive-source: vhost-backend (autofetch) <- proxy <- Swift's S3 API,
@@ -149,8 +150,7 @@ def rss_bytes(pid):
 def asan_factor():
     """4 for a build with AddressSanitizer (its quarantine keeps freed
     memory, up to 256 MiB, and its shadow memory counts too), else 1."""
-    with open(harness.binary("vhost-backend"), "rb") as f:
-        return 4 if b"libasan" in f.read() else 1
+    return 4 if harness.built_with_asan() else 1
 
 
 class Monitor:
@@ -267,14 +267,20 @@ class Run:
         self.work = os.path.join(WORK, f"run{index}")
         os.makedirs(self.work)
         self.shift = self.rng.choice([8, 9, 10, 11, 12])
-        self.stripe = 512 << self.shift
         self.size = self.rng.choice([8, 16, 24, 32]) * MiB
-        self.data = make_data(self.rng, self.size, self.stripe)
-        direction = "up" if path == "archive-tool" else "down"
         # One run in four is harsh: every connection gets a reset, truncation
         # or garbage within its first stripe, so retries run out and stripes
         # end Failed (or the tool gives up); the others are mild mixes.
         self.harsh = self.rng.random() < 0.25
+        if self.harsh:
+            # Every attempt then fails and the next waits out the re-dial
+            # backoff (500 ms): at most 32 stripes, or a 256-stripe disk over
+            # 2 connections would take 256 x 4 x ~1 s / 2, past RUN_BOUND.
+            self.shift = max(self.shift, 10)
+            self.size = min(self.size, 16 * MiB)
+        self.stripe = 512 << self.shift
+        self.data = make_data(self.rng, self.size, self.stripe)
+        direction = "up" if path == "archive-tool" else "down"
         if self.harsh:
             kinds = self.rng.sample(["reset", "truncate", "garbage"], self.rng.randint(1, 2))
             self.mix = FaultMix(kinds, probability=1.0, data_direction=direction,
