@@ -137,6 +137,8 @@ bool queue_worker_accepting(const struct queue_worker *qw);
  * returns used entries and signals the guest once. True when anything
  * happened. */
 bool queue_worker_run_round(struct queue_worker *qw);
+/* Signals the call fd, if any; never blocks (eventfd_io.h). */
+void queue_worker_signal_guest(struct queue_worker *qw);
 /* After the rings were mapped again: returns the requests that completed
  * meanwhile. */
 void queue_worker_return_unreturned(struct queue_worker *qw);

@@ -347,7 +347,7 @@ static bool reap_completions(struct queue_worker *qw)
 	return reaped;
 }
 
-static void signal_guest(struct queue_worker *qw)
+void queue_worker_signal_guest(struct queue_worker *qw)
 {
 	if (qw->have.call_fd < 0)
 		return;
@@ -365,7 +365,7 @@ static void publish_used(struct queue_worker *qw)
 	qw->used_pending = false;
 	virtqueue_publish_used(&qw->vq);
 	if (virtqueue_should_notify(&qw->vq))
-		signal_guest(qw);
+		queue_worker_signal_guest(qw);
 }
 
 /* Pop everything available, submit it at once, reap, return and signal. */

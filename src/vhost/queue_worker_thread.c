@@ -79,25 +79,6 @@ static void switch_memory(struct queue_worker *qw, struct guest_memory *mem)
 		queue_worker_return_unreturned(qw);
 }
 
-/* One signal when a running queue gets a call fd: at its start, and when
- * the front end replaces the fd while it runs (QEMU swaps in a masked
- * notifier and back when the guest masks or unmasks the queue's interrupt;
- * a reconnect starts the queue again). A signal given to the old fd after
- * the front end last looked at it is lost, as is one a crashed back end
- * never gave, and with EVENT_IDX the driver asks for no other until it has
- * seen it: the guest would wait for good. A spurious interrupt costs the
- * driver one look at the used ring. libvhost-user (qemu-storage-daemon)
- * signals every call fd it is given for the same reason. */
-static void signal_new_call_fd(struct queue_worker *qw)
-{
-	if (qw->have.call_fd < 0)
-		return;
-	int rc = eventfd_io_signal(&qw->call_io, qw->have.call_fd);
-	if (rc < 0)
-		log_warn("queue %u: signalling the new call fd failed: %s", qw->cfg.index,
-			 strerror(-rc));
-}
-
 /* Applies `want`, lock held. Returns false when the acknowledgement waits
  * for a stop to finish (finish_stop() gives it). */
 static bool apply_settings_locked(struct queue_worker *qw)
@@ -143,8 +124,18 @@ static bool apply_settings_locked(struct queue_worker *qw)
 		qw->stopping = true;
 		return false;
 	}
+	/* One signal when a running queue gets a call fd: at its start, and
+	 * when the front end replaces the fd while it runs (QEMU swaps in a
+	 * masked notifier and back when the guest masks or unmasks the queue's
+	 * interrupt; a reconnect starts the queue again). A signal given to
+	 * the old fd after the front end last looked at it is lost, as is one
+	 * a crashed back end never gave, and with EVENT_IDX the driver asks
+	 * for no other until it has seen it: the guest would wait for good. A
+	 * spurious interrupt costs the driver one look at the used ring.
+	 * libvhost-user (qemu-storage-daemon) signals every call fd it is
+	 * given for the same reason. */
 	if (qw->running && (call_replaced || !was_running))
-		signal_new_call_fd(qw);
+		queue_worker_signal_guest(qw);
 	acknowledge(qw);
 	return true;
 }

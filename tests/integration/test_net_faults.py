@@ -275,7 +275,7 @@ class Run:
         if self.harsh:
             # Every attempt then fails and the next waits out the re-dial
             # backoff (500 ms): at most 32 stripes, or a 256-stripe disk over
-            # 2 connections would take 256 x 4 x ~1 s / 2, past RUN_BOUND.
+            # 2 connections takes 256 x 4 x ~1 s / 2, minutes of the suite.
             self.shift = max(self.shift, 10)
             self.size = min(self.size, 16 * MiB)
         self.stripe = 512 << self.shift

@@ -142,7 +142,7 @@ static void start_queue(struct fixture *f, bool event_idx)
 	queue_worker_set_enabled(f->qw, true);
 	assert_int_equal(queue_worker_start(f->qw), 0);
 	assert_true(queue_worker_started(f->qw));
-	/* A queue that starts signals its call fd once (signal_new_call_fd);
+	/* A queue that starts signals its call fd once (queue_worker_signal_guest);
 	 * a restarted queue may also have completed a pending head already. */
 	assert_true(wait_calls(f) >= 1);
 }
