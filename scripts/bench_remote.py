@@ -36,18 +36,10 @@ MiB = 1 << 20
 IDENTITY = "bench"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class StripeServer:
     def __init__(self, tmp, image, secret=None):
         name = "tls" if secret else "plain"
-        self.address = f"127.0.0.1:{free_port()}"
+        self.address = f"127.0.0.1:{harness.free_port()}"
         device = harness.write_config(os.path.join(tmp, f"server-{name}.yaml"), {"path": image})
         listen = os.path.join(tmp, f"listen-{name}.yaml")
         with open(listen, "w") as f:
@@ -66,7 +58,7 @@ class StripeServer:
 
 class Nbdkit:
     def __init__(self, tmp, image, psk_file=None):
-        self.port = free_port()
+        self.port = harness.free_port()
         argv = ["nbdkit", "--foreground", "--exit-with-parent", "-i", "127.0.0.1",
                 "-p", str(self.port), "--readonly"]
         if psk_file:

@@ -27,7 +27,6 @@ import base64
 import hashlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -109,14 +108,6 @@ check disk-sha256 disk_sha256
 
 GUEST1_CHECKS = ["device", "disk-sha256", "write-pattern"]
 GUEST2_CHECKS = ["device", "written-sha256", "disk-sha256"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Session:
@@ -214,7 +205,7 @@ class Session:
         del image_data, pattern_data, before
 
         secret = base64.b64encode(os.urandom(32)).decode()
-        address = f"127.0.0.1:{free_port()}"
+        address = f"127.0.0.1:{harness.free_port()}"
         device = harness.write_config(os.path.join(server_dir, "image.yaml"), {"path": image})
         listen = os.path.join(server_dir, "listen.yaml")
         with open(listen, "w") as f:

@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -19,14 +18,6 @@ from install_common import EXAMPLES, TIMEOUT  # noqa: E402
 SIZE = 16 << 20
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Examples:
     """The examples copied into a scratch folder, paths and address replaced."""
 
@@ -36,7 +27,7 @@ class Examples:
         self.run = os.path.join(tmp, "run")
         os.makedirs(self.lib)
         os.makedirs(self.run)
-        self.address = f"127.0.0.1:{free_port()}"
+        self.address = f"127.0.0.1:{harness.free_port()}"
         self.paths = {}
         for name in sorted(os.listdir(EXAMPLES)):
             if not name.endswith(".yaml"):

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,6 +40,30 @@ def scratch_dir(prefix="ubiblk-test-"):
     base = os.environ.get("TMPDIR") or BUILD_DIR
     os.makedirs(base, exist_ok=True)
     return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+
+
+def free_port():
+    """A TCP port nothing listens on right now on 127.0.0.1, for a server
+    the caller starts next. Picked at random below the kernel's ephemeral
+    range, so that no outgoing connection (of this test or of one running
+    beside it) can take it before the server binds it; a port that is in
+    use is passed over."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low = 10000 if ephemeral_low > 12000 else 1024
+    high = max(low + 1000, ephemeral_low - 1)
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port in {low}-{high} on 127.0.0.1")
 
 
 def make_disk(path, size_bytes):

@@ -72,13 +72,6 @@ def _die_with_parent():
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def free_port():
-    """A TCP port nothing listens on right now on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _interpreter_of(program):
     """The interpreter in `program`'s #! line: Swift's Python modules belong to
     the system Python, which need not be the one running the tests."""
@@ -282,7 +275,7 @@ class SwiftS3:
                   self.cache_dir, self.run_dir):
             os.makedirs(d, exist_ok=True)
         self.python = _interpreter_of("swift-proxy-server")
-        self.ports = {name: free_port() for name in self.SERVERS + ("proxy", "memcached")}
+        self.ports = {name: harness.free_port() for name in self.SERVERS + ("proxy", "memcached")}
         self.endpoint = f"http://127.0.0.1:{self.ports['proxy']}"
         self.host_endpoint = f"http://{STORAGE_DOMAIN}:{self.ports['proxy']}"
 

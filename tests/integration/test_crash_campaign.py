@@ -244,7 +244,7 @@ def remote_source(work, source):
     with open(image, "wb") as f:
         f.write(source)
     config = harness.write_config(os.path.join(work, "server.yaml"), {"path": image})
-    port = swift.free_port()
+    port = harness.free_port()
     secret = s3t.b64(os.urandom(32))
     listen = os.path.join(work, "listen.yaml")
     with open(listen, "w") as f:

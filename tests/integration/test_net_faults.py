@@ -68,10 +68,6 @@ def expect(cond, what):
         raise AssertionError(what)
 
 
-def free_port():
-    return swift.free_port()
-
-
 # ---- what the back end holds ----
 
 def unix_inodes(pid):
@@ -415,7 +411,7 @@ def hydrate_under_faults(run, be, rpc, disk, proxy, cause_of):
 
 def run_remote(run):
     server_config = write_device(run.work, "server", run.data, run.shift)
-    port = free_port()
+    port = harness.free_port()
     listen = os.path.join(run.work, "listen.yaml")
     with open(listen, "w") as f:
         f.write(f'address: "127.0.0.1:{port}"\npsk_identity: "{IDENTITY}"\n'

@@ -341,14 +341,6 @@ SECRET = bytes(range(0x40, 0x60))   # 32 bytes
 IDENTITY = "client1"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def listening(port):
     want = f":{port:04X} "
     with open("/proc/net/tcp") as f:
@@ -361,7 +353,7 @@ class OpensslServer:
     whatever the client sends is collected from stdout."""
 
     def __init__(self, canned, identity=IDENTITY, secret=SECRET):
-        self.port = free_port()
+        self.port = harness.free_port()
         self.proc = subprocess.Popen(
             ["openssl", "s_server", "-quiet", "-tls1_2", "-nocert", "-no_ticket",
              "-cipher", "PSK-AES256-GCM-SHA384", "-psk", secret.hex(),

@@ -20,7 +20,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,14 +38,6 @@ KEK_YAML = ("method: aes256-gcm\nkey: wHKSFBsRXW/VPLsJKl/mnsMs7X3Pt8NWjzZkch8Ku6
 def expect(cond, what):
     if not cond:
         raise AssertionError(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def sha256_file(path, size=None):
@@ -105,7 +96,7 @@ class Server:
 
     def __init__(self, world, tls, port=None, name="server"):
         self.world = world
-        self.port = port or free_port()
+        self.port = port or harness.free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.listen = os.path.join(world.tmp, f"{name}-listen.yaml")
         lines = [f'address: "{self.address}"']

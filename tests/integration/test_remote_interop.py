@@ -74,7 +74,7 @@ def test_our_server_serves_a_04_client():
             f.write(image + bytes(16 * MiB - len(image)))
         config = os.path.join(tmp, "device.yaml")
         harness.write_config(config, {"path": disk, "socket": os.path.join(tmp, "unused.sock")})
-        port = free_port()
+        port = harness.free_port()
         listen = os.path.join(tmp, "listen.yaml")
         with open(listen, "w") as f:
             f.write(f'address: "127.0.0.1:{port}"\n')
@@ -102,12 +102,6 @@ def test_our_server_serves_a_04_client():
             assert server.stop() == 0
         finally:
             server.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def recv_exact(conn, n):

@@ -340,14 +340,6 @@ def test_kek_options():
             expect(r.returncode == 1 and r.stdout == "", r.stderr)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_tls_against_our_server():
     """Over TLS-PSK against remote-stripe-server: the secret KEK-wrapped on
     both sides, the whole 4 MiB example read back; a wrong identity or
@@ -366,7 +358,7 @@ def test_tls_against_our_server():
                                  timeout=30, check=True).stdout.strip()
         disk = os.path.join(tmp, "4mib.data")
         device = write(os.path.join(tmp, "device.yaml"), f'path: "{disk}"\n')
-        address = f"127.0.0.1:{free_port()}"
+        address = f"127.0.0.1:{harness.free_port()}"
         listen = write(os.path.join(tmp, "listen.yaml"),
                        f'address: "{address}"\npsk_identity: "vm-1234"\n'
                        f'psk_secret: "{wrapped}"\n')

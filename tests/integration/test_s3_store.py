@@ -310,7 +310,7 @@ def test_timeouts_and_refused_connections():
     expect(rc == 1 and n == 2 and "error 110:" in out and "(after 2 attempts)" in out,
            f"{n}: {out}")
     expect(took < 3, f"two 300 ms attempts took {took:.1f}s")
-    cfg = target("refused", endpoint=f"http://127.0.0.1:{swift.free_port()}")
+    cfg = target("refused", endpoint=f"http://127.0.0.1:{harness.free_port()}")
     rc, out = tool(cfg, "head", "k", options=FAST)
     expect(rc == 1 and "error 111:" in out and "HeadObject k (key k) failed:" in out
            and "(after 3 attempts)" in out, out)
