@@ -42,12 +42,15 @@ def scratch_dir(prefix="ubiblk-test-"):
     return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
 
 
+_ports_given = set()  # free_port() never hands out a port twice in one process
+
+
 def free_port():
     """A TCP port nothing listens on right now on 127.0.0.1, for a server
     the caller starts next. Picked at random below the kernel's ephemeral
     range, so that no outgoing connection (of this test or of one running
     beside it) can take it before the server binds it; a port that is in
-    use is passed over."""
+    use, or that this process was already given, is passed over."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             ephemeral_low = int(f.read().split()[0])
@@ -57,12 +60,15 @@ def free_port():
     high = max(low + 1000, ephemeral_low - 1)
     for _ in range(200):
         port = random.randint(low, high)
+        if port in _ports_given:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _ports_given.add(port)
+        return port
     raise RuntimeError(f"no free TCP port in {low}-{high} on 127.0.0.1")
 
 
