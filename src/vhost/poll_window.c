@@ -20,7 +20,12 @@ uint64_t poll_window_ns(const struct poll_window *w)
 uint64_t poll_window_use(const struct poll_window *w, uint64_t now_ns, bool device_wait)
 {
 	bool contended = now_ns < w->contended_until_ns;
-	if ((device_wait || contended) && w->ns > w->wake_cost_ns)
+	/* A spin does not make the device faster. It only saves the wake-up
+	 * that follows the completion, which is cheap on an idle CPU, so
+	 * there the CPU goes to the kernel's completion work instead. */
+	if (device_wait && !contended)
+		return 0;
+	if (contended && w->ns > w->wake_cost_ns)
 		return w->wake_cost_ns;
 	return w->ns;
 }

@@ -13,11 +13,16 @@
  * - Work found while polling teaches nothing: the window was right.
  * - The window never exceeds the bound; a bound of 0 never polls.
  * - The window used (poll_window_use) is at most the wake-up cost
- *   (POLL_WAKE_COST_NS) while requests are in flight at the device, whose
- *   latency a spin does not shorten, and while the CPU is contended (the
- *   thread was preempted in the last POLL_CONTENDED_HOLD_NS): a spin then
- *   takes the CPU from the client, the kernel's completion work or, on a
- *   busy host, the vCPUs, and every µs of it delays them.
+ *   (POLL_WAKE_COST_NS) while the CPU is contended (the thread was
+ *   preempted in the last POLL_CONTENDED_HOLD_NS): a spin then takes the
+ *   CPU from the client, the kernel's completion work or, on a busy host,
+ *   the vCPUs, and every µs of it delays them.
+ * - While requests are in flight at the device (whose latency a spin does
+ *   not shorten) the window used is 0 on an uncontended CPU: the wake-up
+ *   after the completion is cheap there, and the CPU a spin would hold is
+ *   the one the kernel's completion work needs. On a contended CPU a
+ *   wake-up waits for the CPU too, so the spin up to the wake-up's cost
+ *   (the rule above) pays.
  *
  * Pure: times and preemption counts come from the caller
  * (queue_worker_thread.c); a window belongs to one worker thread. */

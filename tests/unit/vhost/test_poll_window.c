@@ -101,19 +101,21 @@ static void grow_to_512(struct poll_window *w, uint64_t now, uint64_t preemption
 	assert_int_equal(poll_window_ns(w), 512 * US);
 }
 
-static void test_device_waits_use_a_wake_up_at_most(void **state)
+static void test_device_waits_sleep_unless_contended(void **state)
 {
 	(void)state;
 	struct poll_window w;
 	grow_to_512(&w, 0, 0);
 	/* Waiting for the guest: the whole window. */
 	assert_int_equal(poll_window_use(&w, 10 * US, false), 512 * US);
-	/* Requests at the device: a spin does not make it faster. */
-	assert_int_equal(poll_window_use(&w, 10 * US, true), POLL_WAKE_COST_NS);
-	/* A window under the cost is used as it is. */
+	/* Requests at the device on an idle CPU: a spin does not make it
+	 * faster and the wake-up is cheap. */
+	assert_int_equal(poll_window_use(&w, 10 * US, true), 0);
+	/* Learned as before: the device wait does not change the window. */
+	assert_int_equal(poll_window_ns(&w), 512 * US);
 	poll_window_init(&w, 1000 * US, 0, 0, 0);
 	poll_window_slept(&w, 10 * US);
-	assert_int_equal(poll_window_use(&w, 10 * US, true), POLL_WINDOW_START_NS);
+	assert_int_equal(poll_window_use(&w, 10 * US, true), 0);
 }
 
 static void test_preemption_holds_the_window_to_a_wake_up(void **state)
@@ -136,12 +138,16 @@ static void test_preemption_holds_the_window_to_a_wake_up(void **state)
 	assert_int_equal(poll_window_use(&w, t, false), POLL_WAKE_COST_NS);
 	assert_int_equal(poll_window_use(&w, t + POLL_CONTENDED_HOLD_NS - 1, false),
 			 POLL_WAKE_COST_NS);
+	/* A device wait on a contended CPU: a wake-up waits for the CPU too,
+	 * so a spin up to its cost pays. */
+	assert_int_equal(poll_window_use(&w, t, true), POLL_WAKE_COST_NS);
 	/* ...the learned window is kept... */
 	assert_int_equal(poll_window_ns(&w), 512 * US);
 	/* ...and used again once the hold is over without a new preemption. */
 	assert_int_equal(poll_window_use(&w, t + POLL_CONTENDED_HOLD_NS, false), 512 * US);
 	poll_window_preemptions(&w, t + POLL_CONTENDED_HOLD_NS, 8);
 	assert_int_equal(poll_window_use(&w, t + POLL_CONTENDED_HOLD_NS, false), 512 * US);
+	assert_int_equal(poll_window_use(&w, t + POLL_CONTENDED_HOLD_NS, true), 0);
 }
 
 static void test_a_test_may_raise_the_wake_up_cost(void **state)
@@ -162,7 +168,7 @@ int main(void)
 	    cmocka_unit_test(test_never_exceeds_the_bound),
 	    cmocka_unit_test(test_a_sleep_past_the_bound_halves_it_down_to_zero),
 	    cmocka_unit_test(test_zero_bound_never_polls),
-	    cmocka_unit_test(test_device_waits_use_a_wake_up_at_most),
+	    cmocka_unit_test(test_device_waits_sleep_unless_contended),
 	    cmocka_unit_test(test_preemption_holds_the_window_to_a_wake_up),
 	    cmocka_unit_test(test_a_test_may_raise_the_wake_up_cost),
 	};
