@@ -303,10 +303,7 @@ def test_startup_errors():
         r = shell(host, "")
         expect(r.returncode == 1 and "invalid server address localhost:4555" in r.stderr,
                r.stderr)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()  # nothing listens there now
+        port = harness.free_port()  # nothing listens there
         refused = server_config(tmp, f"127.0.0.1:{port}", "refused.yaml")
         r = shell(refused, "help\n")
         expect(r.returncode == 1 and r.stdout == "" and "[ERROR]" in r.stderr, r.stderr)
