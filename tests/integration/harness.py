@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BUILD_DIR = os.environ.get("UBIBLK_BUILD_DIR") or os.path.join(
@@ -43,6 +44,7 @@ def scratch_dir(prefix="ubiblk-test-"):
 
 
 _ports_given = set()  # free_port() never hands out a port twice in one process
+_ports_lock = threading.Lock()  # tests that run several servers from threads
 
 
 def free_port():
@@ -58,17 +60,18 @@ def free_port():
         ephemeral_low = 32768
     low = 10000 if ephemeral_low > 12000 else 1024
     high = max(low + 1000, ephemeral_low - 1)
-    for _ in range(200):
-        port = random.randint(low, high)
-        if port in _ports_given:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    with _ports_lock:
+        for _ in range(200):
+            port = random.randint(low, high)
+            if port in _ports_given:
                 continue
-        _ports_given.add(port)
-        return port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _ports_given.add(port)
+            return port
     raise RuntimeError(f"no free TCP port in {low}-{high} on 127.0.0.1")
 
 

@@ -1,6 +1,7 @@
 """Randomized network faults (tests/integration/tcp_fault_proxy.py) between
 our programs and their peers, UBIBLK_FAULT_RUNS runs (default 10) from one
-seed (UBIBLK_FAULT_SEED, printed; set it to replay a run's choices).
+seed (UBIBLK_FAULT_SEED, printed; set it to replay a run's choices),
+UBIBLK_FAULT_PARALLEL (default 3) at a time.
 
 Each run picks a path, a fault mix (latency, bandwidth cap, reset, truncate,
 stall, garbage bytes: per connection and direction) and a small disk (8-32
@@ -28,6 +29,7 @@ one error line, and a rerun without faults completes and decodes right.
 
 Swift starts once for the file (about 15 s)."""
 
+import concurrent.futures
 import json
 import os
 import random
@@ -58,6 +60,9 @@ FAILED_STRIPE = re.compile(r"fetch: stripe (\d+) failed \(([^)]*)\) after \d+ re
 # (remote: 20 s per started MiB; S3: 20 s per attempt, max_attempts of them,
 # backoff up to 20 s). A run longer than this bound is a hang.
 RUN_BOUND = 420
+# Runs at a time (UBIBLK_FAULT_PARALLEL, default 3).
+PARALLEL = max(1, int(os.environ.get("UBIBLK_FAULT_PARALLEL", "3")))
+PRINT_LOCK = threading.Lock()
 
 SWIFT = None
 WORK = None
@@ -514,6 +519,35 @@ RUNNERS = {"remote": run_remote, "archive-source": run_archive_source,
            "archive-tool": run_archive_tool}
 
 
+def run_one(plan):
+    """One run (index, seed, path), start to end: its outcome, its line,
+    its logs if it failed."""
+    run = Run(*plan)
+    run.faults = {}
+    t0 = time.monotonic()
+    try:
+        RUNNERS[run.path](run)
+    except Exception as e:  # noqa: BLE001 - report every run, keep going
+        run.outcome = "FAIL"
+        run.detail = f"{type(e).__name__}: {e}"
+    faults = ",".join(f"{k}={v}" for k, v in sorted(run.faults.items()) if v)
+    lines = [f"{'ok  ' if run.outcome != 'FAIL' else 'FAIL'} {run.describe()} -> "
+             f"{run.outcome} ({time.monotonic() - t0:.0f}s; fired {faults or 'none'}; "
+             f"{run.detail})"]
+    if run.outcome == "FAIL":
+        # The run's logs outlive the work folder, for the post-mortem.
+        kept = os.path.join(os.environ["UBIBLK_BUILD_DIR"], "net-faults-failed",
+                            f"run{run.index}")
+        shutil.copytree(run.work, kept, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.raw", "*.img", "*.sock"))
+        lines.append(f"     logs kept in {kept}")
+    shutil.rmtree(run.work, ignore_errors=True)
+    run.data = None  # up to 32 MiB a run; the summary needs none of it
+    with PRINT_LOCK:
+        print("\n".join(lines), flush=True)
+    return run
+
+
 def main():
     global SWIFT, WORK
     runs = int(os.environ.get("UBIBLK_FAULT_RUNS", "10"))
@@ -531,27 +565,15 @@ def main():
         os.makedirs(os.environ["HOME"])
         s3.create_bucket(BUCKET)
         offset = master.randrange(len(PATHS))
-        for i in range(runs):
-            run = Run(i, master.getrandbits(32), PATHS[(i + offset) % len(PATHS)])
-            run.faults = {}
-            t0 = time.monotonic()
-            try:
-                RUNNERS[run.path](run)
-            except Exception as e:  # noqa: BLE001 - report every run, keep going
-                run.outcome = "FAIL"
-                run.detail = f"{type(e).__name__}: {e}"
-            faults = ",".join(f"{k}={v}" for k, v in sorted(run.faults.items()) if v)
-            print(f"{'ok  ' if run.outcome != 'FAIL' else 'FAIL'} {run.describe()} -> "
-                  f"{run.outcome} ({time.monotonic() - t0:.0f}s; fired {faults or 'none'}; "
-                  f"{run.detail})", flush=True)
-            results.append(run)
-            if run.outcome == "FAIL":
-                # The run's logs outlive the work folder, for the post-mortem.
-                kept = os.path.join(os.environ["UBIBLK_BUILD_DIR"], "net-faults-failed", f"run{i}")
-                shutil.copytree(run.work, kept, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("*.raw", "*.img", "*.sock"))
-                print(f"     logs kept in {kept}", flush=True)
-            shutil.rmtree(run.work, ignore_errors=True)
+        # Every run's seed comes from the master seed before any starts,
+        # so a seed replays the same runs however they overlap.
+        planned = [(i, master.getrandbits(32), PATHS[(i + offset) % len(PATHS)])
+                   for i in range(runs)]
+        # Most of a run's time is a wait (a stalled connection waits out the
+        # source's 20 s timeout), so runs overlap: PARALLEL at a time.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            for run in pool.map(run_one, planned):
+                results.append(run)
     print(f"net-faults summary (seed {seed}, {time.monotonic() - started:.0f}s):")
     for path in PATHS:
         mine = [r for r in results if r.path == path]
