@@ -74,8 +74,10 @@ fi
 # Suite test-tools checks the test tools themselves (Swift, the fault proxy):
 # no C code of ours runs in it, so the sanitizer builds leave it out. The
 # network-fault runs wait out real timeouts (slower still under ASan): the
-# release build runs them.
+# release build runs them. This build's host is idle, so its guests run two
+# at a time (tests/guest/meson.build).
 run_suite asan 1 "--no-suite test-tools --no-suite net-faults" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+	-Dguest_tests_side_by_side=true \
 	|| failed_steps=$((failed_steps + 1))
 
 # ThreadSanitizer: every process a test starts (backends, tools, the bench)
