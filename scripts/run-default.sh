@@ -12,7 +12,13 @@ state=$(realpath -m "${UBIBLK_STATE_DIR:-$top/state}")
 cd "$top"
 
 scripts/install-deps.sh run
-[ -d build ] || meson setup build -Dtests=false >/dev/null
+# A build/ without build.ninja (an empty folder, or a setup that was cut
+# short) is configured afresh; a configured one is only brought up to date.
+if [ ! -f build/build.ninja ]; then
+	wipe=()
+	[ -d build/meson-private ] && wipe=(--wipe)
+	meson setup "${wipe[@]}" build -Dtests=false >/dev/null
+fi
 ninja -C build src/bin/vhost-backend src/bin/ubiblk-bench >/dev/null
 
 mkdir -p "$state"

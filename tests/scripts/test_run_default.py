@@ -140,6 +140,12 @@ def check_guest_hint(argv, sock):
 
 
 def test_run_default_hints():
+    # A fresh clone has no build/. An empty one, which anything that wants
+    # a scratch folder there may leave (the test harness's scratch_dir
+    # does), must be configured too, not handed to ninja as it is.
+    build = os.path.join(TOP, "build")
+    if not os.path.exists(build):
+        os.mkdir(build)
     base = os.environ.get("TMPDIR") or "/var/tmp"
     with tempfile.TemporaryDirectory(prefix="ubiblk-run-default-", dir=base) as tmp:
         state = os.path.join(tmp, "state")
