@@ -295,6 +295,7 @@ class Run:
         self.connections = self.rng.choice([2, 4, 8, 16])
         self.outcome = None
         self.detail = ""
+        self.faults = {}  # what the proxy fired, by kind
 
     def describe(self):
         return (f"run {self.index} seed {self.seed} {self.path}: {self.size // MiB} MiB, "
@@ -523,7 +524,6 @@ def run_one(plan):
     """One run (index, seed, path), start to end: its outcome, its line,
     its logs if it failed."""
     run = Run(*plan)
-    run.faults = {}
     t0 = time.monotonic()
     try:
         RUNNERS[run.path](run)
@@ -554,7 +554,6 @@ def main():
     seed = int(os.environ.get("UBIBLK_FAULT_SEED") or random.SystemRandom().randrange(1 << 31))
     print(f"net-faults: {runs} runs, UBIBLK_FAULT_SEED={seed}", flush=True)
     master = random.Random(seed)
-    results = []
     started = time.monotonic()
     with harness.scratch_dir("ubiblk-net-faults-") as work, swift.SwiftS3() as s3:
         SWIFT, WORK = s3, work
@@ -572,8 +571,7 @@ def main():
         # Most of a run's time is a wait (a stalled connection waits out the
         # source's 20 s timeout), so runs overlap: PARALLEL at a time.
         with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            for run in pool.map(run_one, planned):
-                results.append(run)
+            results = list(pool.map(run_one, planned))
     print(f"net-faults summary (seed {seed}, {time.monotonic() - started:.0f}s):")
     for path in PATHS:
         mine = [r for r in results if r.path == path]
