@@ -110,13 +110,10 @@ int archive_metadata_parse(const char *json, size_t len, struct archive_metadata
 	if (!root) {
 		error_set(err, -EINVAL, PARSE_ERR "%s at line %d column %d", jerr.text, jerr.line,
 			  jerr.column);
-		error_one_line(err); /* jansson quotes the input near the error */
 		return -EINVAL;
 	}
 	int rc = parse_root(root, out, err);
 	json_decref(root);
-	if (rc < 0)
-		error_one_line(err); /* it may quote a value (an unknown compression) */
 	return rc;
 }
 

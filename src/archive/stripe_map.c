@@ -133,13 +133,10 @@ int archive_stripe_map_parse(const char *json, size_t len, struct archive_stripe
 	if (!root) {
 		error_set(err, -EINVAL, PARSE_ERR "%s at line %d column %d", jerr.text, jerr.line,
 			  jerr.column);
-		error_one_line(err); /* jansson quotes the input near the error */
 		return -EINVAL;
 	}
 	int rc = parse_object(root, out, err);
 	json_decref(root);
-	if (rc < 0)
-		error_one_line(err); /* it may quote a key */
 	return rc;
 }
 

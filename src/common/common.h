@@ -41,7 +41,9 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
  * 0 or a negative errno. When a person may need to know why, it also takes
  * `struct error *err` as its last parameter (NULL allowed: the caller does not
  * care) and fills it with one line that names what failed and why, without a
- * trailing period or newline. Callers add context with error_prefix() on the
+ * trailing period or newline. error_set() and error_prefix() keep it one line:
+ * a control character in what they quote (a config value, a key from a file)
+ * becomes '?'. Callers add context with error_prefix() on the
  * way up; the caller that can show it to a person (a tool's main, a daemon's
  * start-up, an RPC reply) prints err->text once. Nothing logs and returns the
  * same failure: one or the other. */
@@ -63,10 +65,6 @@ void error_prefix(struct error *err, const char *fmt, ...) __attribute__((format
  * -ENOMEM): an empty text becomes strerror(-code). Nothing when code is 0. */
 void error_default(struct error *err, int code);
 void error_clear(struct error *err);
-/* For a text that quotes untrusted input (a parser's "near '...'", a key
- * from a file): control characters, the line breaks among them, become '?'
- * so the text stays one line. */
-void error_one_line(struct error *err);
 
 /* ---- buffers ----
  * Zero-filled memory aligned to `alignment` (a power of two); NULL on failure.

@@ -5,6 +5,16 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Every text is one line (common.h), whatever it quotes: a config value, a
+ * key from a JSON file, a parser's "near '...'". Control characters, the line
+ * breaks among them, become '?'; UTF-8 stays. */
+static void keep_one_line(char *text)
+{
+	for (char *p = text; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}
+
 int error_set(struct error *err, int code, const char *fmt, ...)
 {
 	if (!err)
@@ -13,6 +23,7 @@ int error_set(struct error *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->text, sizeof(err->text), fmt, ap);
 	va_end(ap);
+	keep_one_line(err->text);
 	return code;
 }
 
@@ -33,6 +44,7 @@ void error_prefix(struct error *err, const char *fmt, ...)
 	memcpy(err->text, prefix, prefix_len);
 	memcpy(err->text + prefix_len, original, original_len);
 	err->text[prefix_len + original_len] = '\0';
+	keep_one_line(err->text);
 }
 
 void error_default(struct error *err, int code)
@@ -45,13 +57,4 @@ void error_clear(struct error *err)
 {
 	if (err)
 		err->text[0] = '\0';
-}
-
-void error_one_line(struct error *err)
-{
-	if (!err)
-		return;
-	for (char *p = err->text; p < err->text + sizeof(err->text) && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
 }

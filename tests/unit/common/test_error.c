@@ -37,7 +37,6 @@ static void null_error_is_allowed_everywhere(void **state)
 	error_prefix(NULL, "context: ");
 	error_default(NULL, -ENOMEM);
 	error_clear(NULL);
-	error_one_line(NULL);
 }
 
 static void prefix_adds_context_in_front(void **state)
@@ -85,13 +84,19 @@ static void default_fills_only_an_empty_text(void **state)
 	assert_string_equal(err.text, "");
 }
 
-static void one_line_replaces_control_characters(void **state)
+/* A quoted value with a line break in it (a YAML string may span lines)
+ * still gives one line. */
+static void set_and_prefix_keep_one_line(void **state)
 {
 	struct error err = {0};
 	error_set(&err, -EINVAL, "key \"%s\" is not a stripe index", "a\nb\r\x1b[31m\x7f\xc3\xa9");
-	error_one_line(&err);
 	/* Control characters only: UTF-8 from a JSON string stays. */
 	assert_string_equal(err.text, "key \"a?b??[31m?\xc3\xa9\" is not a stripe index");
+
+	error_set(&err, -EINVAL, "the port must be a number");
+	error_prefix(&err, "metrics_listen: %s: ", "[::1]:920\npath: d\t");
+	assert_string_equal(err.text,
+			    "metrics_listen: [::1]:920?path: d?: the port must be a number");
 }
 
 int main(void)
@@ -103,7 +108,7 @@ int main(void)
 	    cmocka_unit_test(prefix_adds_context_in_front),
 	    cmocka_unit_test(prefix_keeps_the_start_when_cut),
 	    cmocka_unit_test(default_fills_only_an_empty_text),
-	    cmocka_unit_test(one_line_replaces_control_characters),
+	    cmocka_unit_test(set_and_prefix_keep_one_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
