@@ -157,14 +157,16 @@ def backend(name, fields, disk_size, **extra):
     return be, disk, rpc
 
 
-def serve_and_hydrate(name, fields, view, disk_size):
+def serve_and_hydrate(name, fields, view, disk_size, original=None):
     """vhost-backend from the archive: init-metadata marks exactly the
     archived stripes, a whole-disk read equals the original while
     autofetch runs, hydration ends with fetched == source, and the disk
-    file holds the original."""
+    file holds the original (original_of(view, disk_size), which a caller
+    serving one view many times passes in: 256 MiB to join each time)."""
     archived = sorted(i for i, v in view.items() if v is not None)
     stripes = len(view)
-    original = original_of(view, disk_size)
+    if original is None:
+        original = original_of(view, disk_size)
     be, disk, rpc = backend(name, fields, disk_size, autofetch=True)
     source.init_metadata(be, stripes, archived)
     with be:
@@ -240,6 +242,8 @@ def test_big_disk_round_trip():
     view = devices[0].guest_view()
     archived = sorted(i for i, v in view.items() if v is not None)
     expect(len(archived) == written, len(archived))
+    expect(devices[0].disk_size == devices[1].disk_size, "the two disks differ in size")
+    original = original_of(view, devices[0].disk_size)
     unencrypted = {}
     for dev in devices:
         for compress, encrypt in COMBINATIONS:
@@ -266,7 +270,7 @@ def test_big_disk_round_trip():
                 previous = unencrypted.setdefault(compress, hashes)
                 expect(previous == hashes, f"{name}: other objects than the plain disk's")
             shutil.rmtree(root)
-            serve_and_hydrate(name, fields, view, dev.disk_size)
+            serve_and_hydrate(name, fields, view, dev.disk_size, original)
             # The same run into a directory: the same objects, read back the same.
             fs = {"type": "filesystem", "path": os.path.join(WORK, "fs-" + name),
                   "archive_kek": kek_block(KEK)}
@@ -276,7 +280,7 @@ def test_big_disk_round_trip():
                                            "snappy" if compress else "none", encrypt)
             if not encrypt:
                 expect(fs_hashes == hashes, f"{name}: the directory holds other objects")
-            serve_and_hydrate("fs-" + name, fs, view, dev.disk_size)
+            serve_and_hydrate("fs-" + name, fs, view, dev.disk_size, original)
             shutil.rmtree(fs["path"])
         os.unlink(dev.disk_path)
 
