@@ -105,7 +105,12 @@ static bool apply_settings_locked(struct queue_worker *qw)
 	if (qw->running && was_event_idx != have->event_idx) {
 		qw->vq.event_idx = have->event_idx;
 		qw->vq.signalled_used = qw->vq.next_used;
-		virtqueue_disable_notify(&qw->vq);
+		/* Rings a new memory table left out are no guest memory of
+		 * ours (the old mapping may be gone): nothing is written there.
+		 * The rounds set the notification state again once they are
+		 * mapped. */
+		if (qw->ring_mapped)
+			virtqueue_disable_notify(&qw->vq);
 	}
 	if (want->exit)
 		qw->exiting = true;

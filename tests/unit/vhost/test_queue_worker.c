@@ -805,6 +805,26 @@ static void test_completions_while_rings_unmapped_are_kept(void **state)
 	assert_int_equal(queue_worker_stop(f->qw), 8);
 }
 
+/* A feature change (EVENT_IDX off) while a memory table without the rings
+ * is in place writes nothing to where the rings were: that memory is not
+ * the guest's any more, and the old mapping may be gone (the vhost-user
+ * fuzz target crashed there: SET_MEM_TABLE, then SET_FEATURES). */
+static void test_feature_change_while_rings_unmapped_writes_nothing(void **state)
+{
+	struct fixture *f = *state;
+	start_worker(f, true);
+	struct guest_memory *high;
+	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
+	assert_int_equal(guest_memory_add(NULL, &r1, f->g.fd, &high), 0);
+	assert_int_equal(fg_used_flags(&f->g), 0);
+
+	queue_worker_set_memory(f->qw, high); /* the rings are gone */
+	queue_worker_set_event_idx(f->qw, false);
+	assert_int_equal(queue_worker_stop(f->qw), 0); /* both applied by now */
+	assert_int_equal(fg_used_flags(&f->g), 0);     /* no NO_NOTIFY written */
+	guest_memory_unref(high);
+}
+
 static struct queue_worker_bounce_stats bounce_stats(const struct fixture *f)
 {
 	struct queue_worker_bounce_stats stats;
@@ -1010,6 +1030,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_saturated_blocking_call_fd, setup_null, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy_kernel_does_not_lose_requests,
 					    setup_uring_file, teardown),
+	    cmocka_unit_test_setup_teardown(test_feature_change_while_rings_unmapped_writes_nothing,
+					    setup_null, teardown),
 	    cmocka_unit_test_setup_teardown(test_completions_while_rings_unmapped_are_kept,
 					    setup_uring_file, teardown),
 	    cmocka_unit_test_setup_teardown(test_bounce_memory_stays_within_budget,
