@@ -112,11 +112,12 @@ def xts(body, first_sector, encrypt, key=KEY1 + KEY2):
         dst = ctypes.create_string_buffer(len(body))
         src_at, dst_at = ctypes.addressof(src), ctypes.addressof(dst)
         written = ctypes.c_int()
+        written_at = ctypes.byref(written)
         init, update = _LIB.EVP_CipherInit_ex, _LIB.EVP_CipherUpdate
         for s in range(len(body) // SECTOR):
             off = s * SECTOR
             if (init(ctx, None, None, None, tweak(first_sector + s), -1) != 1 or
-                    update(ctx, dst_at + off, ctypes.byref(written), src_at + off, SECTOR) != 1 or
+                    update(ctx, dst_at + off, written_at, src_at + off, SECTOR) != 1 or
                     written.value != SECTOR):
                 raise ValueError("AES-256-XTS failed on sector %d" % (first_sector + s))
         return dst.raw

@@ -603,13 +603,21 @@ static void test_memory_swap_with_requests_in_flight(void **state)
 	run_until(f, 41);
 }
 
+/* A memory table holding only the fixture's upper region: the rings, in the
+ * lower one, are not in it. The caller drops the reference. */
+static struct guest_memory *memory_without_the_rings(struct fixture *f)
+{
+	struct guest_memory *high;
+	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
+	assert_int_equal(guest_memory_add(NULL, &r1, f->g.fd, &high), 0);
+	return high;
+}
+
 static void test_memory_without_the_rings_stops_the_queue(void **state)
 {
 	struct fixture *f = *state;
 	start_worker(f, false);
-	struct guest_memory *high;
-	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
-	assert_int_equal(guest_memory_add(NULL, &r1, f->g.fd, &high), 0);
+	struct guest_memory *high = memory_without_the_rings(f);
 	queue_worker_set_memory(f->qw, high);
 	guest_memory_unref(high);
 	put_rw(f, VIRTIO_BLK_T_IN, 0, 512, 0);
@@ -754,9 +762,7 @@ static void test_completions_while_rings_unmapped_are_kept(void **state)
 {
 	struct fixture *f = *state;
 	start_worker(f, false);
-	struct guest_memory *high;
-	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
-	assert_int_equal(guest_memory_add(NULL, &r1, f->g.fd, &high), 0);
+	struct guest_memory *high = memory_without_the_rings(f);
 
 	/* Hold the requests in the submission queue while the table changes. */
 	const unsigned hold = 1u << 30;
@@ -813,9 +819,7 @@ static void test_feature_change_while_rings_unmapped_writes_nothing(void **state
 {
 	struct fixture *f = *state;
 	start_worker(f, true);
-	struct guest_memory *high;
-	struct vhost_user_mem_region r1 = {FG_SPLIT, FG_REGION_SIZE, 0x20000000, FG_SPLIT};
-	assert_int_equal(guest_memory_add(NULL, &r1, f->g.fd, &high), 0);
+	struct guest_memory *high = memory_without_the_rings(f);
 	assert_int_equal(fg_used_flags(&f->g), 0);
 
 	queue_worker_set_memory(f->qw, high); /* the rings are gone */
